@@ -1,0 +1,1 @@
+"""Kiln's logic, importable and testable without ComfyUI (no host imports anywhere below)."""

@@ -1,0 +1,92 @@
+"""The one module that imports ComfyUI (``comfy``, ``folder_paths``, ``nodes``, ``execution``, ``server``).
+
+Importing it finds and starts the host when Kiln runs outside ComfyUI (CLI, tests); inside ComfyUI the
+host is already up and this is a no-op. Everything else in the pack reaches the host through here.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .core.hostpath import HostNotFound, find_comfyui
+
+PACK_DIR = Path(__file__).resolve().parent
+
+
+def _boot() -> Path:
+    if "folder_paths" in sys.modules and "comfy.model_management" in sys.modules:
+        return Path(sys.modules["folder_paths"].__file__).resolve().parent
+    root = find_comfyui(PACK_DIR)
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    import torch
+    import comfy.options
+    comfy.options.enable_args_parsing(False)
+    from comfy.cli_args import args
+    # A CUDA build of torch on a machine without a GPU must be told before model_management loads.
+    if not torch.cuda.is_available():
+        args.cpu = True
+    return root
+
+
+COMFYUI_ROOT = _boot()
+
+import comfy.model_management as model_management  # noqa: E402
+import comfy.utils  # noqa: E402
+import folder_paths  # noqa: E402
+
+
+def progress_bar(total: int):
+    """The host's ProgressBar (shows in the UI on the running node)."""
+    return comfy.utils.ProgressBar(total)
+
+
+def throw_if_interrupted() -> None:
+    """Raise the host's interrupt exception when the user pressed Cancel."""
+    model_management.throw_exception_if_processing_interrupted()
+
+
+def interrupt_requested() -> bool:
+    return model_management.processing_interrupted()
+
+
+def interrupt_exception_type():
+    return model_management.InterruptProcessingException
+
+
+def register_model_folder(key: str, default_subdir: str, extensions: set[str]) -> Path:
+    """Register ``models/<default_subdir>`` under ``key`` unless another pack already did; returns the first path."""
+    default = Path(folder_paths.models_dir) / default_subdir
+    if key in folder_paths.folder_names_and_paths:
+        paths, exts = folder_paths.folder_names_and_paths[key]
+        if str(default) not in paths:
+            paths.append(str(default))
+        exts.update(extensions)
+        return Path(paths[0])
+    folder_paths.folder_names_and_paths[key] = ([str(default)], set(extensions))
+    return default
+
+
+def model_folder_paths(key: str) -> list[Path]:
+    return [Path(p) for p in folder_paths.get_folder_paths(key)]
+
+
+def output_dir() -> Path:
+    return Path(folder_paths.get_output_directory())
+
+
+def input_dir() -> Path:
+    return Path(folder_paths.get_input_directory())
+
+
+def temp_dir() -> Path:
+    return Path(folder_paths.get_temp_directory())
+
+
+def loras_dir() -> Path:
+    return Path(folder_paths.get_folder_paths("loras")[0])
+
+
+def torch_device():
+    return model_management.get_torch_device()
