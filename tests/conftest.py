@@ -26,7 +26,7 @@ def host():
     """The booted host module (``kiln_pack.host``) with Kiln's nodes registered in the host's node table."""
     if HOST_ROOT is None:
         pytest.skip(f"host test skipped: {HOST_MISSING}")
-    from kiln_pack import runner
+    from kiln_pack.host import runner
     runner.boot_host()
     import kiln_pack.host as h
     return h
@@ -35,6 +35,6 @@ def host():
 @pytest.fixture(scope="session")
 def tiny_assets(host, tmp_path_factory):
     """A tiny SD1.5-family checkpoint in the host's checkpoints folder and a tiny captioned image set."""
-    from kiln_pack.core import fixtures
+    from kiln_pack.host import fixtures
     cache = Path(tmp_path_factory.getbasetemp()) / "kiln-assets"
     return fixtures.ensure_demo_assets(host.model_folder_paths("checkpoints")[0], cache)

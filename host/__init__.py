@@ -1,4 +1,4 @@
-"""The one module that imports ComfyUI (``comfy``, ``folder_paths``, ``nodes``, ``execution``, ``server``).
+"""The one package that imports ComfyUI (``comfy``, ``folder_paths``, ``nodes``, ``execution``, ``server``).
 
 Importing it finds and starts the host when Kiln runs outside ComfyUI (CLI, tests); inside ComfyUI the
 host is already up and this is a no-op. Everything else in the pack reaches the host through here.
@@ -9,9 +9,9 @@ import os
 import sys
 from pathlib import Path
 
-from .core.hostpath import HostNotFound, find_comfyui
+from ..core.hostpath import HostNotFound, find_comfyui
 
-PACK_DIR = Path(__file__).resolve().parent
+PACK_DIR = Path(__file__).resolve().parent.parent
 
 
 def _boot() -> Path:

@@ -1,0 +1,73 @@
+"""The adapter base class: one trainable adapter attached to one base layer (Linear or Conv)."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class AdapterModule(nn.Module):
+    """Attached to a base layer by a forward hook; ``forward(x, base_out)`` returns the adapted output.
+
+    Subclasses implement ``delta_forward`` (bypass: added to the base output without touching the base
+    weight, so no gradient for the big matrix is ever formed) and ``export`` (the tensors as the host and
+    kohya/LyCORIS tools load them, without the module-name prefix).
+    """
+
+    algorithm: str = ""
+
+    def __init__(self, name: str, base: nn.Module, rank: int, alpha: float, multiplier: float = 1.0,
+                 dropout: float = 0.0, rank_dropout: float = 0.0, module_dropout: float = 0.0, spec=None):
+        super().__init__()
+        self.name = name
+        self.spec = spec
+        self.rank = rank
+        self.register_buffer("alpha", torch.tensor(float(alpha)), persistent=False)
+        self.multiplier = multiplier
+        self.dropout = dropout
+        self.rank_dropout = rank_dropout
+        self.module_dropout = module_dropout
+        self.is_conv = isinstance(base, nn.Conv2d)
+        if self.is_conv:
+            self.in_dim, self.out_dim = base.in_channels, base.out_channels
+            self.kernel_size, self.stride = base.kernel_size, base.stride
+            self.padding, self.dilation, self.groups = base.padding, base.dilation, base.groups
+        elif isinstance(base, nn.Linear):
+            self.in_dim, self.out_dim = base.in_features, base.out_features
+        else:
+            raise TypeError(f"{name}: can only adapt Linear or Conv2d layers, not {type(base).__name__}")
+
+    @property
+    def scale(self) -> float:
+        return float(self.alpha) / self.rank
+
+    def forward(self, x: torch.Tensor, base_out: torch.Tensor, base: nn.Module) -> torch.Tensor:
+        if self.training and self.module_dropout and torch.rand(()) < self.module_dropout:
+            return base_out
+        delta = self.delta_forward(x, base)
+        return base_out + (delta * self.multiplier).to(base_out.dtype)
+
+    def delta_forward(self, x: torch.Tensor, base: nn.Module) -> torch.Tensor:
+        raise NotImplementedError
+
+    def export(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def load_exported(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Inverse of ``export`` (resume, continue training an existing file)."""
+        raise NotImplementedError
+
+    # Helpers shared by algorithms.
+    def _apply_dropout(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(x, self.dropout) if (self.training and self.dropout) else x
+
+    def _rank_mask(self, h: torch.Tensor) -> torch.Tensor:
+        """Rank dropout: drop whole rank channels, rescaled so the expectation is unchanged."""
+        if not (self.training and self.rank_dropout):
+            return h
+        shape = (h.shape[0], h.shape[1]) + (1,) * (h.dim() - 2) if self.is_conv else (h.shape[0],) + (1,) * (h.dim() - 2) + (h.shape[-1],)
+        keep = (torch.rand(shape, device=h.device) > self.rank_dropout).to(h.dtype)
+        return h * keep / (1.0 - self.rank_dropout)
+
+    def trainable_parameters(self):
+        return [p for p in self.parameters() if p.requires_grad]

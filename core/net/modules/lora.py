@@ -1,0 +1,56 @@
+"""LoRA / LoCon: delta = up @ down * alpha / rank, trained in bypass (x -> down -> up, added to the base output).
+
+Conv layers: ``down`` is a conv with the base kernel/stride/padding and ``up`` a 1x1 conv, which is the
+layout kohya and the host load for LoCon (4-D tensors).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..registry import register_algorithm
+from .base import AdapterModule
+
+
+@register_algorithm("lora")
+class LoRAModule(AdapterModule):
+    def __init__(self, name, base, rank, alpha, generator: torch.Generator | None = None, **kw):
+        super().__init__(name, base, rank, alpha, **kw)
+        if self.is_conv:
+            kh, kw_ = self.kernel_size
+            down = torch.empty(rank, self.in_dim // self.groups, kh, kw_)
+            up = torch.zeros(self.out_dim, rank, 1, 1)
+        else:
+            down = torch.empty(rank, self.in_dim)
+            up = torch.zeros(self.out_dim, rank)
+        # kohya's init: kaiming-uniform down, zero up, so training starts from the base model exactly.
+        bound = 1.0 / math.sqrt(down[0].numel()) * math.sqrt(3.0) * math.sqrt(2.0 / (1 + 5))
+        with torch.no_grad():
+            down.uniform_(-bound, bound, generator=generator)
+        self.lora_down = nn.Parameter(down)
+        self.lora_up = nn.Parameter(up)
+
+    def delta_forward(self, x, base):
+        x = self._apply_dropout(x)
+        down = self.lora_down.to(x.dtype)
+        up = self.lora_up.to(x.dtype)
+        if self.is_conv:
+            h = F.conv2d(x, down, None, self.stride, self.padding, self.dilation, self.groups)
+            h = self._rank_mask(h)
+            return F.conv2d(h, up) * self.scale
+        h = self._rank_mask(F.linear(x, down))
+        return F.linear(h, up) * self.scale
+
+    def export(self):
+        return {"lora_down.weight": self.lora_down.detach().clone(),
+                "lora_up.weight": self.lora_up.detach().clone(),
+                "alpha": self.alpha.detach().clone()}
+
+    def load_exported(self, tensors):
+        with torch.no_grad():
+            self.lora_down.copy_(tensors["lora_down.weight"].reshape(self.lora_down.shape))
+            self.lora_up.copy_(tensors["lora_up.weight"].reshape(self.lora_up.shape))
+            self.alpha.fill_(float(tensors["alpha"]))

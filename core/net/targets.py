@@ -1,0 +1,37 @@
+"""Which layers a network trains, decided on the host's module names (LDM/CLIP naming).
+
+Presets follow kohya: "attn_mlp" is every Linear/1x1 layer inside the transformer blocks (attention,
+feed-forward, proj_in/out) and the text encoder's attention and MLP; "attn" only the attention
+projections; "full" adds the ResNet, time-embedding and resampling layers (3x3 convs train only when
+the spec gives them a conv rank). Norms, embeddings and biases never train.
+"""
+from __future__ import annotations
+
+import re
+
+import torch.nn as nn
+
+_ATTN = re.compile(r"\.attn\d?\.(to_q|to_k|to_v|to_out\.0)$|\.self_attn\.(q_proj|k_proj|v_proj|out_proj)$")
+_TRANSFORMER = re.compile(r"(transformer_blocks\.\d+\.|\.proj_in$|\.proj_out$|\.mlp\.fc\d$|\.self_attn\.)")
+_FULL_EXTRA = re.compile(r"(in_layers\.\d+|out_layers\.\d+|emb_layers\.\d+|skip_connection|\.op$|\.conv$|"
+                         r"time_embed\.\d+|label_emb\.\d+\.\d+|^diffusion_model\.out\.\d+|input_blocks\.0\.0)$")
+
+PRESETS = ("attn", "attn_mlp", "full")
+
+
+def is_conv3x3(module: nn.Module) -> bool:
+    return isinstance(module, nn.Conv2d) and tuple(module.kernel_size) != (1, 1)
+
+
+def wanted(host_name: str, module: nn.Module, preset: str) -> bool:
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown target preset {preset!r}; choose one of {PRESETS}")
+    if not isinstance(module, (nn.Linear, nn.Conv2d)):
+        return False
+    if _ATTN.search(host_name):
+        return True
+    if preset == "attn":
+        return False
+    if _TRANSFORMER.search(host_name):
+        return True
+    return preset == "full" and bool(_FULL_EXTRA.search(host_name))

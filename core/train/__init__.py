@@ -1,0 +1,1 @@
+"""The training loop, objective, optimizer/scheduler registry and resumable state."""

@@ -1,0 +1,215 @@
+"""The training loop. Host specifics (the model's forward, text encoding, sampling, saving, progress,
+interrupt) come in through ``DiffusionModel`` and ``TrainHooks``; everything here is plain torch."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import torch
+
+from .objective import ObjectiveSpec, batch_loss, is_finite, make_noise, sample_percents
+from .optim import OptimizerSpec, build_optimizer, build_scheduler
+from .state import TrainState
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    max_steps: int = 0                 # >0 stops there (and sets the schedule length) instead of epochs
+    batch_size: int = 1
+    grad_accum: int = 1
+    seed: int = 0
+    mixed_precision: str = "auto"      # auto | fp32 | bf16 | fp16
+    gradient_checkpointing: bool = False
+    objective: ObjectiveSpec = field(default_factory=ObjectiveSpec)
+    save_every_n_steps: int = 0
+    save_every_n_epochs: int = 0
+    sample_every_n_steps: int = 0
+    ema_decay: float = 0.0             # 0 = off; e.g. 0.999
+
+
+class DiffusionModel(Protocol):
+    """What the loop needs of the host's model (implemented in host/training.py)."""
+    kind: str
+    sigma_data: float
+    device: torch.device
+
+    def process_latent_in(self, latents: torch.Tensor) -> torch.Tensor: ...
+    def percent_to_sigma(self, percent: float) -> float: ...
+    def noise_scaling(self, sigma: torch.Tensor, noise: torch.Tensor, x0: torch.Tensor) -> torch.Tensor: ...
+    def predict_x0(self, x_t: torch.Tensor, sigma: torch.Tensor, conds: list) -> torch.Tensor: ...
+    def encode_text(self, captions: list[str]) -> list: ...
+
+
+@dataclass
+class TrainHooks:
+    progress: Callable[[int, int, float], None] = lambda step, total, loss: None
+    check_interrupt: Callable[[], None] = lambda: None
+    interrupt_types: tuple = ()
+    save: Callable[[int, bool], None] = lambda step, final: None   # write LoRA + state for this step
+    sample: Callable[[int], None] = lambda step: None
+    log: Callable[[str], None] = print
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainResult:
+    step: int
+    total_steps: int
+    losses: list[tuple[int, float]]
+    interrupted: bool = False
+    seconds: float = 0.0
+
+
+def autocast_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    if mode == "fp32":
+        return None
+    if mode == "bf16":
+        return torch.bfloat16
+    if mode == "fp16":
+        return torch.float16
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None  # CPU: fp32 (CPU autocast is slower than fp32 for these layers)
+
+
+def step_seed(seed: int, micro: int) -> int:
+    """Per micro-batch seed: a step's noise, timesteps, captions and dropout depend only on (seed, step),
+    which makes a resumed run identical to an uninterrupted one."""
+    return (seed * 1_000_003 + micro * 7919) % (2 ** 63 - 1)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, dataset, network, opt_spec: OptimizerSpec, model: DiffusionModel,
+                 latents, hooks: TrainHooks | None = None):
+        self.cfg, self.dataset, self.network, self.opt_spec = cfg, dataset, network, opt_spec
+        self.model, self.latents = model, latents
+        self.hooks = hooks or TrainHooks()
+        self.micro_per_epoch = len(dataset.epoch_plan(0, cfg.batch_size, cfg.seed))
+        total_micro = self.micro_per_epoch * cfg.epochs
+        self.total_steps = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(total_micro / cfg.grad_accum))
+        self._text_cache: dict[str, Any] = {}
+        self.ema = None
+
+    # -- pieces -------------------------------------------------------------------------------------
+    def micro_batches(self, start_micro: int):
+        """(micro index, epoch, refs) from ``start_micro`` on, across epochs, until the steps are done."""
+        micro = 0
+        epoch = 0
+        end = self.total_steps * self.cfg.grad_accum
+        while micro < end:
+            plan = self.dataset.epoch_plan(epoch, self.cfg.batch_size, self.cfg.seed)
+            for refs in plan:
+                if micro >= start_micro:
+                    yield micro, epoch, refs
+                micro += 1
+                if micro >= end:
+                    return
+            epoch += 1
+
+    def encode_captions(self, captions: list[str]) -> list:
+        if self.dataset.captions_vary():
+            return self.model.encode_text(captions)
+        missing = [c for c in dict.fromkeys(captions) if c not in self._text_cache]
+        if missing:
+            for c, enc in zip(missing, self.model.encode_text(missing)):
+                self._text_cache[c] = enc
+        return [self._text_cache[c] for c in captions]
+
+    def micro_loss(self, micro: int, refs) -> torch.Tensor:
+        seed = step_seed(self.cfg.seed, micro)
+        gen = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)  # adapter dropout draws from the global generator
+        latents = self.latents.get(self.dataset, refs)
+        x0 = self.model.process_latent_in(latents.to(self.model.device, torch.float32))
+        captions = [self.dataset.caption(r, seed) for r in refs]
+        conds = self.encode_captions(captions)
+        obj = self.cfg.objective
+        noise = make_noise(obj, x0, gen).to(x0.device)
+        sigma = torch.tensor([self.model.percent_to_sigma(p) for p in sample_percents(obj, len(refs), gen)],
+                             device=x0.device, dtype=torch.float32)
+        x_t = self.model.noise_scaling(sigma, noise, x0)
+        weights = torch.tensor([self.dataset.config.prior_loss_weight if r.is_reg else 1.0 for r in refs],
+                               device=x0.device)
+        dtype = autocast_dtype(self.cfg.mixed_precision, self.model.device)
+        with torch.autocast(self.model.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            x0_hat = self.model.predict_x0(x_t, sigma, conds)
+        return batch_loss(obj, self.model.kind, x0_hat, x0, sigma, weights, sigma_data=self.model.sigma_data)
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def run(self, resume: TrainState | None = None) -> TrainResult:
+        cfg, hooks = self.cfg, self.hooks
+        params = self.network.param_groups(self.opt_spec.lr, self.opt_spec.text_encoder_lr)
+        optimizer = build_optimizer(self.opt_spec, params, self.model.device)
+        scheduler = build_scheduler(self.opt_spec, optimizer, self.total_steps)
+        step = 0
+        if resume is not None:
+            self.network.load_exported(resume.network)
+            optimizer.load_state_dict(resume.optimizer)
+            scheduler.load_state_dict(resume.scheduler)
+            step = resume.step
+        self.optimizer, self.scheduler = optimizer, scheduler
+        scaler = torch.amp.GradScaler(self.model.device.type) if cfg.mixed_precision == "fp16" else None
+        trainable = [p for g in params for p in g["params"]]
+        losses: list[tuple[int, float]] = []
+        started = time.perf_counter()
+        self.network.train()
+        accum_loss = 0.0
+        interrupted = False
+        try:
+            for micro, epoch, refs in self.micro_batches(step * cfg.grad_accum):
+                hooks.check_interrupt()
+                loss = self.micro_loss(micro, refs)
+                value = float(loss.detach())
+                if not is_finite(value):
+                    raise TrainingDiverged(
+                        f"loss became {value} at step {step + 1}; the last good save is kept. "
+                        "Lower the learning rate, use fp32/bf16 instead of fp16, or enable gradient clipping.")
+                scaled = loss / cfg.grad_accum
+                (scaler.scale(scaled) if scaler else scaled).backward()
+                accum_loss += value / cfg.grad_accum
+                if (micro + 1) % cfg.grad_accum:
+                    continue
+                if scaler:
+                    scaler.unscale_(optimizer)
+                if self.opt_spec.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(trainable, self.opt_spec.max_grad_norm)
+                if scaler:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                losses.append((step, accum_loss))
+                hooks.progress(step, self.total_steps, accum_loss)
+                accum_loss = 0.0
+                end_of_epoch = (micro + 1) % self.micro_per_epoch == 0
+                if (cfg.save_every_n_steps and step % cfg.save_every_n_steps == 0 and step < self.total_steps) or \
+                        (cfg.save_every_n_epochs and end_of_epoch and (epoch + 1) % cfg.save_every_n_epochs == 0
+                         and step < self.total_steps):
+                    hooks.save(step, False)
+                if cfg.sample_every_n_steps and step % cfg.sample_every_n_steps == 0:
+                    self.network.eval()
+                    hooks.sample(step)
+                    self.network.train()
+        except tuple(hooks.interrupt_types) as exc:
+            interrupted = True
+            optimizer.zero_grad(set_to_none=True)
+            # Weights are consistent at every optimizer-step boundary, so this save is a good one.
+            hooks.save(step, True)
+            raise exc
+        finally:
+            self.network.eval()
+            self.last_result = TrainResult(step, self.total_steps, losses, interrupted, time.perf_counter() - started)
+        return self.last_result
+
+    def state(self, step: int, info: dict) -> TrainState:
+        return TrainState(step=step, network=self.network.export(), optimizer=self.optimizer.state_dict(),
+                          scheduler=self.scheduler.state_dict(), info=info)

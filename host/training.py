@@ -1,0 +1,190 @@
+"""The host side of training: key names, target layers, the model's forward and text encoding through
+ComfyUI's own ModelPatcher, model_sampling, extra_conds and CLIP."""
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import torch
+import torch.utils.checkpoint
+
+import comfy.lora
+import comfy.model_management as mm
+import comfy.model_sampling
+import comfy.sd
+
+from ..core.lora.value import KilnLora
+from ..core.net.blocks import block_of
+from ..core.net.network import TargetLayer
+
+log = logging.getLogger("kiln")
+
+
+def _weight_module_name(weight_key: str) -> str:
+    return weight_key[: -len(".weight")]
+
+
+def kohya_names_for_model(model_patcher=None, clip=None) -> dict[str, str]:
+    """kohya module name -> host state-dict weight key, choosing the names kohya's own scripts write
+    (diffusers-style UNet names for SD-family models, ``lora_te[12]_`` for the text encoders)."""
+    out: dict[str, str] = {}
+    if model_patcher is not None:
+        key_map = comfy.lora.model_lora_keys_unet(model_patcher.model, {})
+        by_weight: dict[str, list[str]] = {}
+        for k, w in key_map.items():
+            if k.startswith("lora_unet_") and w.endswith(".weight"):
+                by_weight.setdefault(w, []).append(k)
+        for w, names in by_weight.items():
+            ldm = "lora_unet_" + w[len("diffusion_model."):-len(".weight")].replace(".", "_")
+            preferred = [n for n in names if n != ldm]
+            out[preferred[0] if preferred else ldm] = w
+    if clip is not None:
+        key_map = comfy.lora.model_lora_keys_clip(clip.cond_stage_model, {})
+        weights = {w for k, w in key_map.items() if k.startswith("lora_te")}
+        has_g = any(w.startswith("clip_g.") for w in weights)
+        has_l = any(w.startswith("clip_l.") for w in weights)
+        for k, w in key_map.items():
+            if not k.startswith("lora_te"):
+                continue
+            two_encoders = has_g and has_l
+            if two_encoders and (k.startswith("lora_te1_") or k.startswith("lora_te2_")):
+                out[k] = w
+            elif not two_encoders and k.startswith("lora_te_"):
+                out[k] = w
+    return out
+
+
+def target_layers(model_patcher=None, clip=None) -> list[TargetLayer]:
+    layers = []
+    for kohya, weight_key in kohya_names_for_model(model_patcher, clip).items():
+        is_te = kohya.startswith("lora_te")
+        root = clip.cond_stage_model if is_te else model_patcher.model
+        name = _weight_module_name(weight_key)
+        try:
+            module = root.get_submodule(name)
+        except AttributeError:
+            continue
+        layers.append(TargetLayer(kohya, name, module, is_te, block_of(name, is_te)))
+    return layers
+
+
+def apply_lora(model, clip, lora: KilnLora, strength_model: float, strength_clip: float):
+    """Apply through the host's own loader (what LoraLoader does), so in-graph and file results match."""
+    tensors = dict(lora.tensors)
+    return comfy.sd.load_lora_for_models(model, clip, tensors, strength_model, strength_clip)
+
+
+def model_kind(model_patcher) -> tuple[str, float]:
+    ms = model_patcher.get_model_object("model_sampling")
+    sigma_data = float(getattr(ms, "sigma_data", 1.0))
+    if isinstance(ms, comfy.model_sampling.CONST):
+        return "flow", sigma_data
+    if isinstance(ms, comfy.model_sampling.V_PREDICTION):  # EDM subclasses it
+        return "v", sigma_data
+    if isinstance(ms, comfy.model_sampling.X0):
+        return "x0", sigma_data
+    return "eps", sigma_data
+
+
+class HostDiffusionModel:
+    """Implements core.train.loop.DiffusionModel on a cloned, loaded ModelPatcher (no weight copy)."""
+
+    def __init__(self, model_patcher, clip, train_text_encoder: bool, memory_required: float = 0.0):
+        self.patcher = model_patcher.clone()
+        self.clip = clip
+        self.train_text_encoder = train_text_encoder
+        self.kind, self.sigma_data = model_kind(self.patcher)
+        self.model_sampling = self.patcher.get_model_object("model_sampling")
+        # Base weights never train; only adapters carry gradients.
+        self.patcher.model.requires_grad_(False)
+        if clip is not None:
+            clip.cond_stage_model.requires_grad_(False)
+        mm.load_models_gpu([self.patcher], memory_required=memory_required)
+        self.device = self.patcher.load_device
+        self.base = self.patcher.model
+
+    def process_latent_in(self, latents):
+        return self.base.process_latent_in(latents)
+
+    def percent_to_sigma(self, percent: float) -> float:
+        return float(self.model_sampling.percent_to_sigma(percent))
+
+    def noise_scaling(self, sigma, noise, x0):
+        return self.model_sampling.noise_scaling(sigma.view(-1, *([1] * (x0.dim() - 1))), noise, x0, max_denoise=False)
+
+    def encode_text(self, captions: list[str]) -> list:
+        out = []
+        ctx = contextlib.nullcontext() if self.train_text_encoder else torch.no_grad()
+        with ctx:
+            for text in captions:
+                tokens = self.clip.tokenize(text)
+                enc = self.clip.encode_from_tokens(tokens, return_pooled=True, return_dict=True)
+                cond = enc.pop("cond")
+                if not self.train_text_encoder:
+                    # Host-made tensors may be inference tensors; clones are safe to keep in autograd graphs.
+                    cond = cond.clone()
+                    enc = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in enc.items()}
+                out.append((cond, enc))
+        return out
+
+    def _model_kwargs(self, conds, x_t):
+        per_sample = []
+        for i, (cond, extra) in enumerate(conds):
+            params = dict(extra)
+            params.update(cross_attn=cond.to(self.device), device=self.device, noise=x_t[i:i + 1],
+                          width=x_t.shape[-1] * 8, height=x_t.shape[-2] * 8, prompt_type="positive")
+            per_sample.append(self.base.extra_conds(**params))
+        kwargs = {}
+        for key, first in per_sample[0].items():
+            others = [s[key] for s in per_sample[1:]]
+            kwargs[key] = first.concat(others).to(self.device) if others else first.cond.to(self.device)
+        return kwargs
+
+    def predict_x0(self, x_t, sigma, conds):
+        kwargs = self._model_kwargs(conds, x_t)
+        return self.base.apply_model(x_t, sigma, **kwargs)
+
+
+@contextlib.contextmanager
+def gradient_checkpointing(model_patcher, enabled: bool):
+    """Recompute each top-level UNet block in backward instead of keeping its activations."""
+    if not enabled:
+        yield
+        return
+    dm = model_patcher.model.diffusion_model
+    blocks = []
+    for attr in ("input_blocks", "output_blocks", "double_blocks", "single_blocks", "joint_blocks", "blocks"):
+        blocks.extend(getattr(dm, attr, []) or [])
+    if hasattr(dm, "middle_block"):
+        blocks.append(dm.middle_block)
+    originals = []
+    for block in blocks:
+        fwd = block.forward
+
+        def wrapped(*args, _fwd=fwd, **kwargs):
+            if torch.is_grad_enabled():
+                return torch.utils.checkpoint.checkpoint(_fwd, *args, use_reentrant=False, **kwargs)
+            return _fwd(*args, **kwargs)
+        block.forward = wrapped
+        originals.append(block)
+    try:
+        yield
+    finally:
+        for block in originals:
+            del block.forward
+
+
+def vae_encoder(vae):
+    """(encode fn for core.data.cache.LatentCache, an identity string for its cache key)."""
+    sd = vae.first_stage_model.state_dict()
+    # Identity from the weights themselves: class, shapes and a few sampled values.
+    probe = [str(type(vae.first_stage_model).__name__)]
+    for k in sorted(sd)[:: max(1, len(sd) // 8)]:
+        t = sd[k].flatten()
+        probe.append(f"{k}:{tuple(sd[k].shape)}:{float(t[: 16].float().sum()):.6g}")
+
+    def encode(pixels):
+        with torch.no_grad():
+            return vae.encode(pixels[..., :3]).to("cpu", torch.float32).clone()
+    import hashlib
+    return encode, hashlib.sha256("|".join(probe).encode()).hexdigest()[:16]
