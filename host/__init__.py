@@ -90,3 +90,13 @@ def loras_dir() -> Path:
 
 def torch_device():
     return model_management.get_torch_device()
+
+
+def sampler_names() -> list[str]:
+    import comfy.samplers
+    return list(comfy.samplers.KSampler.SAMPLERS)
+
+
+def scheduler_names() -> list[str]:
+    import comfy.samplers
+    return list(comfy.samplers.KSampler.SCHEDULERS)

@@ -21,22 +21,23 @@ from ..core.lora.io import atomic_write_bytes
 CHECKPOINT_NAME = "kiln-tiny-sd15.safetensors"
 DATASET_DIRNAME = "kiln_demo_dataset"
 CONCEPT_DIRNAME = "5_kiln shapes"
-FIXTURE_VERSION = "1"
+FIXTURE_VERSION = "2"
 
 
 def _seeded_init(module: torch.nn.Module, seed: int) -> None:
-    """Host layers skip their own init (they expect to load weights), so give every tensor a value."""
+    """Host layers skip their own init (they expect to load weights), so give every tensor a value:
+    norms start as identity, matrices as N(0, 1/fan_in), biases at zero."""
     gen = torch.Generator().manual_seed(seed)
+    norms = (torch.nn.GroupNorm, torch.nn.LayerNorm, torch.nn.BatchNorm2d)
     with torch.no_grad():
-        for name, p in module.named_parameters():
-            leaf = name.rsplit(".", 1)[-1]
-            if p.dim() >= 2:
-                fan_in = p[0].numel()
-                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(fan_in))
-            elif leaf == "weight" and ("norm" in name or "ln" in name):
-                p.fill_(1.0)
-            else:
-                p.zero_()
+        for sub in module.modules():
+            for leaf, p in sub.named_parameters(recurse=False):
+                if isinstance(sub, norms):
+                    p.fill_(1.0 if leaf == "weight" else 0.0)
+                elif p.dim() >= 2:
+                    p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p[0].numel()))
+                else:
+                    p.zero_()
 
 
 def tiny_unet_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:

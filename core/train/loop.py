@@ -28,6 +28,7 @@ class TrainConfig:
     save_every_n_epochs: int = 0
     sample_every_n_steps: int = 0
     ema_decay: float = 0.0             # 0 = off; e.g. 0.999
+    probe_samples: int = 8             # fixed-noise loss before and after training (0 = skip)
 
 
 class DiffusionModel(Protocol):
@@ -64,6 +65,8 @@ class TrainResult:
     losses: list[tuple[int, float]]
     interrupted: bool = False
     seconds: float = 0.0
+    probe_start: float | None = None   # loss on fixed samples/noise before training ...
+    probe_end: float | None = None     # ... and after: the honest "did it learn" figure
 
 
 def autocast_dtype(mode: str, device: torch.device) -> torch.dtype | None:
@@ -113,7 +116,7 @@ class Trainer:
             epoch += 1
 
     def encode_captions(self, captions: list[str]) -> list:
-        if self.dataset.captions_vary():
+        if self.dataset.captions_vary() or getattr(self.model, "train_text_encoder", False):
             return self.model.encode_text(captions)
         missing = [c for c in dict.fromkeys(captions) if c not in self._text_cache]
         if missing:
@@ -121,7 +124,7 @@ class Trainer:
                 self._text_cache[c] = enc
         return [self._text_cache[c] for c in captions]
 
-    def micro_loss(self, micro: int, refs) -> torch.Tensor:
+    def micro_loss(self, micro: int, refs, percents: list[float] | None = None) -> torch.Tensor:
         seed = step_seed(self.cfg.seed, micro)
         gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)  # adapter dropout draws from the global generator
@@ -131,7 +134,9 @@ class Trainer:
         conds = self.encode_captions(captions)
         obj = self.cfg.objective
         noise = make_noise(obj, x0, gen).to(x0.device)
-        sigma = torch.tensor([self.model.percent_to_sigma(p) for p in sample_percents(obj, len(refs), gen)],
+        if percents is None:
+            percents = sample_percents(obj, len(refs), gen)
+        sigma = torch.tensor([self.model.percent_to_sigma(p) for p in percents],
                              device=x0.device, dtype=torch.float32)
         x_t = self.model.noise_scaling(sigma, noise, x0)
         weights = torch.tensor([self.dataset.config.prior_loss_weight if r.is_reg else 1.0 for r in refs],
@@ -140,6 +145,19 @@ class Trainer:
         with torch.autocast(self.model.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             x0_hat = self.model.predict_x0(x_t, sigma, conds)
         return batch_loss(obj, self.model.kind, x0_hat, x0, sigma, weights, sigma_data=self.model.sigma_data)
+
+    def probe_loss(self, n: int = 8) -> float:
+        """Loss on a fixed set of samples, noise and noise levels (spread over the schedule), without
+        training: comparable before and after, unlike the per-step loss whose noise level is random."""
+        refs = [r for batch in self.dataset.epoch_plan(0, 1, self.cfg.seed) for r in batch][:n]
+        was_training = self.network.training
+        self.network.eval()
+        total = 0.0
+        with torch.no_grad():
+            for i, ref in enumerate(refs):
+                total += float(self.micro_loss(-1 - i, [ref], percents=[(i + 0.5) / len(refs)]))
+        self.network.train(was_training)
+        return total / max(1, len(refs))
 
     # -- the loop -----------------------------------------------------------------------------------
     def run(self, resume: TrainState | None = None) -> TrainResult:
@@ -156,6 +174,7 @@ class Trainer:
         self.optimizer, self.scheduler = optimizer, scheduler
         scaler = torch.amp.GradScaler(self.model.device.type) if cfg.mixed_precision == "fp16" else None
         trainable = [p for g in params for p in g["params"]]
+        probe_start = self.probe_loss(cfg.probe_samples) if cfg.probe_samples else None
         losses: list[tuple[int, float]] = []
         started = time.perf_counter()
         self.network.train()
@@ -207,7 +226,11 @@ class Trainer:
             raise exc
         finally:
             self.network.eval()
-            self.last_result = TrainResult(step, self.total_steps, losses, interrupted, time.perf_counter() - started)
+            self.last_result = TrainResult(step, self.total_steps, losses, interrupted, time.perf_counter() - started,
+                                           probe_start)
+        if cfg.probe_samples:
+            self.last_result.probe_end = self.probe_loss(cfg.probe_samples)
+            hooks.log(f"Kiln: fixed-sample loss {self.last_result.probe_start:.4f} -> {self.last_result.probe_end:.4f}")
         return self.last_result
 
     def state(self, step: int, info: dict) -> TrainState:

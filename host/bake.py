@@ -1,0 +1,253 @@
+"""One training run ("a bake") on the host's loaded model: the orchestration behind the Train node.
+
+Pieces from core (dataset, network, loop, metadata) are wired to the host's ModelPatcher, VAE, CLIP,
+sampler, progress bar and interrupt here, so the node itself stays a thin adapter.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+import comfy.model_management as mm
+import comfy.sample
+import comfy.utils
+import folder_paths
+
+from ..core.lora.io import save_lora
+from ..core.lora.metadata import training_metadata
+from ..core.lora.value import KilnLora
+from ..core.net.network import Network
+from ..core.net.spec import NetworkSpec
+from ..core.train.loop import TrainConfig, Trainer, TrainHooks, TrainResult
+from ..core.train.optim import OptimizerSpec
+from ..core.train.plot import loss_plot
+from ..core.train.prompts import SamplePrompt
+from ..core.train.state import load_state, save_state
+from .training import HostDiffusionModel, apply_lora, gradient_checkpointing, target_layers, vae_encoder
+
+log = logging.getLogger("kiln")
+
+BASE_MODEL_VERSIONS = {"SD15": "sd_v1", "SD20": "sd_v2", "SD21UnclipL": "sd_v2", "SDXL": "sdxl_base_v1-0",
+                       "SDXLRefiner": "sdxl_refiner_v1-0", "SD3": "sd3", "Flux": "flux1", "FluxSchnell": "flux1"}
+
+
+@dataclass(frozen=True)
+class SaveSpec:
+    output_name: str = "kiln_lora"
+    save_dtype: str = "fp16"        # fp16 | bf16 | fp32
+    keep_last: int = 3              # periodic saves kept (the final one always stays)
+    save_state: bool = True         # write a resumable state beside each save
+    resume_from: str = ""           # a state folder written by an earlier run
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    prompts: tuple[SamplePrompt, ...] = ()
+    sampler: str = "euler"
+    scheduler: str = "normal"
+
+
+@dataclass
+class BakeResult:
+    model: object
+    clip: object
+    lora: KilnLora
+    result: TrainResult
+    loss_image: np.ndarray
+    samples: list = field(default_factory=list)       # [H, W, 3] float arrays
+    sample_files: list = field(default_factory=list)
+    saved_files: list = field(default_factory=list)
+
+
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def base_model_version(model) -> str:
+    name = type(model.model.model_config).__name__
+    return BASE_MODEL_VERSIONS.get(name, name.lower())
+
+
+def make_autograd_safe(module: torch.nn.Module) -> int:
+    """Swap inference-mode tensors (the host loads weights under inference_mode) for normal ones in place.
+
+    Autograd refuses to save inference tensors for backward; each swap replaces the tensor, so memory
+    stays the same (no second copy of the base weights survives). Returns how many were swapped."""
+    swapped = 0
+    with torch.inference_mode(False), torch.no_grad():
+        for sub in module.modules():
+            for name, p in list(sub._parameters.items()):
+                if p is not None and p.is_inference():
+                    sub._parameters[name] = torch.nn.Parameter(p.clone(), requires_grad=False)
+                    swapped += 1
+            for name, b in list(sub._buffers.items()):
+                if b is not None and b.is_inference():
+                    sub._buffers[name] = b.clone()
+                    swapped += 1
+    return swapped
+
+
+def _safe_name(name: str) -> str:
+    cleaned = re.sub(r"[^\w\-. ]+", "_", name).strip(" .")
+    if not cleaned:
+        raise ValueError(f"output name {name!r} has no usable characters; use letters, digits, '-' or '_'")
+    return cleaned
+
+
+def checkpoint_dir(output_name: str) -> Path:
+    return Path(folder_paths.get_folder_paths("loras")[0]) / "kiln_checkpoints" / _safe_name(output_name)
+
+
+class _Saver:
+    """Periodic, interrupt and final saves: LoRA file + resumable state, atomic, keep the last K."""
+
+    def __init__(self, spec: SaveSpec, make_lora, make_state):
+        self.spec = spec
+        self.dir = checkpoint_dir(spec.output_name)
+        self.make_lora, self.make_state = make_lora, make_state
+        self.files: list[Path] = []
+
+    def __call__(self, step: int, final: bool) -> Path:
+        name = _safe_name(self.spec.output_name)
+        path = self.dir / f"{name}-{step:06d}.safetensors"
+        save_lora(self.make_lora(step), path)
+        if self.spec.save_state:
+            save_state(self.dir / f"{name}-{step:06d}-state", self.make_state(step))
+        self.files.append(path)
+        log.info("Kiln: saved %s", path)
+        self._rotate(keep_latest=path)
+        return path
+
+    def _rotate(self, keep_latest: Path):
+        periodic = sorted(p for p in self.dir.glob("*.safetensors") if re.search(r"-\d{6}\.safetensors$", p.name))
+        excess = [p for p in periodic if p != keep_latest][: max(0, len(periodic) - max(1, self.spec.keep_last))]
+        for p in excess:
+            p.unlink(missing_ok=True)
+            state = p.with_name(p.name[: -len(".safetensors")] + "-state")
+            if state.is_dir():
+                for f in state.iterdir():
+                    f.unlink()
+                state.rmdir()
+
+
+def _to_pil(image: torch.Tensor) -> Image.Image:
+    return Image.fromarray((image.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8))
+
+
+class _Sampler:
+    """Sample images through the host's own sampler with the adapters attached (the current LoRA)."""
+
+    def __init__(self, spec: SampleSpec, hm: HostDiffusionModel, clip, vae, output_name: str):
+        self.spec, self.hm, self.clip, self.vae = spec, hm, clip, vae
+        self.dir = Path(folder_paths.get_output_directory()) / "kiln_samples" / _safe_name(output_name)
+        self.images: list[np.ndarray] = []
+        self.files: list[Path] = []
+
+    def __call__(self, step: int) -> list[Image.Image]:
+        out = []
+        with torch.no_grad():
+            for i, p in enumerate(self.spec.prompts):
+                pos = self.clip.encode_from_tokens_scheduled(self.clip.tokenize(p.prompt))
+                neg = self.clip.encode_from_tokens_scheduled(self.clip.tokenize(p.negative))
+                latent = torch.zeros([1, 4, p.height // 8, p.width // 8])
+                latent = comfy.sample.fix_empty_latent_channels(self.hm.patcher, latent)
+                noise = comfy.sample.prepare_noise(latent, p.seed)
+                samples = comfy.sample.sample(self.hm.patcher, noise, p.steps, p.cfg, self.spec.sampler,
+                                              self.spec.scheduler, pos, neg, latent, seed=p.seed, disable_pbar=True)
+                image = self.vae.decode(samples)[0]
+                while image.dim() > 3:
+                    image = image[0]
+                pil = _to_pil(image)
+                self.dir.mkdir(parents=True, exist_ok=True)
+                path = self.dir / f"step{step:06d}_{i:02d}.png"
+                tmp = path.with_suffix(".tmp.png")
+                pil.save(tmp)
+                tmp.replace(path)
+                self.files.append(path)
+                self.images.append(np.asarray(pil, dtype=np.float32) / 255.0)
+                out.append(pil)
+        return out
+
+
+def _latent_cache(encode, encoder_id):
+    from ..core.data.cache import LatentCache
+    return LatentCache(encode, encoder_id)
+
+
+def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: TrainConfig, save: SaveSpec,
+         samples: SampleSpec | None = None, on_step=None) -> BakeResult:
+    from . import interrupt_exception_type, throw_if_interrupted
+    if net.train_text_encoder and clip is None:
+        raise ValueError("Text-encoder training is on but no CLIP is connected to the train node; "
+                         "connect the checkpoint's CLIP or turn text-encoder training off.")
+    if clip is None:
+        raise ValueError("The train node needs the checkpoint's CLIP to encode the captions; connect it.")
+    started = time.time()
+    steps_per_epoch = dataset.steps_per_epoch(cfg.batch_size)
+    log.info("Kiln: %d images, %d steps per epoch x %d epochs = %d steps (batch %d, accumulation %d)",
+             len(dataset), steps_per_epoch, cfg.epochs, dataset.total_steps(cfg.epochs, cfg.batch_size),
+             cfg.batch_size, cfg.grad_accum)
+    with torch.inference_mode(False):
+        hm = HostDiffusionModel(model, clip, net.train_text_encoder)
+        make_autograd_safe(hm.base.diffusion_model)
+        if net.train_text_encoder:
+            make_autograd_safe(clip.cond_stage_model)
+        network = Network(net, target_layers(hm.patcher if net.train_unet else None,
+                                             clip if net.train_text_encoder else None), device=hm.device)
+        encode, encoder_id = vae_encoder(vae)
+        latents = _latent_cache(encode, encoder_id)
+        pbar = comfy.utils.ProgressBar(1)
+        sampler = _Sampler(samples, hm, clip, vae, save.output_name) if samples and samples.prompts else None
+        trainer_box = {}
+
+        def make_lora(step):
+            meta = training_metadata(
+                network=net, optimizer=opt, train=cfg, dataset_meta=dataset.training_metadata(),
+                base_model_version=base_model_version(model), output_name=save.output_name, steps=step,
+                epoch=step // max(1, steps_per_epoch), total_steps=trainer_box["t"].total_steps, started_at=started,
+                clip_skip=(-clip.layer_idx if getattr(clip, "layer_idx", None) else None),
+                v_parameterization=hm.kind == "v")
+            return KilnLora(network.export(_DTYPES[save.save_dtype]), meta)
+
+        def make_state(step):
+            return trainer_box["t"].state(step, {"output_name": save.output_name, "algorithm": net.algorithm})
+
+        saver = _Saver(save, make_lora, make_state)
+        last_preview = [None]
+
+        def progress(step, total, loss):
+            pbar.update_absolute(step, total, last_preview[0])
+            if on_step:
+                on_step(step, total, loss)
+
+        def sample(step):
+            pils = sampler(step)
+            if pils:
+                last_preview[0] = ("JPEG", pils[-1], 512)
+
+        hooks = TrainHooks(progress=progress, check_interrupt=throw_if_interrupted,
+                           interrupt_types=(interrupt_exception_type(),), save=saver,
+                           sample=sample if sampler else (lambda step: None), log=log.info)
+        trainer = Trainer(cfg, dataset, network, opt, hm, latents, hooks)
+        trainer_box["t"] = trainer
+        pbar.update_absolute(0, trainer.total_steps)
+        resume = load_state(save.resume_from) if save.resume_from else None
+        with network, gradient_checkpointing(hm.patcher, cfg.gradient_checkpointing):
+            result = trainer.run(resume)
+            saver(result.step, True)
+            if sampler is not None and (not cfg.sample_every_n_steps or result.step % cfg.sample_every_n_steps):
+                sample(result.step)
+        # The in-graph value is exactly what was saved, so LoraLoader on the file gives the same model.
+        lora = make_lora(result.step)
+        mm.soft_empty_cache()
+    out_model, out_clip = apply_lora(model, clip, lora, 1.0, 1.0 if net.train_text_encoder else 0.0)
+    return BakeResult(out_model, out_clip if net.train_text_encoder else clip, lora, result,
+                      loss_plot(result.losses, title=f"{save.output_name} loss"),
+                      samples=list(sampler.images) if sampler else [],
+                      sample_files=list(sampler.files) if sampler else [], saved_files=list(saver.files))
