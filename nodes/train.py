@@ -141,7 +141,7 @@ class KilnTrainLora:
                   "probe_start": r.probe_start, "probe_end": r.probe_end, "seconds": r.seconds}
         plot = torch.from_numpy(result.loss_image)[None]
         ui_images = [_ui_image(result.loss_image, "kiln_loss")] + [_ui_image(s, "kiln_sample") for s in result.samples[-4:]]
-        return {"ui": {"images": ui_images},
+        return {"ui": {"images": ui_images, "kiln_loss": [losses]},
                 "result": (result.model, result.clip, result.lora, losses, plot)}
 
 

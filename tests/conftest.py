@@ -22,19 +22,19 @@ except HostNotFound as exc:
 
 
 @pytest.fixture(scope="session")
-def host():
-    """The booted host module (``kiln_pack.host``) with Kiln's nodes registered in the host's node table."""
+def host(tmp_path_factory):
+    """The booted host package (``kiln_pack.host``) with Kiln's nodes registered in the host's node table.
+    Input, output and temp folders, and first-choice checkpoints/loras folders, live in a temp dir."""
     if HOST_ROOT is None:
         pytest.skip(f"host test skipped: {HOST_MISSING}")
     from kiln_pack.host import runner
-    runner.boot_host()
+    runner.boot_host(tmp_path_factory.mktemp("kiln-host"))
     import kiln_pack.host as h
     return h
 
 
 @pytest.fixture(scope="session")
-def tiny_assets(host, tmp_path_factory):
-    """A tiny SD1.5-family checkpoint in the host's checkpoints folder and a tiny captioned image set."""
+def tiny_assets(host):
+    """A tiny SD1.5-family checkpoint (built once per cache dir) and the tiny captioned image set."""
     from kiln_pack.host import fixtures
-    cache = Path(tmp_path_factory.getbasetemp()) / "kiln-assets"
-    return fixtures.ensure_demo_assets(host.model_folder_paths("checkpoints")[0], cache)
+    return fixtures.ensure_demo_assets(REPO / ".cache" / "test-assets")
