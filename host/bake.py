@@ -251,3 +251,26 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
                       loss_plot(result.losses, title=f"{save.output_name} loss"),
                       samples=list(sampler.images) if sampler else [],
                       sample_files=list(sampler.files) if sampler else [], saved_files=list(saver.files))
+
+
+class _NoNetwork:
+    """Stands in for a network when only measuring a model's loss."""
+
+    training = False
+
+    def train(self, mode=True):
+        return self
+
+    def eval(self):
+        return self
+
+
+def fixed_sample_loss(model, clip, vae, dataset, samples: int = 8, seed: int = 0) -> float:
+    """Kiln's fixed-sample loss (same images, noise and noise levels every time) of any MODEL, e.g. one
+    trained by another node: the common ground for comparing trainers."""
+    with torch.inference_mode(False):
+        hm = HostDiffusionModel(model, clip, False)
+        encode, encoder_id = vae_encoder(vae)
+        trainer = Trainer(TrainConfig(seed=seed, probe_samples=samples), dataset, _NoNetwork(), OptimizerSpec(), hm,
+                          _latent_cache(encode, encoder_id))
+        return trainer.probe_loss(samples)

@@ -1,0 +1,119 @@
+"""Kiln's Train node against the host's own TrainLoraNode on the same tiny model, images, rank, batch,
+learning rate and steps, in one run. Each trainer runs in its own process so peak memory is its own.
+
+    .venv/bin/python bench/bench_train.py [--steps 30] [--rank 8] [--batch 2] [--lr 5e-3] [--checkpointing]
+
+Prints steps/s, peak memory growth during training (RSS on CPU, max allocated on CUDA) and the loss after
+training on Kiln's fixed-sample probe (same images, noise and noise levels for both), plus the ratios.
+Targets: >= 1.5x native steps/s, peak memory no higher, loss no worse.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def child(args) -> dict:
+    sys.path.insert(0, str(REPO))
+    import torch
+    import kiln
+    kiln.load_pack()
+    from kiln_pack.host import fixtures, runner
+    work = Path(tempfile.mkdtemp(prefix="kiln-bench-"))
+    runner.boot_host(work)
+    assets = fixtures.ensure_demo_assets(REPO / ".cache" / "test-assets")
+    import nodes
+    from kiln_pack.core.data import DatasetConfig, load_dataset
+    from kiln_pack.host.bake import fixed_sample_loss
+    dataset = load_dataset(DatasetConfig(path=str(assets.dataset_dir), resolution=64, min_bucket_reso=64,
+                                         max_bucket_reso=128, bucket_reso_steps=64))
+    cuda = torch.cuda.is_available()
+    with torch.inference_mode():
+        model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(assets.checkpoint_name)[:3]
+        if args.which == "native":
+            # The native node wants latents and conditioning made beforehand (not timed for it).
+            refs = [r for b in dataset.epoch_plan(0, 1, 0) for r in b][: len(dataset)]
+            pixels = torch.stack([dataset.load_pixels(r) for r in refs])
+            latents = {"samples": vae.encode(pixels)}
+            positive = []
+            for r in refs:
+                positive += clip.encode_from_tokens_scheduled(clip.tokenize(dataset.caption(r, 0)))
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base_alloc = torch.cuda.memory_allocated()
+        started = time.perf_counter()
+        if args.which == "kiln":
+            from kiln_pack.core.net.spec import NetworkSpec
+            from kiln_pack.core.train.loop import TrainConfig
+            from kiln_pack.core.train.optim import OptimizerSpec
+            from kiln_pack.host.bake import SaveSpec, bake
+            res = bake(model, clip, vae, dataset, NetworkSpec(rank=args.rank, alpha=1.0, targets="attn_mlp"),
+                       OptimizerSpec(name="adamw", lr=args.lr, scheduler="constant", weight_decay=0.01, max_grad_norm=0),
+                       TrainConfig(max_steps=args.steps, batch_size=args.batch, seed=0, probe_samples=0,
+                                   mixed_precision="fp32" if not cuda else "bf16",
+                                   gradient_checkpointing=args.checkpointing),
+                       SaveSpec(output_name="bench", save_state=False))
+            trained = res.model
+        else:
+            import comfy_extras.nodes_train as nt
+            out = nt.TrainLoraNode().train(model, latents, positive, args.batch, args.steps, 1, args.lr, args.rank,
+                                           "AdamW", "MSE", 0, "fp32" if not cuda else "bf16", "fp32", "LoRA",
+                                           args.checkpointing, "[None]")
+            trained = out[0]
+        if cuda:
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+        peak = (torch.cuda.max_memory_allocated() - base_alloc) if cuda else \
+            (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) * 1024
+        loss = fixed_sample_loss(trained, clip, vae, dataset, samples=16)
+        base_loss = fixed_sample_loss(model, clip, vae, dataset, samples=16)
+    return {"which": args.which, "steps_per_s": args.steps / seconds, "seconds": seconds, "peak_bytes": peak,
+            "loss_after": loss, "loss_before": base_loss, "device": "cuda" if cuda else "cpu"}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--rank", type=int, default=8)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--lr", type=float, default=5e-3)
+    p.add_argument("--checkpointing", action="store_true")
+    p.add_argument("--which", choices=["kiln", "native"])
+    args = p.parse_args()
+    if args.which:
+        print("RESULT " + json.dumps(child(args)))
+        return
+    results = {}
+    for which in ("native", "kiln"):
+        cmd = [sys.executable, __file__, "--which", which, "--steps", str(args.steps), "--rank", str(args.rank),
+               "--batch", str(args.batch), "--lr", str(args.lr)] + (["--checkpointing"] if args.checkpointing else [])
+        out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+        if out.returncode or not line:
+            print(out.stdout[-3000:], out.stderr[-3000:])
+            raise SystemExit(f"{which} run failed")
+        results[which] = json.loads(line[0][7:])
+    n, k = results["native"], results["kiln"]
+    print(f"device {k['device']}, steps {args.steps}, rank {args.rank}, batch {args.batch}, lr {args.lr}, "
+          f"checkpointing {args.checkpointing}")
+    for r in (n, k):
+        print(f"{r['which']:>6}: {r['steps_per_s']:.2f} steps/s, peak +{r['peak_bytes'] / 2**20:.0f} MiB, "
+              f"fixed-sample loss {r['loss_before']:.4f} -> {r['loss_after']:.4f}")
+    print(f"speed ratio kiln/native: {k['steps_per_s'] / n['steps_per_s']:.2f}x (target >= 1.5)")
+    print(f"peak memory ratio kiln/native: {k['peak_bytes'] / max(1, n['peak_bytes']):.2f} (target <= 1)")
+    print(f"loss ratio kiln/native after training: {k['loss_after'] / n['loss_after']:.3f} (target <= 1)")
+
+
+if __name__ == "__main__":
+    main()
