@@ -213,7 +213,8 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
                 epoch=step // max(1, steps_per_epoch), total_steps=trainer_box["t"].total_steps, started_at=started,
                 clip_skip=(-clip.layer_idx if getattr(clip, "layer_idx", None) else None),
                 v_parameterization=hm.kind == "v")
-            return KilnLora(network.export(_DTYPES[save.save_dtype]), meta)
+            with trainer_box["t"].ema_applied():
+                return KilnLora(network.export(_DTYPES[save.save_dtype]), meta)
 
         def make_state(step):
             return trainer_box["t"].state(step, {"output_name": save.output_name, "algorithm": net.algorithm})
@@ -227,7 +228,8 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
                 on_step(step, total, loss)
 
         def sample(step):
-            pils = sampler(step)
+            with trainer_box["t"].ema_applied():
+                pils = sampler(step)
             if pils:
                 last_preview[0] = ("JPEG", pils[-1], 512)
 

@@ -3,6 +3,7 @@ from ..core.net.spec import NetworkSpec
 from ..core.net.registry import algorithm_class, ALGORITHMS
 from ..core.net.targets import PRESETS
 from ..core.train.optim import OPTIMIZERS, SCHEDULERS, OptimizerSpec
+from ..core.train.presets import NETWORK_SIZES, apply_network_size
 
 
 def _algorithms():
@@ -37,6 +38,7 @@ class KilnNetworkConfig:
             "train_unet": ("BOOLEAN", {"default": True, "tooltip": "Train the UNet / diffusion model."}),
             "train_text_encoder": ("BOOLEAN", {"default": False, "tooltip": "Also train the text encoder (needs CLIP wired into the Train node)."}),
         }, "optional": {
+            "size_preset": (list(NETWORK_SIZES), {"default": "custom", "tooltip": "Set rank/alpha (and conv rank/alpha) from a preset; 'custom' uses the values above."}),
             "dropout": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Neuron dropout on each adapter's input."}),
             "rank_dropout": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Drop whole rank channels during training."}),
             "module_dropout": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Skip a whole adapter for a step with this probability."}),
@@ -54,14 +56,14 @@ class KilnNetworkConfig:
 
     def build(self, algorithm, rank, alpha, conv_rank, conv_alpha, targets, train_unet, train_text_encoder,
               dropout=0.0, rank_dropout=0.0, module_dropout=0.0, block_rank_weights="", block_lr_weights="",
-              lokr_factor=-1, seed=0):
+              lokr_factor=-1, seed=0, size_preset="custom"):
         algorithm_class(algorithm)
-        return (NetworkSpec(algorithm=algorithm, rank=rank, alpha=alpha, conv_rank=conv_rank, conv_alpha=conv_alpha,
+        return (apply_network_size(NetworkSpec(algorithm=algorithm, rank=rank, alpha=alpha, conv_rank=conv_rank, conv_alpha=conv_alpha,
                             targets=targets, train_unet=train_unet, train_text_encoder=train_text_encoder,
                             dropout=dropout, rank_dropout=rank_dropout, module_dropout=module_dropout,
                             block_rank_weights=_block_weights(block_rank_weights, "block_rank_weights"),
                             block_lr_weights=_block_weights(block_lr_weights, "block_lr_weights"),
-                            factor=lokr_factor, dora=algorithm == "dora", init_seed=seed),)
+                            factor=lokr_factor, dora=algorithm == "dora", init_seed=seed), size_preset),)
 
 
 class KilnOptimizerConfig:

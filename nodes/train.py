@@ -15,6 +15,7 @@ from ..core.net.spec import NetworkSpec
 from ..core.train.loop import TrainConfig
 from ..core.train.objective import LOSSES, ObjectiveSpec
 from ..core.train.optim import OptimizerSpec
+from ..core.train.presets import VRAM_CLASSES, apply_vram_class
 from ..core.train.prompts import SamplePrompt, parse_prompts
 from ..host.bake import SampleSpec, SaveSpec, bake
 from ..host.training import apply_lora
@@ -112,6 +113,9 @@ class KilnTrainLora:
             "keep_last": ("INT", {"default": 3, "min": 1, "max": 1000, "tooltip": "How many periodic saves to keep."}),
             "save_dtype": (["fp16", "bf16", "fp32"], {"default": "fp16", "tooltip": "Precision of the saved LoRA files."}),
             "resume_from": ("STRING", {"default": "", "tooltip": "A '<name>-<step>-state' folder from an earlier run, to continue it exactly."}),
+            "vram_preset": (list(VRAM_CLASSES), {"default": "none", "tooltip": "Set batch size, gradient checkpointing and precision together for a GPU memory class (overrides those inputs)."}),
+            "ema_decay": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.99999, "step": 0.0001, "tooltip": "Keep an exponential moving average of the LoRA weights (e.g. 0.999) and save that; 0 turns it off."}),
+            "masked_loss": ("BOOLEAN", {"default": False, "tooltip": "Weight the loss by each image's mask (its alpha channel or a mask file beside it)."}),
         }}
 
     RETURN_TYPES = ("MODEL", "CLIP", "KILN_LORA", "KILN_LOSS", "IMAGE")
@@ -127,11 +131,13 @@ class KilnTrainLora:
     def train(self, model, clip, vae, dataset, output_name, epochs, max_steps, batch_size, gradient_accumulation,
               seed, mixed_precision, gradient_checkpointing, network=None, optimizer=None, objective=None,
               sample_prompts=None, sample_every_n_steps=0, save_every_n_steps=0, save_every_n_epochs=0,
-              keep_last=3, save_dtype="fp16", resume_from=""):
+              keep_last=3, save_dtype="fp16", resume_from="", vram_preset="none", ema_decay=0.0, masked_loss=False):
         cfg = TrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=gradient_accumulation,
                           seed=seed, mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
                           objective=objective or ObjectiveSpec(), save_every_n_steps=save_every_n_steps,
-                          save_every_n_epochs=save_every_n_epochs, sample_every_n_steps=sample_every_n_steps)
+                          save_every_n_epochs=save_every_n_epochs, sample_every_n_steps=sample_every_n_steps,
+                          ema_decay=ema_decay, masked_loss=masked_loss)
+        cfg = apply_vram_class(cfg, vram_preset)
         save = SaveSpec(output_name=output_name, save_dtype=save_dtype, keep_last=keep_last,
                         resume_from=resume_from.strip())
         result = bake(model, clip, vae, dataset, network or NetworkSpec(), optimizer or OptimizerSpec(), cfg, save,

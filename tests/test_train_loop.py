@@ -83,3 +83,48 @@ def test_nan_loss_stops_with_a_clear_error():
     trainer.model.predict_x0 = lambda x_t, sigma, conds: x_t * float("nan")
     with net, pytest.raises(TrainingDiverged, match="last good save is kept"):
         trainer.run()
+
+
+def test_ema_weights_are_saved_and_resume_exactly(tmp_path):
+    cfg = TrainConfig(max_steps=8, seed=2, probe_samples=0, ema_decay=0.9)
+    full, full_net = make(cfg)
+    with full_net:
+        full.run()
+        live = full_net.export()
+        with full.ema_applied():
+            ema = full_net.export()
+        assert torch.equal(full_net.export()["lora_unet_input_blocks_0_0.lora_up.weight"],
+                           live["lora_unet_input_blocks_0_0.lora_up.weight"])
+    key = "lora_unet_input_blocks_0_0.lora_up.weight"
+    assert not torch.allclose(ema[key], live[key])
+    first, first_net = make(TrainConfig(max_steps=8, seed=2, probe_samples=0, ema_decay=0.9, save_every_n_steps=4))
+    first.hooks.save = lambda step, final: save_state(tmp_path / f"s{step}", first.state(step, {}))
+    with first_net:
+        first.run()
+    resumed, resumed_net = make(cfg)
+    with resumed_net:
+        resumed.run(load_state(tmp_path / "s4"))
+        with resumed.ema_applied():
+            torch.testing.assert_close(resumed_net.export()[key], ema[key], rtol=0, atol=1e-6)
+
+
+def test_masked_loss_ignores_the_masked_out_area():
+    cfg = TrainConfig(max_steps=1, seed=0, probe_samples=0, masked_loss=True)
+    trainer, net = make(cfg)
+    refs = trainer.dataset.epoch_plan(0, 2, 0)[0]
+    half = torch.zeros(8, 8)
+    half[:, :4] = 1
+    trainer.dataset.load_mask = lambda ref: half
+    with net:
+        base = float(trainer.micro_loss(0, refs).detach())
+        # Changing the prediction only where the mask is zero leaves the masked loss unchanged.
+        orig = trainer.model.predict_x0
+
+        def spoil(x_t, sigma, conds):
+            out = orig(x_t, sigma, conds).clone()
+            out[..., :, 2:] += 100.0
+            return out
+        trainer.model.predict_x0 = spoil
+        assert float(trainer.micro_loss(0, refs).detach()) == pytest.approx(base, rel=1e-5)
+        trainer.dataset.load_mask = lambda ref: None
+        assert float(trainer.micro_loss(0, refs).detach()) > base * 10

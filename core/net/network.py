@@ -87,7 +87,7 @@ class Network(nn.Module):
 
     def load_exported(self, tensors: dict[str, torch.Tensor]) -> None:
         from ..lora.value import module_groups
-        groups = module_groups(tensors)
+        groups = module_groups({k: v for k, v in tensors.items() if not k.startswith("kiln_ema.")})
         missing = [n for n in self.adapters if n not in groups]
         if missing:
             raise ValueError(f"The saved network lacks {len(missing)} modules this network trains "

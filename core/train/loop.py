@@ -2,12 +2,14 @@
 interrupt) come in through ``DiffusionModel`` and ``TrainHooks``; everything here is plain torch."""
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 import torch
+import torch.nn.functional as F
 
 from .objective import ObjectiveSpec, batch_loss, is_finite, make_noise, sample_percents
 from .optim import OptimizerSpec, build_optimizer, build_scheduler
@@ -29,6 +31,7 @@ class TrainConfig:
     sample_every_n_steps: int = 0
     ema_decay: float = 0.0             # 0 = off; e.g. 0.999
     probe_samples: int = 8             # fixed-noise loss before and after training (0 = skip)
+    masked_loss: bool = False          # weight the loss by the dataset's per-image masks
 
 
 class DiffusionModel(Protocol):
@@ -144,7 +147,22 @@ class Trainer:
         dtype = autocast_dtype(self.cfg.mixed_precision, self.model.device)
         with torch.autocast(self.model.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             x0_hat = self.model.predict_x0(x_t, sigma, conds)
-        return batch_loss(obj, self.model.kind, x0_hat, x0, sigma, weights, sigma_data=self.model.sigma_data)
+        mask = self.latent_masks(refs, x0) if self.cfg.masked_loss else None
+        return batch_loss(obj, self.model.kind, x0_hat, x0, sigma, weights, mask=mask, sigma_data=self.model.sigma_data)
+
+    def latent_masks(self, refs, x0: torch.Tensor) -> torch.Tensor | None:
+        """[B, 1, h, w] masks at latent size (area-averaged), ones where an image has none."""
+        load = getattr(self.dataset, "load_mask", None)
+        if load is None:
+            return None
+        masks = []
+        for ref in refs:
+            m = load(ref)
+            if m is None:
+                masks.append(torch.ones(1, 1, *x0.shape[-2:]))
+            else:
+                masks.append(F.interpolate(m.float()[None, None], size=x0.shape[-2:], mode="area"))
+        return torch.cat(masks).to(x0.device)
 
     def probe_loss(self, n: int = 8) -> float:
         """Loss on a fixed set of samples, noise and noise levels (spread over the schedule), without
@@ -172,6 +190,7 @@ class Trainer:
             scheduler.load_state_dict(resume.scheduler)
             step = resume.step
         self.optimizer, self.scheduler = optimizer, scheduler
+        self._ema_start(resume)
         scaler = torch.amp.GradScaler(self.model.device.type) if cfg.mixed_precision == "fp16" else None
         trainable = [p for g in params for p in g["params"]]
         probe_start = self.probe_loss(cfg.probe_samples) if cfg.probe_samples else None
@@ -205,6 +224,7 @@ class Trainer:
                     optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
+                self._ema_update()
                 step += 1
                 losses.append((step, accum_loss))
                 hooks.progress(step, self.total_steps, accum_loss)
@@ -234,5 +254,50 @@ class Trainer:
         return self.last_result
 
     def state(self, step: int, info: dict) -> TrainState:
-        return TrainState(step=step, network=self.network.export(), optimizer=self.optimizer.state_dict(),
+        network = self.network.export()
+        if self.ema is not None:
+            network.update({f"{EMA_PREFIX}{i}": t.clone() for i, t in enumerate(self.ema)})
+        return TrainState(step=step, network=network, optimizer=self.optimizer.state_dict(),
                           scheduler=self.scheduler.state_dict(), info=info)
+
+    # -- EMA of the adapter weights ----------------------------------------------------------------
+    def _ema_start(self, resume: TrainState | None) -> None:
+        if self.cfg.ema_decay <= 0:
+            return
+        params = self._ema_params()
+        if resume is not None and f"{EMA_PREFIX}0" in resume.network:
+            self.ema = [resume.network[f"{EMA_PREFIX}{i}"].to(p.device, torch.float32) for i, p in enumerate(params)]
+        else:
+            self.ema = [p.detach().float().clone() for p in params]
+
+    def _ema_params(self):
+        return [p for p in self.network.parameters() if p.requires_grad]
+
+    def _ema_update(self) -> None:
+        if self.ema is None:
+            return
+        d = self.cfg.ema_decay
+        with torch.no_grad():
+            for shadow, p in zip(self.ema, self._ema_params()):
+                shadow.mul_(d).add_(p.detach().float(), alpha=1 - d)
+
+    @contextlib.contextmanager
+    def ema_applied(self):
+        """Swap the EMA weights in (for saving or sampling), and the live ones back afterwards."""
+        if self.ema is None:
+            yield
+            return
+        params = self._ema_params()
+        live = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, shadow in zip(params, self.ema):
+                p.copy_(shadow.to(p.dtype))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, keep in zip(params, live):
+                    p.copy_(keep)
+
+
+EMA_PREFIX = 'kiln_ema.'
