@@ -100,3 +100,9 @@ def sampler_names() -> list[str]:
 def scheduler_names() -> list[str]:
     import comfy.samplers
     return list(comfy.samplers.KSampler.SCHEDULERS)
+
+
+# Inside a running ComfyUI server, expose the live training history (GET /kiln/history).
+from . import live as _live  # noqa: E402
+
+_live.add_routes()

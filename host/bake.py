@@ -30,6 +30,7 @@ from ..core.train.optim import OptimizerSpec
 from ..core.train.plot import loss_plot
 from ..core.train.prompts import SamplePrompt
 from ..core.train.state import load_state, save_state
+from . import live
 from .training import HostDiffusionModel, apply_lora, gradient_checkpointing, target_layers, vae_encoder
 
 log = logging.getLogger("kiln")
@@ -221,9 +222,11 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
 
         saver = _Saver(save, make_lora, make_state)
         last_preview = [None]
+        node_id = live.current_node_id()
 
         def progress(step, total, loss):
             pbar.update_absolute(step, total, last_preview[0])
+            live.step(node_id, step, total, loss, step // max(1, steps_per_epoch // max(1, cfg.grad_accum)))
             if on_step:
                 on_step(step, total, loss)
 
@@ -232,6 +235,9 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
                 pils = sampler(step)
             if pils:
                 last_preview[0] = ("JPEG", pils[-1], 512)
+                out_dir = Path(folder_paths.get_output_directory())
+                live.samples(node_id, [{"filename": f.name, "subfolder": str(f.parent.relative_to(out_dir)),
+                                        "type": "output"} for f in sampler.files[-len(pils):]])
 
         hooks = TrainHooks(progress=progress, check_interrupt=throw_if_interrupted,
                            interrupt_types=(interrupt_exception_type(),), save=saver,
@@ -239,12 +245,16 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
         trainer = Trainer(cfg, dataset, network, opt, hm, latents, hooks)
         trainer_box["t"] = trainer
         pbar.update_absolute(0, trainer.total_steps)
+        live.start(node_id, trainer.total_steps, save.output_name)
         resume = load_state(save.resume_from) if save.resume_from else None
-        with network, gradient_checkpointing(hm.patcher, cfg.gradient_checkpointing):
-            result = trainer.run(resume)
-            saver(result.step, True)
-            if sampler is not None and (not cfg.sample_every_n_steps or result.step % cfg.sample_every_n_steps):
-                sample(result.step)
+        try:
+            with network, gradient_checkpointing(hm.patcher, cfg.gradient_checkpointing):
+                result = trainer.run(resume)
+                saver(result.step, True)
+                if sampler is not None and (not cfg.sample_every_n_steps or result.step % cfg.sample_every_n_steps):
+                    sample(result.step)
+        finally:
+            live.finish(node_id)
         # The in-graph value is exactly what was saved, so LoraLoader on the file gives the same model.
         lora = make_lora(result.step)
         mm.soft_empty_cache()
