@@ -27,6 +27,7 @@ from ..core.net.network import Network
 from ..core.net.spec import NetworkSpec
 from ..core.train.loop import TrainConfig, Trainer, TrainHooks, TrainResult
 from ..core.train.optim import OptimizerSpec
+from ..core.train.estimate import Preflight, adapter_bytes
 from ..core.train.plot import loss_plot
 from ..core.train.prompts import SamplePrompt
 from ..core.train.state import load_state, save_state
@@ -62,6 +63,7 @@ class BakeResult:
     lora: KilnLora
     result: TrainResult
     loss_image: np.ndarray
+    preflight: Preflight | None = None
     samples: list = field(default_factory=list)       # [H, W, 3] float arrays
     sample_files: list = field(default_factory=list)
     saved_files: list = field(default_factory=list)
@@ -249,6 +251,8 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
         resume = load_state(save.resume_from) if save.resume_from else None
         try:
             with network, gradient_checkpointing(hm.patcher, cfg.gradient_checkpointing):
+                check = preflight(trainer, hm, opt)
+                log.info("Kiln: %s", check.summary(trainer.total_steps))
                 result = trainer.run(resume)
                 saver(result.step, True)
                 if sampler is not None and (not cfg.sample_every_n_steps or result.step % cfg.sample_every_n_steps):
@@ -259,7 +263,8 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
         lora = make_lora(result.step)
         mm.soft_empty_cache()
     out_model, out_clip = apply_lora(model, clip, lora, 1.0, 1.0 if net.train_text_encoder else 0.0)
-    return BakeResult(out_model, out_clip if net.train_text_encoder else clip, lora, result,
+    return BakeResult(out_model, out_clip if net.train_text_encoder else clip, lora, result, preflight=check,
+                      loss_image=
                       loss_plot(result.losses, title=f"{save.output_name} loss"),
                       samples=list(sampler.images) if sampler else [],
                       sample_files=list(sampler.files) if sampler else [], saved_files=list(saver.files))
@@ -286,3 +291,25 @@ def fixed_sample_loss(model, clip, vae, dataset, samples: int = 8, seed: int = 0
         trainer = Trainer(TrainConfig(seed=seed, probe_samples=samples), dataset, _NoNetwork(), OptimizerSpec(), hm,
                           _latent_cache(encode, encoder_id))
         return trainer.probe_loss(samples)
+
+
+def preflight(trainer: Trainer, hm: HostDiffusionModel, opt: OptimizerSpec) -> Preflight:
+    """Time one forward+backward on the first batch (gradients discarded) and measure its peak memory."""
+    refs = trainer.dataset.epoch_plan(0, trainer.cfg.batch_size, trainer.cfg.seed)[0]
+    cuda = hm.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(hm.device)
+        base = torch.cuda.memory_allocated(hm.device)
+    started = time.perf_counter()
+    trainer.micro_loss(-10_000, refs).backward()
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - started) * trainer.cfg.grad_accum
+    for p in trainer.network.parameters():
+        p.grad = None
+    n = trainer.network.num_trainable()
+    extra = adapter_bytes(n, opt.name)
+    peak = (torch.cuda.max_memory_allocated(hm.device) - base + extra) if cuda else None
+    free = mm.get_free_memory(hm.device) if cuda else None
+    return Preflight(seconds, seconds * trainer.total_steps, n, extra, peak, free)
