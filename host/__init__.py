@@ -20,6 +20,9 @@ def _boot() -> Path:
     root = find_comfyui(PACK_DIR)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
+    # The host's nodes.py puts comfy/ first on sys.path, where comfy/utils.py would then shadow the
+    # top-level utils package the server needs; main.py avoids that by importing it first, and so do we.
+    import utils.install_util  # noqa: F401
     import torch
     import comfy.options
     comfy.options.enable_args_parsing(False)

@@ -81,8 +81,10 @@ class RunResult:
             for item in out.get("images", []) + out.get("kiln_files", []):
                 if isinstance(item, dict) and "filename" in item:
                     base = {"output": folder_paths.get_output_directory(), "temp": folder_paths.get_temp_directory(),
-                            "input": folder_paths.get_input_directory()}.get(item.get("type", "output"))
-                    found.append(Path(base) / item.get("subfolder", "") / item["filename"])
+                            "input": folder_paths.get_input_directory(),
+                            "loras": folder_paths.get_folder_paths("loras")[0]}.get(item.get("type", "output"))
+                    if base is not None:
+                        found.append(Path(base) / item.get("subfolder", "") / item["filename"])
         return found
 
 

@@ -1,6 +1,6 @@
 """Resumable training state as safetensors + JSON (never a pickle).
 
-A state folder holds ``network.safetensors`` (the LoRA in kohya layout), ``optimizer.safetensors`` (every
+A state folder holds ``network.kilnstate`` (the LoRA in kohya layout), ``optimizer.kilnstate`` (every
 tensor of the optimizer's state, flattened) and ``state.json`` (step, epoch, scheduler, the optimizer's
 non-tensor state, and the specs it was made with). ``state.json`` is written last, so a folder without
 it is an unfinished save and is ignored.
@@ -64,11 +64,11 @@ def save_state(folder: str | Path, state: TrainState) -> Path:
     manifest = folder / "state.json"
     if manifest.exists():
         manifest.unlink()  # the folder is being rewritten: mark it unfinished first
-    atomic_write_bytes(folder / "network.safetensors",
+    atomic_write_bytes(folder / "network.kilnstate",
                        save({k: v.detach().cpu().contiguous() for k, v in state.network.items()}))
     opt_tensors: dict[str, torch.Tensor] = {}
     opt_tree = _split_tensors(state.optimizer, "opt", opt_tensors)
-    atomic_write_bytes(folder / "optimizer.safetensors", save(opt_tensors) if opt_tensors else save({"_": torch.zeros(1)}))
+    atomic_write_bytes(folder / "optimizer.kilnstate", save(opt_tensors) if opt_tensors else save({"_": torch.zeros(1)}))
     body = {"version": STATE_VERSION, "step": state.step, "optimizer": opt_tree,
             "scheduler": _split_tensors(state.scheduler, "sched", {}), "info": state.info}
     atomic_write_bytes(manifest, json.dumps(body, indent=1, default=str).encode())
@@ -85,8 +85,8 @@ def load_state(folder: str | Path) -> TrainState:
     if body.get("version") != STATE_VERSION:
         raise ValueError(f"{folder}: state version {body.get('version')} is not {STATE_VERSION}; "
                          "resume it with the Kiln version that wrote it.")
-    network = load_file(str(folder / "network.safetensors"))
-    opt_tensors = load_file(str(folder / "optimizer.safetensors"))
+    network = load_file(str(folder / "network.kilnstate"))
+    opt_tensors = load_file(str(folder / "optimizer.kilnstate"))
     return TrainState(step=int(body["step"]), network=network,
                       optimizer=_join_tensors(body["optimizer"], opt_tensors),
                       scheduler=_join_tensors(body["scheduler"], {}), info=body.get("info", {}))
