@@ -32,7 +32,8 @@ from ..core.train.plot import loss_plot
 from ..core.train.prompts import SamplePrompt
 from ..core.train.state import load_state, save_state
 from . import live
-from .training import HostDiffusionModel, apply_lora, gradient_checkpointing, target_layers, vae_encoder
+from .training import (HostDiffusionModel, apply_lora, gradient_checkpointing, target_layers,
+                       text_encoder_grad_safe, vae_encoder)
 
 log = logging.getLogger("kiln")
 
@@ -250,7 +251,8 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
         live.start(node_id, trainer.total_steps, save.output_name)
         resume = load_state(save.resume_from) if save.resume_from else None
         try:
-            with network, gradient_checkpointing(hm.patcher, cfg.gradient_checkpointing):
+            with network, gradient_checkpointing(hm.patcher, cfg.gradient_checkpointing), \
+                    text_encoder_grad_safe(clip, net.train_text_encoder):
                 check = preflight(trainer, hm, opt)
                 log.info("Kiln: %s", check.summary(trainer.total_steps))
                 result = trainer.run(resume)

@@ -188,3 +188,23 @@ def vae_encoder(vae):
             return vae.encode(pixels[..., :3]).to("cpu", torch.float32).clone()
     import hashlib
     return encode, hashlib.sha256("|".join(probe).encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def text_encoder_grad_safe(clip, enabled: bool):
+    """The host's CLIP layers add residuals in place (``x += attn(norm(x))``), which would overwrite the
+    tensor the norm keeps for backward. Feeding each norm a copy of its input makes the in-place add
+    harmless to autograd (a [tokens, width] copy per norm; nothing changes when not training the TE)."""
+    if not enabled or clip is None:
+        yield
+        return
+    handles = []
+    for module in clip.cond_stage_model.modules():
+        if isinstance(module, torch.nn.LayerNorm):
+            handles.append(module.register_forward_pre_hook(
+                lambda m, args: (args[0].clone(),) + tuple(args[1:]) if torch.is_grad_enabled() else None))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()

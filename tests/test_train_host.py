@@ -31,7 +31,7 @@ def _sample(model, clip, vae, seed=5):
         return vae.decode(out["samples"]).float().cpu().numpy()
 
 
-def _bake(loaded, spec, steps=20, **cfg):
+def _bake(loaded, spec, steps=20, name=None, **cfg):
     from kiln_pack.core.train.loop import TrainConfig
     from kiln_pack.core.train.optim import OptimizerSpec
     from kiln_pack.host.bake import SaveSpec, bake
@@ -39,7 +39,7 @@ def _bake(loaded, spec, steps=20, **cfg):
     with torch.inference_mode():
         return bake(model, clip, vae, dataset, spec, OptimizerSpec(lr=2e-3, scheduler="constant"),
                     TrainConfig(max_steps=steps, seed=0, probe_samples=0, **cfg),
-                    SaveSpec(output_name=cfg.pop("name", f"t_{spec.algorithm}"), save_dtype="fp32"))
+                    SaveSpec(output_name=name or f"t_{spec.algorithm}", save_dtype="fp32"))
 
 
 @pytest.mark.parametrize("algo", ALGORITHMS)
