@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -20,6 +20,31 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+class RssSampler:
+    """Peak growth of this process's resident memory over a baseline, sampled every 5 ms in a thread
+    (ru_maxrss is a lifetime high-water mark, useless once model loading set it)."""
+
+    def __init__(self):
+        import threading
+        import psutil
+        self.proc = psutil.Process()
+        self.base = self.proc.memory_info().rss
+        self.peak = self.base
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while self.running:
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.005)
+
+    def stop(self) -> int:
+        self.running = False
+        self.thread.join()
+        return self.peak - self.base
 
 
 def child(args) -> dict:
@@ -47,7 +72,7 @@ def child(args) -> dict:
             positive = []
             for r in refs:
                 positive += clip.encode_from_tokens_scheduled(clip.tokenize(dataset.caption(r, 0)))
-        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        sampler = RssSampler()
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -58,7 +83,9 @@ def child(args) -> dict:
             from kiln_pack.core.train.loop import TrainConfig
             from kiln_pack.core.train.optim import OptimizerSpec
             from kiln_pack.host.bake import SaveSpec, bake
-            res = bake(model, clip, vae, dataset, NetworkSpec(rank=args.rank, alpha=1.0, targets="attn_mlp"),
+            res = bake(model, clip, vae, dataset, NetworkSpec(rank=args.rank, alpha=1.0, targets=args.targets,
+                                                              conv_rank=args.rank if args.targets == "full" else 0,
+                                                              conv_alpha=1.0),
                        OptimizerSpec(name="adamw", lr=args.lr, scheduler="constant", weight_decay=0.01, max_grad_norm=0),
                        TrainConfig(max_steps=args.steps, batch_size=args.batch, seed=0, probe_samples=0,
                                    mixed_precision="fp32" if not cuda else "bf16",
@@ -74,8 +101,8 @@ def child(args) -> dict:
         if cuda:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
-        peak = (torch.cuda.max_memory_allocated() - base_alloc) if cuda else \
-            (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) * 1024
+        rss_peak = sampler.stop()
+        peak = (torch.cuda.max_memory_allocated() - base_alloc) if cuda else rss_peak
         loss = fixed_sample_loss(trained, clip, vae, dataset, samples=16)
         base_loss = fixed_sample_loss(model, clip, vae, dataset, samples=16)
     return {"which": args.which, "steps_per_s": args.steps / seconds, "seconds": seconds, "peak_bytes": peak,
@@ -89,24 +116,32 @@ def main():
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--checkpointing", action="store_true")
+    p.add_argument("--targets", default="full", choices=["attn", "attn_mlp", "full"],
+                   help="Kiln's targets; 'full' (with conv rank = rank) trains what the native node trains, "
+                        "less norms and biases")
+    p.add_argument("--repeats", type=int, default=3, help="runs of each trainer; medians are reported")
     p.add_argument("--which", choices=["kiln", "native"])
     args = p.parse_args()
     if args.which:
         print("RESULT " + json.dumps(child(args)))
         return
-    results = {}
-    for which in ("native", "kiln"):
-        cmd = [sys.executable, __file__, "--which", which, "--steps", str(args.steps), "--rank", str(args.rank),
-               "--batch", str(args.batch), "--lr", str(args.lr)] + (["--checkpointing"] if args.checkpointing else [])
-        out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
-        if out.returncode or not line:
-            print(out.stdout[-3000:], out.stderr[-3000:])
-            raise SystemExit(f"{which} run failed")
-        results[which] = json.loads(line[0][7:])
+    runs = {"native": [], "kiln": []}
+    for _ in range(args.repeats):  # alternate, so background load hits both alike
+        for which in ("native", "kiln"):
+            cmd = [sys.executable, __file__, "--which", which, "--steps", str(args.steps), "--rank", str(args.rank),
+                   "--batch", str(args.batch), "--lr", str(args.lr), "--targets", args.targets] + \
+                (["--checkpointing"] if args.checkpointing else [])
+            out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+            if out.returncode or not line:
+                print(out.stdout[-3000:], out.stderr[-3000:])
+                raise SystemExit(f"{which} run failed")
+            runs[which].append(json.loads(line[0][7:]))
+    results = {w: {key: (statistics.median(r[key] for r in rs) if isinstance(rs[0][key], (int, float)) else rs[0][key])
+                   for key in rs[0]} for w, rs in runs.items()}
     n, k = results["native"], results["kiln"]
     print(f"device {k['device']}, steps {args.steps}, rank {args.rank}, batch {args.batch}, lr {args.lr}, "
-          f"checkpointing {args.checkpointing}")
+          f"checkpointing {args.checkpointing}, kiln targets {args.targets}, medians of {args.repeats} runs each")
     for r in (n, k):
         print(f"{r['which']:>6}: {r['steps_per_s']:.2f} steps/s, peak +{r['peak_bytes'] / 2**20:.0f} MiB, "
               f"fixed-sample loss {r['loss_before']:.4f} -> {r['loss_after']:.4f}")
