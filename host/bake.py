@@ -193,6 +193,9 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
     if clip is None:
         raise ValueError("The train node needs the checkpoint's CLIP to encode the captions; connect it.")
     started = time.time()
+    validation = None
+    if cfg.validation_split > 0:
+        dataset, validation = dataset.split_validation(cfg.validation_split, cfg.seed)
     steps_per_epoch = dataset.steps_per_epoch(cfg.batch_size)
     log.info("Kiln: %d images, %d steps per epoch x %d epochs = %d steps (batch %d, accumulation %d)",
              len(dataset), steps_per_epoch, cfg.epochs, dataset.total_steps(cfg.epochs, cfg.batch_size),
@@ -245,7 +248,14 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
         hooks = TrainHooks(progress=progress, check_interrupt=throw_if_interrupted,
                            interrupt_types=(interrupt_exception_type(),), save=saver,
                            sample=sample if sampler else (lambda step: None), log=log.info)
-        trainer = Trainer(cfg, dataset, network, opt, hm, latents, hooks)
+        trainer = Trainer(cfg, dataset, network, opt, hm, latents, hooks, validation=validation)
+        checks: list[Preflight] = []
+        measure = PreflightMeter(trainer, hm, opt)
+
+        def first_micro(seconds):
+            checks.append(measure.finish(seconds))
+            log.info("Kiln: %s", checks[0].summary(trainer.total_steps))
+        hooks.first_micro = first_micro
         trainer_box["t"] = trainer
         pbar.update_absolute(0, trainer.total_steps)
         live.start(node_id, trainer.total_steps, save.output_name)
@@ -253,8 +263,6 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
         try:
             with network, gradient_checkpointing(hm.patcher, cfg.gradient_checkpointing), \
                     text_encoder_grad_safe(clip, net.train_text_encoder):
-                check = preflight(trainer, hm, opt)
-                log.info("Kiln: %s", check.summary(trainer.total_steps))
                 result = trainer.run(resume)
                 saver(result.step, True)
                 if sampler is not None and (not cfg.sample_every_n_steps or result.step % cfg.sample_every_n_steps):
@@ -265,7 +273,7 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
         lora = make_lora(result.step)
         mm.soft_empty_cache()
     out_model, out_clip = apply_lora(model, clip, lora, 1.0, 1.0 if net.train_text_encoder else 0.0)
-    return BakeResult(out_model, out_clip if net.train_text_encoder else clip, lora, result, preflight=check,
+    return BakeResult(out_model, out_clip if net.train_text_encoder else clip, lora, result, preflight=checks[0] if checks else None,
                       loss_image=
                       loss_plot(result.losses, title=f"{save.output_name} loss"),
                       samples=list(sampler.images) if sampler else [],
@@ -295,23 +303,24 @@ def fixed_sample_loss(model, clip, vae, dataset, samples: int = 8, seed: int = 0
         return trainer.probe_loss(samples)
 
 
-def preflight(trainer: Trainer, hm: HostDiffusionModel, opt: OptimizerSpec) -> Preflight:
-    """Time one forward+backward on the first batch (gradients discarded) and measure its peak memory."""
-    refs = trainer.dataset.epoch_plan(0, trainer.cfg.batch_size, trainer.cfg.seed)[0]
-    cuda = hm.device.type == "cuda"
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats(hm.device)
-        base = torch.cuda.memory_allocated(hm.device)
-    started = time.perf_counter()
-    trainer.micro_loss(-10_000, refs).backward()
-    if cuda:
-        torch.cuda.synchronize()
-    seconds = (time.perf_counter() - started) * trainer.cfg.grad_accum
-    for p in trainer.network.parameters():
-        p.grad = None
-    n = trainer.network.num_trainable()
-    extra = adapter_bytes(n, opt.name)
-    peak = (torch.cuda.max_memory_allocated(hm.device) - base + extra) if cuda else None
-    free = mm.get_free_memory(hm.device) if cuda else None
-    return Preflight(seconds, seconds * trainer.total_steps, n, extra, peak, free)
+class PreflightMeter:
+    """Time and peak memory of the first micro-batch of the real run (no extra step is spent on it),
+    turned into the estimate shown at the start: time per step, total time, memory against free memory."""
+
+    def __init__(self, trainer: Trainer, hm: HostDiffusionModel, opt: OptimizerSpec):
+        self.trainer, self.hm, self.opt = trainer, hm, opt
+        self.cuda = hm.device.type == "cuda"
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats(hm.device)
+            self.base = torch.cuda.memory_allocated(hm.device)
+
+    def finish(self, seconds: float) -> Preflight:
+        if self.cuda:
+            torch.cuda.synchronize()
+        seconds *= self.trainer.cfg.grad_accum
+        n = self.trainer.network.num_trainable()
+        extra = adapter_bytes(n, self.opt.name)
+        peak = (torch.cuda.max_memory_allocated(self.hm.device) - self.base + extra) if self.cuda else None
+        free = mm.get_free_memory(self.hm.device) if self.cuda else None
+        return Preflight(seconds, seconds * self.trainer.total_steps, n, extra, peak, free)

@@ -115,6 +115,8 @@ class KilnTrainLora:
             "resume_from": ("STRING", {"default": "", "tooltip": "A '<name>-<step>-state' folder from an earlier run, to continue it exactly."}),
             "vram_preset": (list(VRAM_CLASSES), {"default": "none", "tooltip": "Set batch size, gradient checkpointing and precision together for a GPU memory class (overrides those inputs)."}),
             "ema_decay": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.99999, "step": 0.0001, "tooltip": "Keep an exponential moving average of the LoRA weights (e.g. 0.999) and save that; 0 turns it off."}),
+            "validation_split": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.5, "step": 0.05, "tooltip": "Hold out this fraction of the images and report their loss (fixed noise) during training."}),
+            "validation_every_n_steps": ("INT", {"default": 0, "min": 0, "max": 100000, "tooltip": "How often to compute the validation loss (0: never)."}),
             "masked_loss": ("BOOLEAN", {"default": False, "tooltip": "Weight the loss by each image's mask (its alpha channel or a mask file beside it)."}),
         }}
 
@@ -131,12 +133,14 @@ class KilnTrainLora:
     def train(self, model, clip, vae, dataset, output_name, epochs, max_steps, batch_size, gradient_accumulation,
               seed, mixed_precision, gradient_checkpointing, network=None, optimizer=None, objective=None,
               sample_prompts=None, sample_every_n_steps=0, save_every_n_steps=0, save_every_n_epochs=0,
-              keep_last=3, save_dtype="fp16", resume_from="", vram_preset="none", ema_decay=0.0, masked_loss=False):
+              keep_last=3, save_dtype="fp16", resume_from="", vram_preset="none", ema_decay=0.0, masked_loss=False,
+              validation_split=0.0, validation_every_n_steps=0):
         cfg = TrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=gradient_accumulation,
                           seed=seed, mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
                           objective=objective or ObjectiveSpec(), save_every_n_steps=save_every_n_steps,
                           save_every_n_epochs=save_every_n_epochs, sample_every_n_steps=sample_every_n_steps,
-                          ema_decay=ema_decay, masked_loss=masked_loss)
+                          ema_decay=ema_decay, masked_loss=masked_loss, validation_split=validation_split,
+                          validation_every_n_steps=validation_every_n_steps)
         cfg = apply_vram_class(cfg, vram_preset)
         save = SaveSpec(output_name=output_name, save_dtype=save_dtype, keep_last=keep_last,
                         resume_from=resume_from.strip())
@@ -144,7 +148,8 @@ class KilnTrainLora:
                       sample_prompts)
         r = result.result
         losses = {"steps": [s for s, _ in r.losses], "loss": [v for _, v in r.losses],
-                  "probe_start": r.probe_start, "probe_end": r.probe_end, "seconds": r.seconds}
+                  "probe_start": r.probe_start, "probe_end": r.probe_end, "seconds": r.seconds,
+                  "validation": [list(v) for v in r.validation]}
         plot = torch.from_numpy(result.loss_image)[None]
         ui_images = [_ui_image(result.loss_image, "kiln_loss")] + [_ui_image(s, "kiln_sample") for s in result.samples[-4:]]
         return {"ui": {"images": ui_images, "kiln_loss": [losses]},

@@ -128,3 +128,14 @@ def test_masked_loss_ignores_the_masked_out_area():
         assert float(trainer.micro_loss(0, refs).detach()) == pytest.approx(base, rel=1e-5)
         trainer.dataset.load_mask = lambda ref: None
         assert float(trainer.micro_loss(0, refs).detach()) > base * 10
+
+
+def test_validation_loss_on_held_out_samples():
+    trainer, net = make(TrainConfig(max_steps=20, seed=0, probe_samples=0, validation_every_n_steps=10))
+    held = ToyDataset(n=2, repeats=1)
+    held.latents = held.latents * 0.5
+    trainer.validation = held
+    with net:
+        result = trainer.run()
+    assert [s for s, _ in result.validation] == [10, 20]
+    assert all(v > 0 for _, v in result.validation)

@@ -96,9 +96,14 @@ def _caption_mismatch_hint(folder: Path, images: list[Path], ext: str) -> str:
 
 
 def _probe(path: Path, background) -> tuple[tuple[int, int], str]:
+    """Decode once to catch corrupt/truncated files before training (JPEGs at reduced scale: the whole
+    stream is still read, so truncation shows), and hash the bytes for the latent cache."""
     data = path.read_bytes()
-    im = open_rgb(path, background)
-    return im.size, hashlib.sha1(data).hexdigest()
+    im = open_rgb(path, background, draft_size=(256, 256))
+    size = im.size
+    if im.info.get("kiln_draft_scale"):
+        size = im.info["kiln_full_size"]
+    return size, hashlib.sha1(data).hexdigest()
 
 
 def _scan(root_text: str, repeats: int, is_reg: bool, cfg: DatasetConfig, warn) -> tuple[list, list]:
@@ -280,6 +285,17 @@ class KilnDataset:
     def captions_vary(self) -> bool:
         c = self.config
         return bool(c.shuffle_caption or c.caption_dropout_rate or c.tag_dropout_rate)
+
+    def split_validation(self, fraction: float, seed: int = 0) -> tuple["KilnDataset", "KilnDataset | None"]:
+        """Hold out about ``fraction`` of the training images (at least one, never all) for validation."""
+        train_idx = [i for i, e in enumerate(self.images) if not e.is_reg]
+        if fraction <= 0 or len(train_idx) < 2:
+            return self, None
+        k = min(len(train_idx) - 1, max(1, round(fraction * len(train_idx))))
+        held = set(random.Random(f"val:{seed}").sample(train_idx, k))
+        keep = tuple(e for i, e in enumerate(self.images) if i not in held)
+        val = tuple(replace(self.images[i], repeats=1) for i in sorted(held))
+        return KilnDataset(self.config, keep), KilnDataset(self.config, val)
 
     def map_captions(self, fn: Callable[[str], str]) -> "KilnDataset":
         return KilnDataset(self.config, tuple(replace(e, caption=fn(e.caption)) for e in self.images))

@@ -25,11 +25,19 @@ def open_rgb(path: str | Path, background=(255, 255, 255), draft_size: tuple[int
             with Image.open(path) as im:
                 if im.width * im.height > MAX_PIXELS:
                     raise UnreadableImage(f"{im.width}x{im.height} is too large (decompression bomb guard)")
+                full_size = im.size
+                swaps = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)   # EXIF orientations that rotate 90
                 if draft_size and im.format == "JPEG":
                     im.draft("RGB", draft_size)  # decode JPEGs at a reduced scale when that is enough
                 im.load()
+                drafted = im.size != full_size
                 im = ImageOps.exif_transpose(im)
-                return _to_rgb(im, background)
+                out = _to_rgb(im, background)
+                if drafted:
+                    # Callers that need the true (oriented) size read it here.
+                    out.info["kiln_draft_scale"] = True
+                    out.info["kiln_full_size"] = full_size[::-1] if swaps else full_size
+                return out
     except UnreadableImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -32,6 +32,8 @@ class TrainConfig:
     ema_decay: float = 0.0             # 0 = off; e.g. 0.999
     probe_samples: int = 8             # fixed-noise loss before and after training (0 = skip)
     masked_loss: bool = False          # weight the loss by the dataset's per-image masks
+    validation_split: float = 0.0      # hold out this fraction of the images ...
+    validation_every_n_steps: int = 0  # ... and report their fixed-sample loss every N steps
 
 
 class DiffusionModel(Protocol):
@@ -54,6 +56,7 @@ class TrainHooks:
     interrupt_types: tuple = ()
     save: Callable[[int, bool], None] = lambda step, final: None   # write LoRA + state for this step
     sample: Callable[[int], None] = lambda step: None
+    first_micro: Callable[[float], None] = lambda seconds: None    # timing of the first micro-batch (pre-flight)
     log: Callable[[str], None] = print
 
 
@@ -70,6 +73,7 @@ class TrainResult:
     seconds: float = 0.0
     probe_start: float | None = None   # loss on fixed samples/noise before training ...
     probe_end: float | None = None     # ... and after: the honest "did it learn" figure
+    validation: list = field(default_factory=list)   # (step, held-out fixed-sample loss)
 
 
 def autocast_dtype(mode: str, device: torch.device) -> torch.dtype | None:
@@ -92,8 +96,9 @@ def step_seed(seed: int, micro: int) -> int:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, dataset, network, opt_spec: OptimizerSpec, model: DiffusionModel,
-                 latents, hooks: TrainHooks | None = None):
+                 latents, hooks: TrainHooks | None = None, validation=None):
         self.cfg, self.dataset, self.network, self.opt_spec = cfg, dataset, network, opt_spec
+        self.validation = validation
         self.model, self.latents = model, latents
         self.hooks = hooks or TrainHooks()
         self.micro_per_epoch = len(dataset.epoch_plan(0, cfg.batch_size, cfg.seed))
@@ -164,10 +169,20 @@ class Trainer:
                 masks.append(F.interpolate(m.float()[None, None], size=x0.shape[-2:], mode="area"))
         return torch.cat(masks).to(x0.device)
 
-    def probe_loss(self, n: int = 8) -> float:
+    def probe_loss(self, n: int = 8, dataset=None) -> float:
         """Loss on a fixed set of samples, noise and noise levels (spread over the schedule), without
         training: comparable before and after, unlike the per-step loss whose noise level is random."""
-        refs = [r for batch in self.dataset.epoch_plan(0, 1, self.cfg.seed) for r in batch][:n]
+        dataset = dataset or self.dataset
+        refs = [r for batch in dataset.epoch_plan(0, 1, self.cfg.seed) for r in batch][:n]
+        if dataset is not self.dataset:
+            train_dataset, self.dataset = self.dataset, dataset
+            try:
+                return self._fixed_loss(refs)
+            finally:
+                self.dataset = train_dataset
+        return self._fixed_loss(refs)
+
+    def _fixed_loss(self, refs) -> float:
         was_training = self.network.training
         self.network.eval()
         total = 0.0
@@ -195,10 +210,12 @@ class Trainer:
         trainable = [p for g in params for p in g["params"]]
         probe_start = self.probe_loss(cfg.probe_samples) if cfg.probe_samples else None
         losses: list[tuple[int, float]] = []
+        validation: list[tuple[int, float]] = []
         started = time.perf_counter()
         self.network.train()
         accum_loss = 0.0
         interrupted = False
+        first_timer = time.perf_counter()
         try:
             for micro, epoch, refs in self.micro_batches(step * cfg.grad_accum):
                 hooks.check_interrupt()
@@ -210,6 +227,9 @@ class Trainer:
                         "Lower the learning rate, use fp32/bf16 instead of fp16, or enable gradient clipping.")
                 scaled = loss / cfg.grad_accum
                 (scaler.scale(scaled) if scaler else scaled).backward()
+                if first_timer is not None:
+                    hooks.first_micro(time.perf_counter() - first_timer)
+                    first_timer = None
                 accum_loss += value / cfg.grad_accum
                 if (micro + 1) % cfg.grad_accum:
                     continue
@@ -234,6 +254,11 @@ class Trainer:
                         (cfg.save_every_n_epochs and end_of_epoch and (epoch + 1) % cfg.save_every_n_epochs == 0
                          and step < self.total_steps):
                     hooks.save(step, False)
+                if self.validation is not None and cfg.validation_every_n_steps and \
+                        step % cfg.validation_every_n_steps == 0:
+                    val = self.probe_loss(len(self.validation), self.validation)
+                    validation.append((step, val))
+                    hooks.log(f"Kiln: step {step} validation loss {val:.4f}")
                 if cfg.sample_every_n_steps and step % cfg.sample_every_n_steps == 0:
                     self.network.eval()
                     hooks.sample(step)
@@ -247,7 +272,7 @@ class Trainer:
         finally:
             self.network.eval()
             self.last_result = TrainResult(step, self.total_steps, losses, interrupted, time.perf_counter() - started,
-                                           probe_start)
+                                           probe_start, validation=validation)
         if cfg.probe_samples:
             self.last_result.probe_end = self.probe_loss(cfg.probe_samples)
             hooks.log(f"Kiln: fixed-sample loss {self.last_result.probe_start:.4f} -> {self.last_result.probe_end:.4f}")
