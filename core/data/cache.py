@@ -27,7 +27,7 @@ class LatentCache:
         c = dataset.config
         parts = {"content": e.content_hash, "bucket": list(ref.bucket), "crop": list(ref.crop), "flip": ref.flip,
                  "encoder": self.encoder_id, "size": list(e.size), "background": list(c.background),
-                 "resample": "lanczos-rg3"}
+                 "resample": "lanczos-rg2"}
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
     def _disk_path(self, key: str) -> Path | None:

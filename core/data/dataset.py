@@ -20,6 +20,7 @@ from PIL import Image
 from .buckets import assign_bucket, cover_size, make_buckets
 from .captions import process_caption, split_tags
 from .config import DatasetConfig
+from . import images as images_mod
 from .images import IMAGE_EXTENSIONS, UnreadableImage, open_rgb, read_mask
 
 _CONCEPT_DIR = re.compile(r"^(\d+)_(.+)$")
@@ -95,15 +96,34 @@ def _caption_mismatch_hint(folder: Path, images: list[Path], ext: str) -> str:
     return ""
 
 
-def _probe(path: Path, background) -> tuple[tuple[int, int], str]:
-    """Decode once to catch corrupt/truncated files before training (JPEGs at reduced scale: the whole
-    stream is still read, so truncation shows), and hash the bytes for the latent cache."""
+def _prepare(path: Path, cfg: DatasetConfig, buckets) -> tuple[tuple[int, int], str, tuple[int, int], Image.Image]:
+    """One decode per image: check it (corrupt and truncated files raise here, before any model loads),
+    pick its bucket, and scale it to cover the bucket (JPEGs decode at reduced scale when that suffices).
+    Returns (oriented size, content hash, bucket, the scaled image)."""
     data = path.read_bytes()
-    im = open_rgb(path, background, draft_size=(256, 256))
-    size = im.size
-    if im.info.get("kiln_draft_scale"):
-        size = im.info["kiln_full_size"]
-    return size, hashlib.sha1(data).hexdigest()
+    digest = hashlib.sha1(data).hexdigest()
+
+    def bucket_for(size):
+        return assign_bucket(size, buckets, cfg.bucket_no_upscale, cfg.resolution, cfg.bucket_reso_steps) \
+            if cfg.enable_buckets else buckets[0]
+    with Image.open(path) as head:
+        is_jpeg = head.format == "JPEG"
+        # JPEG EXIF sits in the header, so the oriented size is known before decoding (other formats may
+        # keep EXIF after the pixels, so they are decoded first and measured after).
+        if is_jpeg:
+            size = head.size[::-1] if head.getexif().get(0x0112, 1) in (5, 6, 7, 8) else head.size
+    if is_jpeg:
+        bucket = bucket_for(size)
+        cover = cover_size(size, bucket)
+        im = open_rgb(path, cfg.background, draft_size=cover)
+    else:
+        im = open_rgb(path, cfg.background)
+        size = im.size
+        bucket = bucket_for(size)
+        cover = cover_size(size, bucket)
+    if im.size != cover:
+        im = im.resize(cover, Image.LANCZOS, reducing_gap=2.0)
+    return size, digest, bucket, im
 
 
 def _scan(root_text: str, repeats: int, is_reg: bool, cfg: DatasetConfig, warn) -> tuple[list, list]:
@@ -146,37 +166,46 @@ def load_dataset(config: DatasetConfig, warn: Callable[[str], None] = logging.wa
                            config.bucket_reso_steps) if config.enable_buckets else [(config.resolution,) * 2]
     jobs = [(e, False) for e in train] + [(e, True) for e in reg]
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        probed = list(pool.map(lambda j: _safe_probe(j[0][0], config.background), jobs))
-    entries, bad = [], []
-    for ((path, caption, n, concept), is_reg), result in zip(jobs, probed):
+        prepared = list(pool.map(lambda j: _safe_prepare(j[0][0], config, buckets), jobs))
+    entries, bad, scaled = [], [], {}
+    budget = PREPARED_BYTES
+    for ((path, caption, n, concept), is_reg), result in zip(jobs, prepared):
         if isinstance(result, str):
             bad.append(f"{path.name} ({result})")
             continue
-        size, digest = result
-        bucket = assign_bucket(size, buckets, config.bucket_no_upscale, config.resolution,
-                               config.bucket_reso_steps) if config.enable_buckets else buckets[0]
+        size, digest, bucket, image = result
+        cost = image.width * image.height * 3
+        if cost <= budget:  # keep the scaled image so training never decodes it again
+            scaled[len(entries)] = image
+            budget -= cost
         entries.append(ImageEntry(path, caption, n, concept, is_reg, size, bucket, digest))
     if bad:
         warn(f"Kiln: skipped {len(bad)} unreadable image(s): {', '.join(bad)}")
     if not any(not e.is_reg for e in entries):
         raise DatasetError(f"no usable training images in {config.path}" + (f" ({len(bad)} unreadable)" if bad else "")
                            + ". Fix or remove the files listed above.")
-    return KilnDataset(config, tuple(entries))
+    return KilnDataset(config, tuple(entries), scaled)
 
 
-def _safe_probe(path, background):
+# Scaled images kept in memory after the first decode (beyond this, images are decoded again when used).
+PREPARED_BYTES = 2 * 1024 ** 3
+
+
+def _safe_prepare(path, config, buckets):
     try:
-        return _probe(path, background)
-    except (UnreadableImage, OSError) as exc:
+        return _prepare(path, config, buckets)
+    except (UnreadableImage, OSError, Image.DecompressionBombError) as exc:
         return str(exc)
 
 
 class KilnDataset:
     """Immutable: transforming nodes (tag filters) return a new dataset."""
 
-    def __init__(self, config: DatasetConfig, images: tuple[ImageEntry, ...]):
+    def __init__(self, config: DatasetConfig, images: tuple[ImageEntry, ...], scaled: dict | None = None):
         self.config = config
         self.images = images
+        # index -> the image already scaled to cover its bucket (from loading); a cache, not part of the value
+        self._scaled = scaled or {}
 
     def __len__(self) -> int:
         return len(self.images)
@@ -247,17 +276,19 @@ class KilnDataset:
         e = self.images[ref.index]
         sw, sh = cover_size(e.size, ref.bucket)
         if (sw, sh) != im.size:
-            im = im.resize((sw, sh), Image.LANCZOS, reducing_gap=3.0)
+            im = im.resize((sw, sh), Image.LANCZOS, reducing_gap=2.0)
         x, y = ref.crop
         im = im.crop((x, y, x + ref.bucket[0], y + ref.bucket[1]))
         return im.transpose(Image.FLIP_LEFT_RIGHT) if ref.flip else im
 
     def load_pixels(self, ref: SampleRef) -> torch.Tensor:
         e = self.images[ref.index]
-        try:
-            im = open_rgb(e.path, self.config.background, draft_size=cover_size(e.size, ref.bucket))
-        except UnreadableImage as exc:
-            raise DatasetError(f"{e.path}: became unreadable during training ({exc}); restore or remove it") from exc
+        im = self._scaled.get(ref.index) if ref.bucket == e.bucket else None
+        if im is None:
+            try:
+                im = open_rgb(e.path, self.config.background, draft_size=cover_size(e.size, ref.bucket))
+            except UnreadableImage as exc:
+                raise DatasetError(f"{e.path}: became unreadable during training ({exc}); restore or remove it") from exc
         arr = np.asarray(self._crop(im, ref), dtype=np.float32) / 255.0
         if self.config.color_aug:
             arr = _color_aug(arr, random.Random(ref.aug_seed))
@@ -293,12 +324,15 @@ class KilnDataset:
             return self, None
         k = min(len(train_idx) - 1, max(1, round(fraction * len(train_idx))))
         held = set(random.Random(f"val:{seed}").sample(train_idx, k))
-        keep = tuple(e for i, e in enumerate(self.images) if i not in held)
-        val = tuple(replace(self.images[i], repeats=1) for i in sorted(held))
-        return KilnDataset(self.config, keep), KilnDataset(self.config, val)
+        keep_idx = [i for i in range(len(self.images)) if i not in held]
+        val_idx = sorted(held)
+        keep = tuple(self.images[i] for i in keep_idx)
+        val = tuple(replace(self.images[i], repeats=1) for i in val_idx)
+        return (KilnDataset(self.config, keep, {n: self._scaled[i] for n, i in enumerate(keep_idx) if i in self._scaled}),
+                KilnDataset(self.config, val, {n: self._scaled[i] for n, i in enumerate(val_idx) if i in self._scaled}))
 
     def map_captions(self, fn: Callable[[str], str]) -> "KilnDataset":
-        return KilnDataset(self.config, tuple(replace(e, caption=fn(e.caption)) for e in self.images))
+        return KilnDataset(self.config, tuple(replace(e, caption=fn(e.caption)) for e in self.images), self._scaled)
 
     # -- reports --------------------------------------------------------------------------------------
     def tag_frequency(self) -> dict[str, dict[str, int]]:

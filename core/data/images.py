@@ -31,7 +31,8 @@ def open_rgb(path: str | Path, background=(255, 255, 255), draft_size: tuple[int
                     im.draft("RGB", draft_size)  # decode JPEGs at a reduced scale when that is enough
                 im.load()
                 drafted = im.size != full_size
-                im = ImageOps.exif_transpose(im)
+                if swaps or im.getexif().get(0x0112, 1) != 1:
+                    im = ImageOps.exif_transpose(im)   # (a copy; only when there is something to undo)
                 out = _to_rgb(im, background)
                 if drafted:
                     # Callers that need the true (oriented) size read it here.
@@ -57,6 +58,8 @@ def _to_rgb(im: Image.Image, background) -> Image.Image:
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     if im.mode in ("RGBA", "LA", "PA"):
+        if im.getchannel("A").getextrema() == (255, 255):
+            return im.convert("RGB")   # fully opaque: nothing to composite
         rgba = im.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, tuple(background) + (255,))
         return Image.alpha_composite(bg, rgba).convert("RGB")
