@@ -1,2 +1,2 @@
 """One algorithm per module; importing this package registers them all."""
-from . import lora  # noqa: F401
+from . import dora, dylora, full, ia3, lokr, loha, lora  # noqa: F401

@@ -1,0 +1,31 @@
+"""Shared base for algorithms that build a whole delta weight (LoHa, LoKr, full, IA3): the delta is formed
+each step and applied in bypass (F.linear / F.conv2d with the delta only), never merged into the base."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import AdapterModule
+
+
+class DeltaWeightModule(AdapterModule):
+    def delta_weight(self) -> torch.Tensor:
+        """The delta in the base weight's shape, scale included (exactly what the host adds)."""
+        raise NotImplementedError
+
+    def base_shape(self, base) -> tuple:
+        return tuple(base.weight.shape)
+
+    def delta_forward(self, x, base):
+        x = self._apply_dropout(x)
+        w = self.delta_weight().to(x.dtype)
+        if self.is_conv:
+            return F.conv2d(x, w, None, self.stride, self.padding, self.dilation, self.groups)
+        return F.linear(x, w)
+
+
+def kaiming_(t: torch.Tensor, generator) -> torch.Tensor:
+    fan_in = t[0].numel() if t.dim() > 1 else t.numel()
+    bound = (3.0 / fan_in) ** 0.5 * (2.0 / 6.0) ** 0.5
+    with torch.no_grad():
+        return t.uniform_(-bound, bound, generator=generator)
