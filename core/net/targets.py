@@ -35,3 +35,16 @@ def wanted(host_name: str, module: nn.Module, preset: str) -> bool:
     if _TRANSFORMER.search(host_name):
         return True
     return preset == "full" and bool(_FULL_EXTRA.search(host_name))
+
+
+def wanted_weight(host_name: str, shape: tuple, preset: str, conv3x3: bool = True) -> bool:
+    """``wanted`` for a bare weight tensor (e.g. from a checkpoint file): 2-D is a Linear, 4-D a Conv."""
+    if len(shape) == 2:
+        module: nn.Module = nn.Linear(1, 1)
+    elif len(shape) == 4:
+        module = nn.Conv2d(1, 1, tuple(shape[2:]))
+        if tuple(shape[2:]) != (1, 1) and not conv3x3:
+            return False
+    else:
+        return False
+    return wanted(host_name, module, preset)

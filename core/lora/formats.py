@@ -1,0 +1,111 @@
+"""Reading every common LoRA key layout into kohya names (writing is always kohya).
+
+Handled: kohya / LyCORIS (``lora_unet_*``/``lora_te*_`` with ``lora_up``/``hada_``/``lokr_``/``diff``/
+``dora_scale``), ComfyUI-native (``diffusion_model.<path>.lora_up.weight``, ``.diff``, ``.diff_b``,
+``text_encoders.<path>``), and diffusers/PEFT (``unet.<path>.lora_A.weight``/``lora_B``, ``.lora.down``,
+``_lora.down``, ``text_encoder(_2).<path>``). Diffusers module paths keep their diffusers names
+(``lora_unet_down_blocks_0_...``), which is what kohya writes for SD-family models.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+
+from .value import KilnLora, module_groups
+
+KOHYA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_", "lora_te3_", "lora_prior_unet_")
+
+# suffix in the source -> kohya suffix
+_SUFFIXES = [
+    (".lora_A.default.weight", ".lora_down.weight"), (".lora_B.default.weight", ".lora_up.weight"),
+    (".lora_A.weight", ".lora_down.weight"), (".lora_B.weight", ".lora_up.weight"),
+    (".lora.down.weight", ".lora_down.weight"), (".lora.up.weight", ".lora_up.weight"),
+    ("_lora.down.weight", ".lora_down.weight"), ("_lora.up.weight", ".lora_up.weight"),
+    (".lora_down.weight", ".lora_down.weight"), (".lora_up.weight", ".lora_up.weight"),
+    (".lora_mid.weight", ".lora_mid.weight"), (".alpha", ".alpha"), (".dora_scale", ".dora_scale"),
+    (".diff_b", ".diff_b"), (".diff", ".diff"),
+]
+_LYCORIS = re.compile(r"\.(hada_w[12]_[ab]|hada_t[12]|lokr_w[12](_[ab])?|lokr_t[12]|diff|diff_b|dora_scale|alpha|"
+                      r"lora_up\.weight|lora_down\.weight|lora_mid\.weight)$")
+
+
+class LoraFormatError(ValueError):
+    pass
+
+
+def _module_prefix(path: str) -> str | None:
+    """Module path in another layout -> kohya module name (None when unrecognised)."""
+    for strip in ("base_model.model.", "transformer."):
+        if path.startswith(strip + "unet.") or path.startswith(strip + "text_encoder"):
+            path = path[len(strip):]
+    if path.startswith("diffusion_model."):
+        return "lora_unet_" + path[len("diffusion_model."):].replace(".", "_")
+    if path.startswith("unet."):
+        return "lora_unet_" + path[len("unet."):].replace(".processor.", ".").replace(".", "_")
+    if path.startswith("text_encoder_2."):
+        return "lora_te2_" + path[len("text_encoder_2."):].replace(".", "_")
+    if path.startswith("text_encoder."):
+        return "lora_te_" + path[len("text_encoder."):].replace(".", "_")
+    if path.startswith("text_encoders."):
+        rest = path[len("text_encoders."):]
+        enc, _, rest = rest.partition(".")
+        rest = rest[len("transformer."):] if rest.startswith("transformer.") else rest
+        prefix = {"clip_l": "lora_te1_", "clip_g": "lora_te2_"}.get(enc, "lora_te_")
+        return prefix + rest.replace(".", "_")
+    return None
+
+
+def detect_format(tensors) -> str:
+    keys = list(tensors)
+    if all(k.startswith(KOHYA_PREFIXES) for k in keys):
+        return "lycoris" if any(".hada_" in k or ".lokr_" in k or k.endswith(".diff") for k in keys) else "kohya"
+    if any(k.startswith("diffusion_model.") or k.startswith("text_encoders.") for k in keys):
+        return "comfyui"
+    if any(".lora_A." in k or ".lora_B." in k or ".lora.down." in k or "_lora.down." in k for k in keys):
+        return "diffusers"
+    return "unknown"
+
+
+def to_kohya(lora: KilnLora) -> KilnLora:
+    """The same LoRA with kohya key names. Unrecognised keys are a clear error naming them."""
+    out: dict[str, torch.Tensor] = {}
+    unknown = []
+    for key, t in lora.tensors.items():
+        if key.startswith(KOHYA_PREFIXES):
+            out[key] = t
+            continue
+        for src, dst in _SUFFIXES:
+            if key.endswith(src):
+                module = _module_prefix(key[: -len(src)])
+                if module is not None:
+                    out[module + dst] = t
+                    break
+        else:
+            m = _LYCORIS.search(key)
+            module = _module_prefix(key[: m.start()]) if m else None
+            if module is None:
+                unknown.append(key)
+            else:
+                out[module + key[m.start():]] = t
+    if unknown:
+        raise LoraFormatError(f"{len(unknown)} keys are in no LoRA layout Kiln reads (first: {unknown[0]!r}); "
+                              "supported: kohya, LyCORIS, ComfyUI-native, diffusers/PEFT.")
+    # PEFT files carry no alpha (it lives in their config): alpha = rank keeps their scale of 1.
+    for module, parts in module_groups(out).items():
+        if "lora_down.weight" in parts and "alpha" not in parts:
+            out[f"{module}.alpha"] = torch.tensor(float(parts["lora_down.weight"].shape[0]))
+    return KilnLora(out, lora.metadata)
+
+
+def algorithm_of(parts: dict) -> str:
+    if "hada_w1_a" in parts:
+        return "loha"
+    if "lokr_w1" in parts or "lokr_w1_a" in parts:
+        return "lokr"
+    if "lora_up.weight" in parts:
+        return "dora" if "dora_scale" in parts else ("locon" if parts["lora_down.weight"].dim() == 4 and
+                                                     parts["lora_down.weight"].shape[-1] > 1 else "lora")
+    if "diff" in parts:
+        return "full"
+    return "unknown"

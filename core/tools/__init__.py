@@ -1,0 +1,1 @@
+"""LoRA tools: low-rank maths, resize, merge, extract, compare and inspect (host-free)."""
