@@ -109,3 +109,11 @@ def scheduler_names() -> list[str]:
 from . import live as _live  # noqa: E402
 
 _live.add_routes()
+
+
+def lora_names() -> list[str]:
+    return folder_paths.get_filename_list("loras")
+
+
+def lora_path(name: str) -> Path:
+    return Path(folder_paths.get_full_path_or_raise("loras", name))

@@ -1,0 +1,112 @@
+"""``python -m kiln resize|merge|extract|inspect``: the LoRA tools from the shell, on the same core calls."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from . import load_pack
+
+
+def _core():
+    load_pack()
+    import kiln_pack.core as core  # noqa: F401
+    return core
+
+
+def _resize(args):
+    _core()
+    from kiln_pack.core.lora.io import load_lora_file, save_lora
+    from kiln_pack.core.tools.resize import ResizeSpec, format_report, resize_lora
+    out, report = resize_lora(load_lora_file(args.input), ResizeSpec(args.method, args.value, args.max_rank))
+    save_lora(out, args.output)
+    print(format_report(report))
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _merge(args):
+    _core()
+    from kiln_pack.core.lora.io import load_lora_file, save_lora
+    from kiln_pack.core.tools.merge import merge_loras
+    if len(args.weights) not in (0, len(args.inputs)):
+        raise SystemExit("give one --weights value per input (or none for 1.0 each)")
+    weights = args.weights or [1.0] * len(args.inputs)
+    out = merge_loras([(load_lora_file(p), w) for p, w in zip(args.inputs, weights)], args.rank or None)
+    save_lora(out, args.output)
+    print(f"merged {len(args.inputs)} LoRAs into {args.output}")
+    return 0
+
+
+def _extract(args):
+    _core()
+    from safetensors import safe_open
+    from kiln_pack.core.lora.io import save_lora
+    from kiln_pack.core.tools.extract import ExtractSpec, checkpoint_names, extract_lora
+    from kiln_pack.core.tools.resize import format_report
+
+    class Lazy(dict):
+        """Tensors read from the file on access, so two checkpoints never sit in memory whole."""
+
+        def __init__(self, path):
+            super().__init__()
+            self.fh = safe_open(str(path), framework="pt", device="cpu")
+            self.names = set(self.fh.keys())
+
+        def __contains__(self, k):
+            return k in self.names
+
+        def __getitem__(self, k):
+            return self.fh.get_tensor(k)
+
+    for p in (args.tuned, args.base):
+        if Path(p).suffix != ".safetensors":
+            raise SystemExit(f"{p}: only .safetensors checkpoints are read (pickles can run code); convert it first.")
+    a, b = Lazy(args.tuned), Lazy(args.base)
+    lora, report = extract_lora(a, b, checkpoint_names(b.names), ExtractSpec(
+        args.method, args.value, args.max_rank, args.conv_rank, clamp_quantile=args.clamp_quantile))
+    save_lora(lora, args.output)
+    print(format_report(report))
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _inspect(args):
+    _core()
+    from kiln_pack.core.lora.io import load_lora_file
+    from kiln_pack.core.tools.inspect import inspect_text
+    print(inspect_text(load_lora_file(args.input), Path(args.input).name))
+    return 0
+
+
+def register(sub) -> None:
+    methods = ["fixed", "sv_ratio", "sv_fro", "sv_cumulative"]
+    p = sub.add_parser("resize", help="resize a LoRA to a fixed or dynamic rank (exact for LoRA layers)")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--method", choices=methods, default="fixed")
+    p.add_argument("--value", type=float, default=32, help="rank for fixed; ratio/fraction for dynamic methods")
+    p.add_argument("--max-rank", type=int, default=256)
+    p.set_defaults(func=_resize)
+    p = sub.add_parser("merge", help="merge LoRAs exactly (the weighted sum of their deltas)")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--weights", type=float, nargs="*", default=[])
+    p.add_argument("--rank", type=int, default=0, help="compress to this rank (0: exact)")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=_merge)
+    p = sub.add_parser("extract", help="extract a LoRA from two checkpoints (tuned - base)")
+    p.add_argument("tuned")
+    p.add_argument("base")
+    p.add_argument("output")
+    p.add_argument("--method", choices=["fixed", "sv_fro", "sv_ratio"], default="fixed")
+    p.add_argument("--value", type=float, default=32)
+    p.add_argument("--max-rank", type=int, default=128)
+    p.add_argument("--conv-rank", type=int, default=0)
+    p.add_argument("--clamp-quantile", type=float, default=0.99)
+    p.set_defaults(func=_extract)
+    p = sub.add_parser("inspect", help="describe a LoRA file")
+    p.add_argument("input")
+    p.set_defaults(func=_inspect)
+
+
+if __name__ == "__main__":
+    sys.exit(0)
