@@ -103,8 +103,8 @@ class KilnExtractLora:
         }, "optional": {
             "clip_tuned": ("CLIP", {"tooltip": "Text encoder of A (to extract text-encoder layers too)."}),
             "clip_base": ("CLIP", {"tooltip": "Text encoder of B."}),
-            "oversample": ("INT", {"default": 10, "min": 0, "max": 256, "tooltip": "Randomized SVD oversampling."}),
-            "power_iterations": ("INT", {"default": 2, "min": 0, "max": 10, "tooltip": "Randomized SVD power iterations."}),
+            "oversample": ("INT", {"default": 16, "min": 0, "max": 256, "tooltip": "Randomized SVD oversampling."}),
+            "power_iterations": ("INT", {"default": 4, "min": 0, "max": 10, "tooltip": "Randomized SVD power iterations."}),
         }}
 
     RETURN_TYPES = ("KILN_LORA", "STRING")
@@ -114,7 +114,7 @@ class KilnExtractLora:
     DESCRIPTION = "Extract a LoRA from the difference of two models with a randomized SVD per layer."
 
     def extract(self, model_tuned, model_base, method, value, max_rank, conv_rank, clamp_quantile,
-                clip_tuned=None, clip_base=None, oversample=10, power_iterations=2):
+                clip_tuned=None, clip_base=None, oversample=16, power_iterations=4):
         names = kohya_names_for_model(model_base, clip_base if clip_tuned is not None else None)
         sd_a = dict(model_tuned.model.state_dict())
         sd_b = dict(model_base.model.state_dict())

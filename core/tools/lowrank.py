@@ -56,13 +56,43 @@ def lora_factors(parts: dict) -> Factored:
     return Factored(up.reshape(out_dim, rank) * scale, down.reshape(rank, -1), shape)
 
 
+class FactoredSVD:
+    """SVD of up @ down from the factors alone, O((m + n) r^2) instead of O(m n min(m, n)).
+
+    up = Q1 R1 and down^T = Q2 R2 with R1, R2 the Cholesky factors of the r x r Gram matrices (two GEMMs,
+    far cheaper than Householder QR on tall matrices); the SVD of the small core R1 R2^T gives the singular
+    values, and the top-k singular vectors are formed only when asked: U_k = up R1^-1 u_k,
+    V_k^T = vh_k R2^-T down. Falls back to QR when a factor is rank-deficient."""
+
+    def __init__(self, f: Factored):
+        self.f = f
+        up, down = f.up, f.down
+        g1 = (up.T @ up).double()
+        g2 = (down @ down.T).double()
+        try:
+            r1 = torch.linalg.cholesky(g1).T          # up^T up = R1^T R1
+            r2 = torch.linalg.cholesky(g2).T
+            self.qr = False
+        except RuntimeError:                          # rank-deficient: QR handles it
+            q1, r1 = torch.linalg.qr(up.double())
+            q2, r2 = torch.linalg.qr(down.double().T)
+            self.q1, self.q2 = q1, q2
+            self.qr = True
+        self.r1, self.r2 = r1, r2
+        self.u, self.s, self.vh = torch.linalg.svd(r1 @ r2.T)
+
+    def top(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        u, vh = self.u[:, :k], self.vh[:k]
+        if self.qr:
+            return (self.q1 @ u).float(), self.s[:k].float(), (vh @ self.q2.T).float()
+        left = torch.linalg.solve_triangular(self.r1, u, upper=True)          # R1^-1 u_k
+        right = torch.linalg.solve_triangular(self.r2, vh.T, upper=True).T    # vh_k R2^-T
+        return self.f.up @ left.float(), self.s[:k].float(), right.float() @ self.f.down
+
+
 def factored_svd(f: Factored) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """SVD of up @ down from the factors alone: QR of up and of down^T, then the SVD of the r x r core.
-    O((m + n) r^2) instead of O(m n min(m, n)); exact up to rounding."""
-    q1, r1 = torch.linalg.qr(f.up.double())
-    q2, r2 = torch.linalg.qr(f.down.double().T)
-    u, s, vh = torch.linalg.svd(r1 @ r2.T)
-    return (q1 @ u).float(), s.float(), (vh @ q2.T).float()
+    svd = FactoredSVD(f)
+    return svd.top(len(svd.s))
 
 
 def randomized_svd(m: torch.Tensor, rank: int, oversample: int = 10, power_iters: int = 2,

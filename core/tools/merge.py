@@ -9,7 +9,7 @@ import torch
 
 from ..lora.formats import algorithm_of, to_kohya
 from ..lora.value import KilnLora
-from .lowrank import Factored, choose_rank, factored_svd, lora_factors, module_delta
+from .lowrank import Factored, FactoredSVD, lora_factors, module_delta
 from .resize import factors_to_lora
 
 
@@ -76,8 +76,8 @@ def merge_loras(items: list[tuple[KilnLora, float]], rank: int | None = None,
                 out[f"{module}.lora_down.weight"] = down.contiguous()
             out[f"{module}.alpha"] = torch.tensor(float(r))
         else:
-            u, s, vh = factored_svd(Factored(up, down, shape))
-            for k, v in factors_to_lora(u, s, vh, shape, choose_rank(s, "fixed", rank, rank)).items():
+            u, s, vh = FactoredSVD(Factored(up, down, shape)).top(rank)
+            for k, v in factors_to_lora(u, s, vh, shape, rank).items():
                 out[f"{module}.{k}"] = v
     meta = dict(loras[0][0].metadata) if loras else {}
     ranks = [t.shape[0] for k, t in out.items() if k.endswith("lora_down.weight")]

@@ -12,7 +12,7 @@ import torch
 
 from ..lora.formats import algorithm_of, to_kohya
 from ..lora.value import KilnLora
-from .lowrank import Factored, choose_rank, factored_svd, kept_energy, lora_factors, module_delta, randomized_svd
+from .lowrank import FactoredSVD, choose_rank, kept_energy, lora_factors, module_delta, randomized_svd
 
 
 @dataclass(frozen=True)
@@ -45,18 +45,18 @@ def factors_to_lora(u, s, vh, shape, rank: int) -> dict[str, torch.Tensor]:
 
 
 def layer_spectrum(parts: dict, module: str, spec: ResizeSpec, max_needed: int, generator=None):
-    """(u, s, vh, delta shape, old rank, algorithm) for one module."""
+    """(singular values, top(k) -> (u, s, vh), delta shape, old rank, algorithm) for one module."""
     algo = algorithm_of(parts)
     if algo in ("lora", "locon", "dora"):
         f = lora_factors(parts)
-        u, s, vh = factored_svd(f)
-        return u, s, vh, f.shape, f.down.shape[0], algo
+        svd = FactoredSVD(f)
+        return svd.s.float(), svd.top, f.shape, f.down.shape[0], algo
     delta = module_delta(parts, module)
     shape = tuple(delta.shape)
     m = delta.reshape(shape[0], -1)
     k = min(max_needed, *m.shape)
     u, s, vh = randomized_svd(m, k, spec.oversample, spec.power_iters, generator)
-    return u, s, vh, shape, min(m.shape), algo
+    return s, (lambda r: (u[:, :r], s[:r], vh[:r])), shape, min(m.shape), algo
 
 
 def resize_lora(lora: KilnLora, spec: ResizeSpec, seed: int = 0) -> tuple[KilnLora, list[LayerReport]]:
@@ -66,9 +66,10 @@ def resize_lora(lora: KilnLora, spec: ResizeSpec, seed: int = 0) -> tuple[KilnLo
     report = []
     needed = int(spec.value) if spec.method == "fixed" else spec.max_rank
     for module, parts in sorted(lora.modules.items()):
-        u, s, vh, shape, old_rank, algo = layer_spectrum(parts, module, spec, needed, gen)
+        s, top, shape, old_rank, algo = layer_spectrum(parts, module, spec, needed, gen)
         rank = choose_rank(s, spec.method, spec.value, min(spec.max_rank, len(s)))
-        for k, v in factors_to_lora(u, s, vh, shape, rank).items():
+        u, s_top, vh = top(rank)
+        for k, v in factors_to_lora(u, s_top, vh, shape, rank).items():
             out[f"{module}.{k}"] = v
         if "dora_scale" in parts:
             out[f"{module}.dora_scale"] = parts["dora_scale"]
