@@ -331,6 +331,11 @@ class KilnDataset:
         return (KilnDataset(self.config, keep, {n: self._scaled[i] for n, i in enumerate(keep_idx) if i in self._scaled}),
                 KilnDataset(self.config, val, {n: self._scaled[i] for n, i in enumerate(val_idx) if i in self._scaled}))
 
+    def with_captions(self, captions: dict) -> "KilnDataset":
+        """New dataset with the captions given per image path (others unchanged), e.g. from a tagger."""
+        return KilnDataset(self.config, tuple(replace(e, caption=captions.get(e.path, e.caption)) for e in self.images),
+                           self._scaled)
+
     def map_captions(self, fn: Callable[[str], str]) -> "KilnDataset":
         return KilnDataset(self.config, tuple(replace(e, caption=fn(e.caption)) for e in self.images), self._scaled)
 

@@ -1,0 +1,23 @@
+"""Small charts drawn with PIL (no plotting dependency): [H, W, 3] float32 images in 0..1."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def horizontal_bars(values: dict[str, float], title: str, width: int = 640, row: int = 16,
+                    colour=(40, 110, 200), rows: int | None = None) -> np.ndarray:
+    """``rows`` fixes the height (charts that sit side by side must match)."""
+    items = list(values.items())[: rows or None]
+    height = 30 + row * max(1, rows or len(items))
+    img = Image.new("RGB", (width, height), (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    d.text((8, 6), title, fill=(20, 20, 20))
+    top = max((v for _, v in items), default=1.0) or 1.0
+    for i, (label, v) in enumerate(items):
+        y = 26 + i * row
+        d.text((8, y), label[:28], fill=(40, 40, 40))
+        w = (width - 260) * v / top
+        d.rectangle((200, y + 2, 200 + w, y + row - 3), fill=colour)
+        d.text((206 + w, y), f"{v:g}", fill=(60, 60, 60))
+    return np.asarray(img, dtype=np.float32) / 255.0

@@ -1,0 +1,164 @@
+"""Tagging nodes: WD14-style ONNX tagger, tag filter, tag frequency."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import host
+from ..core.data.images import IMAGE_EXTENSIONS
+from ..core.plots import horizontal_bars
+from ..core.tags.filters import TagFilterSpec, apply_filter, frequency, frequency_text
+from ..core.tags.hub import SMILINGWOLF_MODELS, ensure_model, local_names
+from ..core.tags.labels import Labels
+from ..core.tags.tagger import TagSettings, tag_images, write_caption
+from .dataset import _resolve
+
+log = logging.getLogger("kiln")
+MODELS_KEY = "wd14_tagger"
+
+
+def _model_dirs() -> list[Path]:
+    host.register_model_folder(MODELS_KEY, "wd14_tagger", {".onnx", ".csv"})
+    return host.model_folder_paths(MODELS_KEY)
+
+
+def _csv_list(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.replace("\n", ",").split(",") if t.strip())
+
+
+def _chart(counts: dict[str, int], title: str, top: int = 30):
+    return torch.from_numpy(horizontal_bars(counts, title, rows=top))[None]
+
+
+class KilnTagger:
+    @classmethod
+    def INPUT_TYPES(cls):
+        models = sorted(set(SMILINGWOLF_MODELS) | set(local_names(_model_dirs())))
+        return {"required": {
+            "model": (models, {"default": "wd-v1-4-moat-tagger-v2", "tooltip": "A SmilingWolf tagger (downloaded once into models/wd14_tagger) or any local <name>.onnx + <name>.csv there."}),
+            "folder": ("STRING", {"default": "", "tooltip": "Folder of images to tag (subfolders included); relative to ComfyUI's input folder. Ignored when a dataset is connected."}),
+            "general_threshold": ("FLOAT", {"default": 0.35, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Confidence needed for general tags."}),
+            "character_threshold": ("FLOAT", {"default": 0.85, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Confidence needed for character tags."}),
+            "caption_mode": (["overwrite", "append", "keep", "none"], {"default": "overwrite", "tooltip": "Write captions beside the images: overwrite, append new tags, keep existing files, or write nothing (graph only)."}),
+        }, "optional": {
+            "dataset": ("KILN_DATASET", {"tooltip": "Tag this dataset's images instead of a folder; its captions are replaced by the tags."}),
+            "general_mcut": ("BOOLEAN", {"default": False, "tooltip": "Pick the general threshold per image with MCut (largest gap)."}),
+            "character_mcut": ("BOOLEAN", {"default": False, "tooltip": "Pick the character threshold per image with MCut (at least 0.15)."}),
+            "include_rating": ("BOOLEAN", {"default": False, "tooltip": "Add the most likely rating tag."}),
+            "exclude": ("STRING", {"default": "", "multiline": True, "tooltip": "Tags never written (underscores or spaces both match)."}),
+            "replace_underscores": ("BOOLEAN", {"default": True, "tooltip": "red_dress -> red dress (kaomoji like ^_^ stay)."}),
+            "caption_extension": ("STRING", {"default": ".txt", "tooltip": "Caption file extension."}),
+            "batch_size": ("INT", {"default": 8, "min": 1, "max": 256, "tooltip": "Images per inference batch."}),
+            "offline": ("BOOLEAN", {"default": False, "tooltip": "Never download; a missing model is an error that says where to put it."}),
+        }}
+
+    RETURN_TYPES = ("STRING", "KILN_DATASET")
+    RETURN_NAMES = ("captions", "dataset")
+    FUNCTION = "tag"
+    CATEGORY = "Kiln/Tagging"
+    DESCRIPTION = "Auto-tag images with a WD14-style ONNX tagger; writes captions beside the images and outputs them."
+
+    def tag(self, model, folder, general_threshold, character_threshold, caption_mode, dataset=None,
+            general_mcut=False, character_mcut=False, include_rating=False, exclude="", replace_underscores=True,
+            caption_extension=".txt", batch_size=8, offline=False):
+        files = ensure_model(model, _model_dirs(), offline=offline)
+        labels = Labels.from_csv(files.tags)
+        if dataset is not None:
+            paths = [e.path for e in dataset.images]
+        else:
+            root = Path(_resolve(folder))
+            if not root.is_dir():
+                raise ValueError(f"Kiln Tagger: {root} is not a folder; give a folder of images or connect a dataset.")
+            paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not paths:
+                raise ValueError(f"Kiln Tagger: no images in {root}.")
+        settings = TagSettings(general_threshold, character_threshold, general_mcut, character_mcut, include_rating,
+                               _csv_list(exclude), replace_underscores)
+        pbar = host.progress_bar(len(paths))
+
+        def progress(n):
+            host.throw_if_interrupted()
+            pbar.update(n)
+        import torch as _torch
+        results = tag_images(paths, files.model, labels, settings, batch_size=batch_size, progress=progress,
+                             cuda_usable=_torch.cuda.is_available())
+        captions = {r.path: r.caption for r in results}
+        if caption_mode != "none":
+            ext = caption_extension if caption_extension.startswith(".") else "." + caption_extension
+            written = sum(write_caption(p, c, caption_mode, ext) for p, c in captions.items())
+            log.info("Kiln: tagged %d images, wrote %d caption files", len(results), written)
+        text = "\n".join(f"{p.name}: {c}" for p, c in captions.items())
+        out_dataset = dataset.with_captions(captions) if dataset is not None else None
+        return {"ui": {"text": [text]}, "result": (text, out_dataset)}
+
+
+class KilnTagFilter:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "remove": ("STRING", {"default": "", "multiline": True, "tooltip": "Tags to prune: exact, with * wildcards, or re:<regex>; comma or line separated."}),
+            "remove_metadata_tags": ("BOOLEAN", {"default": True, "tooltip": "Prune translation_request, commentary, watermark and the like."}),
+            "character_preset": ("BOOLEAN", {"default": False, "tooltip": "The guides' character rules: prune eye colour, hair colour and hair length; keep hairstyle."}),
+            "trigger": ("STRING", {"default": "", "tooltip": "Activation tag inserted first (set keep_tokens=1 on the dataset to keep it there)."}),
+            "replace": ("STRING", {"default": "", "multiline": True, "tooltip": "old=new pairs, e.g. red_dress=zyxdress."}),
+            "drop_implied": ("BOOLEAN", {"default": True, "tooltip": "Drop a tag when a more specific one is present (shirt with white shirt)."}),
+            "max_tags": ("INT", {"default": 0, "min": 0, "max": 500, "tooltip": "Keep at most this many tags (0: no cap)."}),
+        }, "optional": {
+            "text": ("STRING", {"forceInput": True, "tooltip": "Captions as text, one per line ('name: tags' lines from the tagger work too)."}),
+            "dataset": ("KILN_DATASET", {"tooltip": "Filter this dataset's captions."}),
+            "remove_categories": ("STRING", {"default": "", "tooltip": "Categories to prune (general, character, copyright, artist, meta); needs tag_model."}),
+            "tag_model": ("STRING", {"default": "", "tooltip": "Tagger model whose tag CSV gives the categories."}),
+        }}
+
+    RETURN_TYPES = ("STRING", "KILN_DATASET", "STRING", "IMAGE")
+    RETURN_NAMES = ("text", "dataset", "frequencies", "chart")
+    FUNCTION = "filter"
+    CATEGORY = "Kiln/Tagging"
+    DESCRIPTION = "Prune, replace, dedupe and cap tags; insert a trigger word. Works on text or on a dataset."
+
+    def filter(self, remove, remove_metadata_tags, character_preset, trigger, replace, drop_implied, max_tags,
+               text=None, dataset=None, remove_categories="", tag_model=""):
+        pairs = []
+        for part in _csv_list(replace):
+            old, sep, new = part.partition("=")
+            if not sep:
+                raise ValueError(f"Kiln Tag Filter: replace entry {part!r} is not old=new")
+            pairs.append((old.strip(), new.strip()))
+        spec = TagFilterSpec(remove=_csv_list(remove), remove_categories=_csv_list(remove_categories),
+                             remove_meta=remove_metadata_tags, character_preset=character_preset, trigger=trigger,
+                             replace=tuple(pairs), drop_implied=drop_implied, max_tags=max_tags)
+        categories = None
+        if spec.remove_categories:
+            files = ensure_model(tag_model, _model_dirs(), offline=True)
+            categories = Labels.from_csv(files.tags).category_of()
+        if dataset is None and text is None:
+            raise ValueError("Kiln Tag Filter: connect text or a dataset.")
+        before, after = [], []
+        out_text = None
+        if text is not None:
+            lines = []
+            for line in text.splitlines():
+                head, sep, tags = line.rpartition(": ") if ": " in line else ("", "", line)
+                new = apply_filter(tags, spec, categories)
+                before.append(tags)
+                after.append(new)
+                lines.append(f"{head}{sep}{new}")
+            out_text = "\n".join(lines)
+        out_dataset = None
+        if dataset is not None:
+            before += [e.caption for e in dataset.images]
+            out_dataset = dataset.map_captions(lambda c: apply_filter(c, spec, categories))
+            after += [e.caption for e in out_dataset.images]
+            if out_text is None:
+                out_text = "\n".join(f"{e.path.name}: {e.caption}" for e in out_dataset.images)
+        fb, fa = frequency(before), frequency(after)
+        report = f"before ({len(fb)} tags):\n{frequency_text(fb)}\n\nafter ({len(fa)} tags):\n{frequency_text(fa)}"
+        chart = torch.cat([_chart(fb, "tag frequency before"), _chart(fa, "tag frequency after")], 2)
+        return {"ui": {"text": [report]}, "result": (out_text, out_dataset, report, chart)}
+
+
+NODE_CLASS_MAPPINGS = {"KilnTagger": KilnTagger, "KilnTagFilter": KilnTagFilter}
+NODE_DISPLAY_NAME_MAPPINGS = {"KilnTagger": "Kiln Tagger (WD14)", "KilnTagFilter": "Kiln Tag Filter"}

@@ -1,0 +1,34 @@
+"""The tagging nodes through the host: the tagger registers the models folder the most used tagger uses,
+finds a local model there, writes captions; the filter works on a dataset."""
+import shutil
+
+import pytest
+import torch
+
+from tiny_tagger import write_tiny_tagger
+
+
+def test_tagger_and_filter_nodes_on_a_dataset(host, tiny_assets, tmp_path):
+    import folder_paths
+    from kiln_pack.core.data import DatasetConfig, load_dataset
+    from kiln_pack.nodes.tagging import KilnTagFilter, KilnTagger
+    models_dir = tmp_path / "wd14"
+    folder_paths.add_model_folder_path("wd14_tagger", str(models_dir), is_default=True)
+    write_tiny_tagger(models_dir, name="my-local-tagger")
+    assert "my-local-tagger" in KilnTagger.INPUT_TYPES()["required"]["model"][0]
+    data = tmp_path / "data"
+    shutil.copytree(tiny_assets.dataset_dir, data)
+    ds = load_dataset(DatasetConfig(path=str(data), resolution=64, min_bucket_reso=64))
+    with torch.inference_mode():
+        out = KilnTagger().tag("my-local-tagger", "", 0.3, 0.5, "overwrite", dataset=ds)["result"]
+    text, tagged = out
+    assert len(text.splitlines()) == len(ds)
+    first = tagged.images[0]
+    assert first.caption == first.path.with_suffix(".txt").read_text()
+    with torch.inference_mode():
+        res = KilnTagFilter().filter("solo", True, True, "zyxshapes", "red_dress=zyxdress", True, 0,
+                                     dataset=tagged)["result"]
+    assert all(e.caption.startswith("zyxshapes") and "solo" not in e.caption for e in res[1].images)
+    assert res[3].shape[0] == 1 and res[3].shape[-1] == 3
+    with pytest.raises(Exception, match="wd-eva02-large-tagger-v3"):
+        KilnTagger().tag("wd-eva02-large-tagger-v3", str(data), 0.35, 0.85, "none", offline=True)
