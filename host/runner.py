@@ -42,13 +42,14 @@ def boot_host(work_dir: str | Path | None = None) -> None:
 
 def use_work_dir(work_dir: str | Path) -> Path:
     work = Path(work_dir).resolve()
-    for sub in ("input", "output", "temp", "models/checkpoints", "models/loras"):
+    for sub in ("input", "output", "temp", "models/checkpoints", "models/loras", "models/wd14_tagger"):
         (work / sub).mkdir(parents=True, exist_ok=True)
     folder_paths.set_input_directory(str(work / "input"))
     folder_paths.set_output_directory(str(work / "output"))
     folder_paths.set_temp_directory(str(work / "temp"))
     folder_paths.add_model_folder_path("checkpoints", str(work / "models/checkpoints"), is_default=True)
     folder_paths.add_model_folder_path("loras", str(work / "models/loras"), is_default=True)
+    folder_paths.add_model_folder_path("wd14_tagger", str(work / "models/wd14_tagger"), is_default=True)
     return work
 
 

@@ -208,3 +208,51 @@ def text_encoder_grad_safe(clip, enabled: bool):
     finally:
         for h in handles:
             h.remove()
+
+
+class PatchedWeights:
+    """Read-only mapping: state-dict key -> the weight as this ModelPatcher means it (its patches, e.g.
+    LoRAs from LoraLoader, applied to the original weight), computed one key at a time on demand.
+
+    Patched weights sit in the shared model only while some clone is loaded, with the originals in the
+    clones' shared backup; so start from the backup when there is one, never from a patched tensor."""
+
+    def __init__(self, patcher, root_module, prefix: str = ""):
+        self.patcher, self.root, self.prefix = patcher, root_module, prefix
+        self.sd = root_module.state_dict()
+
+    def __contains__(self, key):
+        return key in self.sd
+
+    def keys(self):
+        return self.sd.keys()
+
+    def __getitem__(self, key):
+        backup = self.patcher.backup.get(self.prefix + key) if hasattr(self.patcher, "backup") else None
+        weight = (backup.weight if backup is not None else self.sd[key]).detach().to("cpu", torch.float32).clone()
+        patches = self.patcher.patches.get(self.prefix + key)
+        if patches:
+            weight = comfy.lora.calculate_weight(patches, weight, self.prefix + key)
+        return weight
+
+
+def patched_weights(model=None, clip=None) -> dict:
+    """One mapping over the diffusion model's and the text encoder's weights with their patches."""
+    class Both:
+        def __init__(self, parts):
+            self.parts = parts
+
+        def __contains__(self, key):
+            return any(key in p for p in self.parts)
+
+        def __getitem__(self, key):
+            for p in self.parts:
+                if key in p:
+                    return p[key]
+            raise KeyError(key)
+    parts = []
+    if model is not None:
+        parts.append(PatchedWeights(model, model.model))
+    if clip is not None:
+        parts.append(PatchedWeights(clip.patcher, clip.cond_stage_model))
+    return Both(parts)

@@ -36,4 +36,70 @@ TRAIN_THEN_SAMPLE = [
      "inputs": {"images": ("dec_lora", 0)}},
 ]
 
-GRAPHS = {"train_then_sample": TRAIN_THEN_SAMPLE}
+
+TAG_FILTER_TRAIN = [
+    {"id": "ckpt", "type": "CheckpointLoaderSimple", "widgets": {"ckpt_name": TINY}},
+    {"id": "data", "type": "KilnLoadDataset", "widgets": {"path": "kiln_demo_dataset", "resolution": 64,
+                                                          "min_bucket_reso": 64, "max_bucket_reso": 128,
+                                                          "bucket_reso_steps": 64, "keep_tokens": 1,
+                                                          "shuffle_caption": True}},
+    {"id": "tagger", "type": "KilnTagger", "title": "Kiln Tagger (tags replace the captions in the graph)",
+     "widgets": {"model": "wd-v1-4-moat-tagger-v2", "caption_mode": "none"}, "inputs": {"dataset": ("data", 0)}},
+    {"id": "filter", "type": "KilnTagFilter",
+     "widgets": {"remove": "solo", "remove_metadata_tags": True, "character_preset": True, "trigger": "kiln shapes",
+                 "replace": "red_dress=zyxdress", "drop_implied": True},
+     "inputs": {"dataset": ("tagger", 1)}},
+    {"id": "preview", "type": "KilnDatasetPreview", "widgets": {"per_bucket": 4, "epochs": 1},
+     "inputs": {"dataset": ("filter", 1)}},
+    {"id": "freq_png", "type": "SaveImage", "widgets": {"filename_prefix": "kiln_tag_frequency"},
+     "inputs": {"images": ("filter", 3)}},
+    {"id": "net", "type": "KilnNetworkConfig", "widgets": {"rank": 8, "alpha": 8.0}},
+    {"id": "opt", "type": "KilnOptimizerConfig", "widgets": {"learning_rate": 1e-3, "scheduler": "constant"}},
+    {"id": "train", "type": "KilnTrainLora",
+     "widgets": {"output_name": "kiln_tagged", "epochs": 1, "max_steps": 20, "seed": 0},
+     "inputs": {"model": ("ckpt", 0), "clip": ("ckpt", 1), "vae": ("ckpt", 2), "dataset": ("filter", 1),
+                "network": ("net", 0), "optimizer": ("opt", 0)}},
+    {"id": "save", "type": "KilnSaveLora", "widgets": {"filename": "kiln_tagged"}, "inputs": {"lora": ("train", 2)}},
+    {"id": "loss_png", "type": "SaveImage", "widgets": {"filename_prefix": "kiln_tagged_loss"},
+     "inputs": {"images": ("train", 4)}},
+]
+
+RESIZE = [
+    {"id": "load", "type": "KilnLoadLora", "widgets": {"lora_name": "kiln_demo.safetensors"}},
+    {"id": "resize", "type": "KilnResizeLora", "widgets": {"method": "fixed", "value": 4.0},
+     "inputs": {"lora": ("load", 0)}},
+    {"id": "save", "type": "KilnSaveLora", "widgets": {"filename": "kiln_demo_r4"}, "inputs": {"lora": ("resize", 0)}},
+    {"id": "inspect", "type": "KilnInspectLora", "inputs": {"lora": ("resize", 0)}},
+    {"id": "norms_png", "type": "SaveImage", "widgets": {"filename_prefix": "kiln_resized_block_norms"},
+     "inputs": {"images": ("inspect", 1)}},
+]
+
+MERGE = [
+    {"id": "load", "type": "KilnLoadLora", "widgets": {"lora_name": "kiln_demo.safetensors"}},
+    {"id": "resize", "type": "KilnResizeLora", "widgets": {"method": "sv_fro", "value": 0.9},
+     "inputs": {"lora": ("load", 0)}},
+    {"id": "merge", "type": "KilnMergeLoras", "widgets": {"weight_a": 0.7, "weight_b": 0.3, "rank": 0},
+     "inputs": {"lora_a": ("load", 0), "lora_b": ("resize", 0)}},
+    {"id": "save", "type": "KilnSaveLora", "widgets": {"filename": "kiln_demo_merged"}, "inputs": {"lora": ("merge", 0)}},
+    {"id": "compare", "type": "KilnCompareLoras", "inputs": {"lora_a": ("load", 0), "lora_b": ("merge", 0)}},
+    {"id": "compare_png", "type": "SaveImage", "widgets": {"filename_prefix": "kiln_merge_compare"},
+     "inputs": {"images": ("compare", 1)}},
+]
+
+EXTRACT = [
+    {"id": "ckpt", "type": "CheckpointLoaderSimple", "widgets": {"ckpt_name": TINY}},
+    {"id": "lora", "type": "LoraLoader", "title": "the 'fine-tune': base + the demo LoRA",
+     "widgets": {"lora_name": "kiln_demo.safetensors", "strength_model": 1.0, "strength_clip": 1.0},
+     "inputs": {"model": ("ckpt", 0), "clip": ("ckpt", 1)}},
+    {"id": "extract", "type": "KilnExtractLora", "widgets": {"method": "fixed", "value": 8.0, "clamp_quantile": 1.0},
+     "inputs": {"model_tuned": ("lora", 0), "model_base": ("ckpt", 0)}},
+    {"id": "save", "type": "KilnSaveLora", "widgets": {"filename": "kiln_demo_extracted"},
+     "inputs": {"lora": ("extract", 0)}},
+    {"id": "original", "type": "KilnLoadLora", "widgets": {"lora_name": "kiln_demo.safetensors"}},
+    {"id": "compare", "type": "KilnCompareLoras", "inputs": {"lora_a": ("original", 0), "lora_b": ("extract", 0)}},
+    {"id": "compare_png", "type": "SaveImage", "widgets": {"filename_prefix": "kiln_extract_compare"},
+     "inputs": {"images": ("compare", 1)}},
+]
+
+GRAPHS = {"train_then_sample": TRAIN_THEN_SAMPLE, "tag_filter_train": TAG_FILTER_TRAIN, "resize": RESIZE,
+          "merge": MERGE, "extract": EXTRACT}

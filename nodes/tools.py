@@ -11,7 +11,7 @@ from ..core.tools.inspect import (bar_chart, block_norms, compare_loras, compari
                                   inspect_text, module_infos)
 from ..core.tools.merge import merge_loras
 from ..core.tools.resize import ResizeSpec, format_report, resize_lora
-from ..host.training import kohya_names_for_model
+from ..host.training import kohya_names_for_model, patched_weights
 
 RANK_METHODS = ["fixed", "sv_ratio", "sv_fro", "sv_cumulative"]
 
@@ -116,11 +116,10 @@ class KilnExtractLora:
     def extract(self, model_tuned, model_base, method, value, max_rank, conv_rank, clamp_quantile,
                 clip_tuned=None, clip_base=None, oversample=16, power_iterations=4):
         names = kohya_names_for_model(model_base, clip_base if clip_tuned is not None else None)
-        sd_a = dict(model_tuned.model.state_dict())
-        sd_b = dict(model_base.model.state_dict())
-        if clip_tuned is not None and clip_base is not None:
-            sd_a.update(clip_tuned.cond_stage_model.state_dict())
-            sd_b.update(clip_base.cond_stage_model.state_dict())
+        # Weights as each MODEL means them: a model with LoRAs applied (LoraLoader) counts as tuned.
+        both = clip_tuned is not None and clip_base is not None
+        sd_a = patched_weights(model_tuned, clip_tuned if both else None)
+        sd_b = patched_weights(model_base, clip_base if both else None)
         host_names = {k: v[: -len(".weight")] for k, v in names.items()}
         pbar = host.progress_bar(len(names))
         spec = ExtractSpec(method, value, max_rank, conv_rank, clamp_quantile=clamp_quantile, oversample=oversample,

@@ -1,0 +1,62 @@
+"""Every shipped workflow runs headless through the host's executor (as `python -m kiln run` does) and
+produces what it promises."""
+import json
+import logging
+
+import pytest
+import torch
+
+from conftest import REPO
+from tiny_tagger import write_tiny_tagger
+
+
+@pytest.fixture(scope="module")
+def demo_lora(host, tiny_assets):
+    from kiln_pack.host import runner
+    if not (host.loras_dir() / "kiln_demo.safetensors").is_file():
+        assert runner.run_workflow(REPO / "workflows" / "train_then_sample.json").success
+    import folder_paths
+    # The tag workflow names a real tagger; a tiny local stand-in under that name is found before any download.
+    write_tiny_tagger(host.model_folder_paths("wd14_tagger")[0] if "wd14_tagger" in folder_paths.folder_names_and_paths
+                      else host.register_model_folder("wd14_tagger", "wd14_tagger", {".onnx", ".csv"}),
+                      name="wd-v1-4-moat-tagger-v2", size=32)
+    return host.loras_dir() / "kiln_demo.safetensors"
+
+
+def _run(name):
+    from kiln_pack.host import runner
+    result = runner.run_workflow(REPO / "workflows" / f"{name}.json")
+    assert result.success, result.error
+    return result
+
+
+def test_tag_filter_train(demo_lora):
+    result = _run("tag_filter_train")
+    from kiln_pack.core.lora.io import load_lora_file
+    import kiln_pack.host as h
+    lora = load_lora_file(h.loras_dir() / "kiln_tagged.safetensors")
+    freq = json.loads(lora.metadata["ss_tag_frequency"])
+    tags = {t for d in freq.values() for t in d}
+    assert "kiln shapes" in tags and "solo" not in tags
+
+
+def test_resize_and_merge(demo_lora):
+    import kiln_pack.host as h
+    from kiln_pack.core.lora.io import load_lora_file
+    _run("resize")
+    resized = load_lora_file(h.loras_dir() / "kiln_demo_r4.safetensors")
+    assert resized.metadata["ss_network_dim"] == "4"
+    assert all(t.shape[0] == 4 for k, t in resized.tensors.items() if k.endswith("lora_down.weight"))
+    result = _run("merge")
+    text = [o["text"][0] for o in result.outputs.values() if o.get("text")]
+    assert any("mean cosine" in t for t in text)
+
+
+def test_extract_recovers_the_demo_lora(demo_lora):
+    result = _run("extract")
+    from kiln_pack.core.lora.io import load_lora_file
+    from kiln_pack.core.tools.inspect import compare_loras
+    import kiln_pack.host as h
+    extracted = load_lora_file(h.loras_dir() / "kiln_demo_extracted.safetensors")
+    rows = [r for r in compare_loras(load_lora_file(demo_lora), extracted) if r.cosine is not None]
+    assert rows and min(r.cosine for r in rows) > 0.99, min(r.cosine for r in rows)
