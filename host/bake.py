@@ -232,7 +232,7 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
 
         def progress(step, total, loss):
             pbar.update_absolute(step, total, last_preview[0])
-            live.step(node_id, step, total, loss, step // max(1, steps_per_epoch // max(1, cfg.grad_accum)))
+            live.step(node_id, step, total, loss, 1 + (step - 1) // max(1, steps_per_epoch // max(1, cfg.grad_accum)))
             if on_step:
                 on_step(step, total, loss)
 

@@ -71,10 +71,12 @@ def to_ui(graph: list[dict], node_classes: dict) -> dict:
                     "links": out_links.get((n["id"], i), []), "slot_index": i}
                    for i, t in enumerate(cls.RETURN_TYPES)]
         col = depth[n["id"]]
-        row = rows.get(col, 0)
-        rows[col] = row + 1
-        nodes.append({"id": ids[n["id"]], "type": n["type"], "pos": [40 + 380 * col, 40 + 300 * row],
-                      "size": [340, 120 + 26 * len(widgets)], "flags": {}, "order": order, "mode": 0,
+        # Stack nodes in their column by height (the live chart adds room on the Train node).
+        height = 40 + 24 * (len(widgets) + len(inputs) + len(outputs)) + (260 if n["type"] == "KilnTrainLora" else 0)
+        y = rows.get(col, 40)
+        rows[col] = y + height + 50
+        nodes.append({"id": ids[n["id"]], "type": n["type"], "pos": [40 + 400 * col, y],
+                      "size": [360, height], "flags": {}, "order": order, "mode": 0,
                       "inputs": inputs, "outputs": outputs,
                       "properties": {"Node name for S&R": n["type"]}, "widgets_values": widgets,
                       **({"title": n["title"]} if n.get("title") else {})})

@@ -47,6 +47,16 @@ case "$what" in
     fi
     exec "$vpy" -m kiln demo "$@" ;;
   test)
+    # The real-browser test drives Debian's Chromium (no browser download); install it where we can.
+    if [ -n "$host" ] && ! command -v chromium >/dev/null 2>&1; then
+      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "kiln: installing Debian's chromium for the browser test"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+          || echo "kiln: could not install chromium; the browser test will say it is skipped"
+      else
+        echo "kiln: chromium is not installed (apt-get install chromium); the browser test will be skipped"
+      fi
+    fi
     if [ -z "$host" ]; then
       echo "kiln: HOST TESTS SKIPPED: ComfyUI not found at \$COMFYUI_PATH or ~/ComfyUI; only host-free tests run."
     else

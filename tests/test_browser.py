@@ -92,10 +92,21 @@ def page(server):
         pg.goto(url)
         pg.wait_for_function("() => window.app && window.app.graph && window.LiteGraph "
                              "&& Object.keys(window.LiteGraph.registered_node_types).length > 50", timeout=90000)
+        pg.wait_for_timeout(1000)
+        for _ in range(3):   # close the first-run template dialog
+            pg.keyboard.press("Escape")
         yield pg
         context.close()
         browser.close()
 
+
+CENTER_ON_TRAIN_NODE = """() => {
+    const node = window.app.graph._nodes.find(n => n.type === 'KilnTrainLora');
+    const canvas = window.app.canvas;
+    canvas.ds.scale = 1.0;
+    if (node && canvas.centerOnNode) canvas.centerOnNode(node);
+    canvas.setDirty(true, true);
+}"""
 
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 
@@ -119,6 +130,10 @@ def test_train_then_sample_shows_live_loss_and_samples(page, server):
                            ".some(c => Number(c.dataset.points || 0) > 0)", timeout=240000)
     page.wait_for_selector("img.kiln-sample", state="attached", timeout=240000)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):   # the first-run template dialog would cover the graph
+        page.keyboard.press("Escape")
+    page.evaluate(CENTER_ON_TRAIN_NODE)
+    page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / "train_then_sample.png"))
     points = page.evaluate("() => Math.max(...[...document.querySelectorAll('canvas.kiln-loss-chart')]"
                            ".map(c => Number(c.dataset.points || 0)))")
