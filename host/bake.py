@@ -269,6 +269,9 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
                     sample(result.step)
         finally:
             live.finish(node_id)
+        if result.step:
+            log.info("Kiln: trained %d steps in %.1f s (%.2f steps/s)", len(result.losses), result.seconds,
+                     len(result.losses) / max(result.seconds, 1e-9))
         # The in-graph value is exactly what was saved, so LoraLoader on the file gives the same model.
         lora = make_lora(result.step)
         mm.soft_empty_cache()

@@ -140,3 +140,10 @@ def test_train_then_sample_shows_live_loss_and_samples(page, server):
     assert points > 0
     history = json.loads(urllib.request.urlopen(server[0] + "/kiln/history", timeout=5).read())
     assert any(h["points"] for h in history.values())
+    # A reloaded page redraws the chart from the server's history (the same path a mid-run reload takes).
+    page.reload()
+    page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph "
+                           "&& Object.keys(window.LiteGraph.registered_node_types).length > 50", timeout=90000)
+    page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", data)
+    page.wait_for_function("() => [...document.querySelectorAll('canvas.kiln-loss-chart')]"
+                           ".some(c => Number(c.dataset.points || 0) >= 30)", timeout=30000)

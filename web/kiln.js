@@ -118,11 +118,20 @@ async function loadHistory() {
   }
 }
 
+function renderAll() {
+  for (const id of state.keys()) render(id);
+}
+
 app.registerExtension({
   name: "kiln.live",
   async setup() {
     api.addEventListener("kiln.progress", (e) => onProgress(e.detail));
     await loadHistory();
+  },
+  // Node ids are only known once a loaded graph is configured: draw the kept history then.
+  async afterConfigureGraph() {
+    if (!state.size) await loadHistory();
+    renderAll();
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name === TRAIN_NODE) {
