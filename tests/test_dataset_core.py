@@ -177,3 +177,19 @@ def test_latent_cache_reuses_and_invalidates(tmp_path):
     img(tmp_path / "1_x" / "a.png", (96, 64), color=(1, 2, 3))
     cache.get(_settings_dataset(tmp_path), ref)
     assert len(calls) == 6
+
+
+def test_regularization_images_are_balanced_and_weighted(tmp_path):
+    for i in range(2):
+        img(tmp_path / "train" / "3_alice" / f"a{i}.png")
+    for i in range(5):
+        img(tmp_path / "reg" / "1_woman" / f"r{i}.png")
+    ds = load_dataset(DatasetConfig(path=str(tmp_path / "train"), reg_path=str(tmp_path / "reg"), resolution=64,
+                                    min_bucket_reso=64, prior_loss_weight=0.5))
+    # kohya: as many reg samples as training samples per epoch (2 images x 3 repeats = 6 of each)
+    assert ds.samples_per_epoch() == 12 and ds.steps_per_epoch(2) == 6
+    refs = [r for b in ds.epoch_plan(0, 1, 0) for r in b]
+    assert sum(r.is_reg for r in refs) == 6 and sum(not r.is_reg for r in refs) == 6
+    assert json.loads(ds.training_metadata()["ss_num_reg_images"]) == 5
+    train, val = ds.split_validation(0.5, seed=0)
+    assert val is not None and len(val) == 1 and len(train) == len(ds) - 1
