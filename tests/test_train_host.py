@@ -111,3 +111,12 @@ def test_interrupt_keeps_a_loadable_lora_and_resume_continues(loaded, host, capl
     assert [s for s, _ in resumed.result.losses] == list(range(8, 13))
     for k, v in straight.lora.tensors.items():
         torch.testing.assert_close(resumed.lora.tensors[k], v, rtol=0, atol=1e-5)
+
+
+def test_gradient_checkpointing_gives_the_same_lora(loaded):
+    from kiln_pack.core.net.spec import NetworkSpec
+    spec = NetworkSpec(rank=4, alpha=4.0)
+    plain = _bake(loaded, spec, steps=6, name="gc_off")
+    checkpointed = _bake(loaded, spec, steps=6, name="gc_on", gradient_checkpointing=True)
+    for k, v in plain.lora.tensors.items():
+        torch.testing.assert_close(checkpointed.lora.tensors[k], v, rtol=1e-4, atol=1e-6)
