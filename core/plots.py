@@ -21,3 +21,19 @@ def horizontal_bars(values: dict[str, float], title: str, width: int = 640, row:
         d.rectangle((200, y + 2, 200 + w, y + row - 3), fill=colour)
         d.text((206 + w, y), f"{v:g}", fill=(60, 60, 60))
     return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def bar_chart(values: dict[str, float], title: str, width: int = 720, height: int = 320) -> np.ndarray:
+    """Vertical bars, one per key, in the given order."""
+    img = Image.new("RGB", (width, height), (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    d.text((10, 6), title, fill=(20, 20, 20))
+    if values:
+        top = max(values.values()) or 1.0
+        bw = (width - 40) / len(values)
+        for i, (k, v) in enumerate(values.items()):
+            x0 = 20 + i * bw
+            h = (height - 70) * v / top
+            d.rectangle((x0 + 2, height - 40 - h, x0 + bw - 2, height - 40), fill=(40, 110, 200))
+            d.text((x0 + 2, height - 34), k[:6], fill=(40, 40, 40))
+    return np.asarray(img, dtype=np.float32) / 255.0

@@ -83,6 +83,15 @@ def input_dir() -> Path:
     return Path(folder_paths.get_input_directory())
 
 
+def resolve_input_path(path: str) -> str:
+    """Absolute paths as given; relative ones are read from ComfyUI's input folder ('' stays '')."""
+    path = path.strip()
+    if not path:
+        return ""
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else input_dir() / p)
+
+
 def temp_dir() -> Path:
     return Path(folder_paths.get_temp_directory())
 

@@ -1,7 +1,6 @@
 """``python -m kiln resize|merge|extract|inspect``: the LoRA tools from the shell, on the same core calls."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from . import load_pack
@@ -107,6 +106,3 @@ def register(sub) -> None:
     p.add_argument("input")
     p.set_defaults(func=_inspect)
 
-
-if __name__ == "__main__":
-    sys.exit(0)

@@ -14,14 +14,6 @@ from ..core.data import DatasetConfig, load_dataset
 log = logging.getLogger("kiln")
 
 
-def _resolve(path: str) -> str:
-    path = path.strip()
-    if not path:
-        return ""
-    p = Path(path).expanduser()
-    return str(p if p.is_absolute() else host.input_dir() / p)
-
-
 class KilnLoadDataset:
     @classmethod
     def INPUT_TYPES(cls):
@@ -60,8 +52,8 @@ class KilnLoadDataset:
     DESCRIPTION = "Load images and captions the way kohya's scripts do; odd or broken images are converted or skipped with one warning."
 
     def load(self, path, resolution, caption_source, caption_extension, repeats, reg_path="", **options):
-        cfg = DatasetConfig(path=_resolve(path), resolution=resolution, caption_source=caption_source,
-                            caption_extension=caption_extension, repeats=repeats, reg_path=_resolve(reg_path), **options)
+        cfg = DatasetConfig(path=host.resolve_input_path(path), resolution=resolution, caption_source=caption_source,
+                            caption_extension=caption_extension, repeats=repeats, reg_path=host.resolve_input_path(reg_path), **options)
         dataset = load_dataset(cfg, warn=log.warning)
         log.info("Kiln: %s", dataset.summary())
         return (dataset,)

@@ -1,4 +1,5 @@
 """Network and optimizer configuration nodes: they only build small config values for the Train node."""
+from ..core.net.blocks import parse_weights
 from ..core.net.spec import NetworkSpec
 from ..core.net.registry import algorithm_class, ALGORITHMS
 from ..core.net.targets import PRESETS
@@ -12,17 +13,7 @@ def _algorithms():
 
 
 def _block_weights(text: str, what: str) -> tuple:
-    """'IN01=0.5, MID=1, OUT05=0' -> (("IN01", 0.5), ...)."""
-    out = []
-    for part in filter(None, (p.strip() for p in text.replace("\n", ",").split(","))):
-        name, sep, value = part.partition("=")
-        try:
-            out.append((name.strip().upper(), float(value)))
-        except ValueError:
-            raise ValueError(f"{what}: {part!r} is not NAME=NUMBER (e.g. IN01=0.5, MID=1, OUT11=0, TE=0.5)") from None
-        if not sep:
-            raise ValueError(f"{what}: {part!r} is not NAME=NUMBER")
-    return tuple(out)
+    return tuple((name.upper(), value) for name, value in parse_weights(text, what))
 
 
 class KilnNetworkConfig:

@@ -14,7 +14,6 @@ from ..core.tags.filters import TagFilterSpec, apply_filter, frequency, frequenc
 from ..core.tags.hub import SMILINGWOLF_MODELS, ensure_model, local_names
 from ..core.tags.labels import Labels
 from ..core.tags.tagger import TagSettings, tag_images, write_caption
-from .dataset import _resolve
 
 log = logging.getLogger("kiln")
 MODELS_KEY = "wd14_tagger"
@@ -69,7 +68,7 @@ class KilnTagger:
         if dataset is not None:
             paths = [e.path for e in dataset.images]
         else:
-            root = Path(_resolve(folder))
+            root = Path(host.resolve_input_path(folder))
             if not root.is_dir():
                 raise ValueError(f"Kiln Tagger: {root} is not a folder; give a folder of images or connect a dataset.")
             paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)

@@ -6,8 +6,10 @@ import torch
 from .. import host
 from ..core.lora.formats import to_kohya
 from ..core.lora.io import load_lora_file
+from ..core.net.blocks import parse_weights
 from ..core.tools.extract import ExtractSpec, extract_lora
-from ..core.tools.inspect import (bar_chart, block_norms, compare_loras, comparison_plot, comparison_text,
+from ..core.plots import bar_chart
+from ..core.tools.inspect import (block_norms, compare_loras, comparison_plot, comparison_text,
                                   inspect_text, module_infos)
 from ..core.tools.merge import merge_loras
 from ..core.tools.resize import ResizeSpec, format_report, resize_lora
@@ -80,12 +82,7 @@ class KilnMergeLoras:
 
     def merge(self, lora_a, weight_a, lora_b, weight_b, rank, lora_c=None, weight_c=1.0, block_weights=""):
         items = [(lora_a, weight_a), (lora_b, weight_b)] + ([(lora_c, weight_c)] if lora_c is not None else [])
-        weights = {}
-        for part in filter(None, (p.strip() for p in block_weights.replace("\n", ",").split(","))):
-            pattern, sep, value = part.partition("=")
-            if not sep:
-                raise ValueError(f"Kiln Merge LoRAs: {part!r} is not PATTERN=NUMBER")
-            weights[pattern.strip()] = float(value)
+        weights = dict(parse_weights(block_weights, "Kiln Merge LoRAs block_weights"))
         return (merge_loras(items, rank or None, weights),)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tempfile
 from pathlib import Path
@@ -80,11 +79,3 @@ def load_lora_file(path: str | os.PathLike) -> KilnLora:
     except Exception as exc:  # safetensors raises several types for a damaged header
         raise ValueError(f"{path}: not a readable safetensors file ({exc}). Re-download or re-save it.") from exc
     return KilnLora(tensors, meta)
-
-
-def load_lora_bytes(blob: bytes) -> KilnLora:
-    from safetensors.torch import load as st_load
-    header_len = int.from_bytes(blob[:8], "little")
-    import json
-    meta = json.loads(blob[8:8 + header_len]).get("__metadata__", {}) or {}
-    return KilnLora(st_load(blob), meta)

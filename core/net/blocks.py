@@ -18,3 +18,17 @@ def block_of(host_name: str, is_text_encoder: bool) -> str:
     if m := _OUT.search(host_name):
         return f"OUT{int(m.group(1)):02d}"
     return "BASE"
+
+
+def parse_weights(text: str, what: str) -> tuple[tuple[str, float], ...]:
+    """'IN01=0.5, MID=1' (commas or new lines) -> (("IN01", 0.5), ("MID", 1.0)); names kept as written."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.replace("\n", ",").split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out.append((name.strip(), float(value)))
+        except ValueError:
+            raise ValueError(f"{what}: {part!r} is not NAME=NUMBER (e.g. IN01=0.5, MID=1, OUT11=0, TE=0.5)") from None
+    return tuple(out)

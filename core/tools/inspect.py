@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 
 from ..lora.formats import algorithm_of, detect_format, to_kohya
 from ..lora.value import KilnLora
+from ..plots import bar_chart
 from .lowrank import lora_factors, module_delta
 
 
@@ -103,22 +103,6 @@ def block_norms(infos: list[ModuleInfo]) -> "OrderedDict[str, float]":
         totals[i.block] = totals.get(i.block, 0.0) + i.norm
     order = lambda b: (b.startswith("IN") * 1 + (b == "MID") * 2 + b.startswith("OUT") * 3 + (b == "OTHER") * 4, b)
     return OrderedDict(sorted(totals.items(), key=lambda kv: order(kv[0])))
-
-
-def bar_chart(values: "OrderedDict[str, float]", title: str, width: int = 720, height: int = 320) -> np.ndarray:
-    img = Image.new("RGB", (width, height), (255, 255, 255))
-    d = ImageDraw.Draw(img)
-    d.text((10, 6), title, fill=(20, 20, 20))
-    if values:
-        top = max(values.values()) or 1.0
-        n = len(values)
-        bw = (width - 40) / n
-        for i, (k, v) in enumerate(values.items()):
-            x0 = 20 + i * bw
-            h = (height - 70) * v / top
-            d.rectangle((x0 + 2, height - 40 - h, x0 + bw - 2, height - 40), fill=(40, 110, 200))
-            d.text((x0 + 2, height - 34), k[:6], fill=(40, 40, 40))
-    return np.asarray(img, dtype=np.float32) / 255.0
 
 
 def _inner(pa: dict, pb: dict) -> float:
