@@ -48,6 +48,7 @@ class SaveSpec:
     keep_last: int = 3              # periodic saves kept (the final one always stays)
     save_state: bool = True         # write a resumable state beside each save
     resume_from: str = ""           # a state folder written by an earlier run
+    cache_latents_to_disk: bool = False   # keep encoded latents across runs (keyed by content and settings)
 
 
 @dataclass(frozen=True)
@@ -179,9 +180,10 @@ class _Sampler:
         return out
 
 
-def _latent_cache(encode, encoder_id):
+def _latent_cache(encode, encoder_id, on_disk: bool = False):
     from ..core.data.cache import LatentCache
-    return LatentCache(encode, encoder_id)
+    disk = Path(folder_paths.get_temp_directory()).parent / "kiln_latent_cache" if on_disk else None
+    return LatentCache(encode, encoder_id, str(disk) if disk else None)
 
 
 def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: TrainConfig, save: SaveSpec,
@@ -208,7 +210,7 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
         network = Network(net, target_layers(hm.patcher if net.train_unet else None,
                                              clip if net.train_text_encoder else None), device=hm.device)
         encode, encoder_id = vae_encoder(vae)
-        latents = _latent_cache(encode, encoder_id)
+        latents = _latent_cache(encode, encoder_id, save.cache_latents_to_disk)
         pbar = comfy.utils.ProgressBar(1)
         sampler = _Sampler(samples, hm, clip, vae, save.output_name) if samples and samples.prompts else None
         trainer_box = {}

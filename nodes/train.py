@@ -117,6 +117,7 @@ class KilnTrainLora:
             "ema_decay": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.99999, "step": 0.0001, "tooltip": "Keep an exponential moving average of the LoRA weights (e.g. 0.999) and save that; 0 turns it off."}),
             "validation_split": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.5, "step": 0.05, "tooltip": "Hold out this fraction of the images and report their loss (fixed noise) during training."}),
             "validation_every_n_steps": ("INT", {"default": 0, "min": 0, "max": 100000, "tooltip": "How often to compute the validation loss (0: never)."}),
+            "cache_latents_to_disk": ("BOOLEAN", {"default": False, "tooltip": "Keep encoded latents on disk (ComfyUI's kiln_latent_cache folder) so later runs skip the VAE; the key covers content, bucket, crop, flip, VAE and settings."}),
             "masked_loss": ("BOOLEAN", {"default": False, "tooltip": "Weight the loss by each image's mask (its alpha channel or a mask file beside it)."}),
         }}
 
@@ -134,7 +135,7 @@ class KilnTrainLora:
               seed, mixed_precision, gradient_checkpointing, network=None, optimizer=None, objective=None,
               sample_prompts=None, sample_every_n_steps=0, save_every_n_steps=0, save_every_n_epochs=0,
               keep_last=3, save_dtype="fp16", resume_from="", vram_preset="none", ema_decay=0.0, masked_loss=False,
-              validation_split=0.0, validation_every_n_steps=0):
+              validation_split=0.0, validation_every_n_steps=0, cache_latents_to_disk=False):
         cfg = TrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=gradient_accumulation,
                           seed=seed, mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
                           objective=objective or ObjectiveSpec(), save_every_n_steps=save_every_n_steps,
@@ -143,7 +144,7 @@ class KilnTrainLora:
                           validation_every_n_steps=validation_every_n_steps)
         cfg = apply_vram_class(cfg, vram_preset)
         save = SaveSpec(output_name=output_name, save_dtype=save_dtype, keep_last=keep_last,
-                        resume_from=resume_from.strip())
+                        resume_from=resume_from.strip(), cache_latents_to_disk=cache_latents_to_disk)
         result = bake(model, clip, vae, dataset, network or NetworkSpec(), optimizer or OptimizerSpec(), cfg, save,
                       sample_prompts)
         r = result.result

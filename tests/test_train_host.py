@@ -120,3 +120,23 @@ def test_gradient_checkpointing_gives_the_same_lora(loaded):
     checkpointed = _bake(loaded, spec, steps=6, name="gc_on", gradient_checkpointing=True)
     for k, v in plain.lora.tensors.items():
         torch.testing.assert_close(checkpointed.lora.tensors[k], v, rtol=1e-4, atol=1e-6)
+
+
+def test_latents_cached_on_disk_are_reused_by_the_next_run(loaded, host):
+    import folder_paths
+    from pathlib import Path
+    from kiln_pack.core.net.spec import NetworkSpec
+    from kiln_pack.core.train.loop import TrainConfig
+    from kiln_pack.core.train.optim import OptimizerSpec
+    from kiln_pack.host.bake import SaveSpec, bake
+    model, clip, vae, dataset = loaded
+    cache_dir = Path(folder_paths.get_temp_directory()).parent / "kiln_latent_cache"
+    runs = []
+    for name in ("disk1", "disk2"):
+        with torch.inference_mode():
+            runs.append(bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0), OptimizerSpec(lr=1e-3),
+                             TrainConfig(max_steps=4, seed=0, probe_samples=0),
+                             SaveSpec(output_name=name, save_dtype="fp32", cache_latents_to_disk=True)))
+    assert len(list(cache_dir.glob("*.safetensors"))) >= 1
+    for k, v in runs[0].lora.tensors.items():
+        torch.testing.assert_close(runs[1].lora.tensors[k], v)

@@ -60,3 +60,16 @@ def test_extract_recovers_the_demo_lora(demo_lora):
     extracted = load_lora_file(h.loras_dir() / "kiln_demo_extracted.safetensors")
     rows = [r for r in compare_loras(load_lora_file(demo_lora), extracted) if r.cosine is not None]
     assert rows and min(r.cosine for r in rows) > 0.99, min(r.cosine for r in rows)
+
+
+def test_shipped_workflows_match_the_current_nodes(host):
+    """Widget values are positional in UI-format files: a node that gains an input must regenerate them
+    (python -m kiln.make_workflows), or the files would feed values to the wrong inputs."""
+    import nodes as host_nodes
+    from kiln.graphs import GRAPHS
+    from kiln.make_workflows import to_ui
+    for name, graph in GRAPHS.items():
+        fresh = to_ui(graph, host_nodes.NODE_CLASS_MAPPINGS)
+        shipped = json.loads((REPO / "workflows" / f"{name}.json").read_text())
+        assert [n["widgets_values"] for n in fresh["nodes"]] == [n["widgets_values"] for n in shipped["nodes"]], name
+        assert fresh["links"] == shipped["links"], name
