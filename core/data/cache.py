@@ -1,20 +1,32 @@
-"""Latents encoded once per (image content, bucket, crop, flip) under one encoder and the settings that
-change pixels; kept in memory and optionally on disk (safetensors, atomic)."""
+"""Latents encoded once per (image content, bucket, crop, flip) under one encoder and every setting that
+changes the pixels the encoder sees; kept in memory and optionally on disk (safetensors, written atomically).
+
+The key is a hash of everything that decides the encoder's input: the file's bytes (so an edited image
+never reuses a stale latent), its oriented size, the bucket, the size it is scaled to before the crop (set
+by resolution / min / max / step / no-upscale through the bucket and the scaling rule), the crop offset, the
+flip, the compositing background, the resampling method, and the encoder's identity. Colour augmentation
+draws new pixels every step, so with it on nothing is cached (every sample is encoded)."""
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Callable
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from ..lora.io import atomic_write_bytes
 
+# Bump when the pixel pipeline changes in a way the other key parts do not capture.
+PIPELINE_VERSION = "kiln-pixels-2:lanczos-rg2"
+
 
 class LatentCache:
     def __init__(self, encode: Callable[[torch.Tensor], torch.Tensor], encoder_id: str, disk_dir: str | None = None):
+        """``encode`` takes pixels [B, H, W, 3] in 0..1 and returns latents [B, C, h, w]."""
         self.encode = encode
         self.encoder_id = encoder_id
         self.disk_dir = Path(disk_dir) if disk_dir else None
@@ -24,36 +36,46 @@ class LatentCache:
 
     def key(self, dataset, ref) -> str:
         e = dataset.images[ref.index]
-        c = dataset.config
-        parts = {"content": e.content_hash, "bucket": list(ref.bucket), "crop": list(ref.crop), "flip": ref.flip,
-                 "encoder": self.encoder_id, "size": list(e.size), "background": list(c.background),
-                 "resample": "lanczos-rg2"}
-        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+        parts = {"content": e.content_hash, "size": list(e.size), "bucket": list(ref.bucket),
+                 "scaled": list(dataset._scaled_size(e, ref.bucket)), "crop": list(ref.crop), "flip": bool(ref.flip),
+                 "background": list(dataset.config.background), "pipeline": PIPELINE_VERSION,
+                 "encoder": self.encoder_id}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:40]
 
     def _disk_path(self, key: str) -> Path | None:
-        return self.disk_dir / f"{key}.safetensors" if self.disk_dir else None
+        return self.disk_dir / key[:2] / f"{key}.safetensors" if self.disk_dir else None
+
+    def _from_disk(self, key: str) -> torch.Tensor | None:
+        path = self._disk_path(key)
+        if path is None or not path.is_file():
+            return None
+        try:
+            return load_file(str(path))["latent"]
+        except (SafetensorError, OSError, KeyError) as exc:   # a damaged cache file is only a miss
+            logging.warning("Kiln: latent cache file %s unreadable (%s); encoding again", path, exc)
+            return None
 
     def get(self, dataset, refs) -> torch.Tensor:
+        """Latents [B, C, h, w] for ``refs`` (one bucket); only the misses are encoded, in one batch."""
         if dataset.config.color_aug:
             # Colour augmentation changes the pixels every step: nothing to reuse.
             self.misses += len(refs)
             return self.encode(torch.stack([dataset.load_pixels(r) for r in refs]))
         keys = [self.key(dataset, r) for r in refs]
-        missing = []
+        missing: dict[str, object] = {}
         for ref, key in zip(refs, keys):
-            if key in self.memory:
+            if key in self.memory or key in missing:
                 continue
-            path = self._disk_path(key)
-            if path is not None and path.is_file():
-                self.memory[key] = load_file(str(path))["latent"]
-                continue
-            missing.append((ref, key))
-        self.hits += len(refs) - len(missing)
-        self.misses += len(missing)
+            lat = self._from_disk(key)
+            if lat is not None:
+                self.memory[key] = lat
+            else:
+                missing[key] = ref
+        self.misses += sum(1 for k in keys if k in missing)
+        self.hits += len(keys) - sum(1 for k in keys if k in missing)
         if missing:
-            unique = list({k: r for r, k in missing}.items())
-            latents = self.encode(torch.stack([dataset.load_pixels(r) for _, r in unique]))
-            for (key, _), lat in zip(unique, latents):
+            latents = self.encode(torch.stack([dataset.load_pixels(r) for r in missing.values()]))
+            for key, lat in zip(missing, latents):
                 lat = lat.detach().to("cpu").contiguous().clone()
                 self.memory[key] = lat
                 path = self._disk_path(key)
