@@ -6,6 +6,7 @@ import logging
 import os
 import queue
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,29 +45,53 @@ def choose_providers(available: list[str], cuda_usable: bool) -> tuple[list[str]
     return ["CPUExecutionProvider"], f"tagger runs on CPUExecutionProvider: {why}"
 
 
+def provider_line(requested: list[str], line: str, active: list[str]) -> str:
+    """onnxruntime falls back to CPU quietly when the CUDA provider cannot load (missing CUDA/cuDNN
+    libraries): say so instead of claiming CUDA."""
+    if requested[0] == "CUDAExecutionProvider" and (not active or active[0] != "CUDAExecutionProvider"):
+        return ("tagger runs on CPUExecutionProvider: the CUDA provider failed to load (onnxruntime's message "
+                "above says which CUDA/cuDNN library is missing)")
+    return line
+
+
 def session_for(model_path: Path, cuda_usable: bool = False, threads: int = 0):
-    """One InferenceSession per model file (and its mtime), reused across calls. ``threads`` caps the
-    CPU threads of inference (0: onnxruntime's default)."""
+    """One InferenceSession per model file (and its mtime), reused across calls; a model file replaced on
+    disk gets a new session and the old one is dropped. ``threads`` caps the CPU threads of inference
+    (0: onnxruntime's default). Returns (session, the provider line)."""
     import onnxruntime as ort
+    model_path = Path(model_path)
     key = (str(model_path), model_path.stat().st_mtime_ns, cuda_usable, threads)
     with _LOCK:
         if key not in _SESSIONS:
+            for stale in [k for k in _SESSIONS if k[0] == key[0] and k[1] != key[1]]:
+                del _SESSIONS[stale]
             providers, line = choose_providers(ort.get_available_providers(), cuda_usable)
-            log.info("Kiln: %s", line)
             opts = ort.SessionOptions()
             if threads:
                 opts.intra_op_num_threads = threads
             sess = ort.InferenceSession(str(model_path), sess_options=opts, providers=providers)
+            line = provider_line(providers, line, sess.get_providers())
+            log.info("Kiln: %s", line)
             _SESSIONS[key] = (sess, line)
         return _SESSIONS[key]
 
 
 def input_size(session) -> int:
+    """The square input side of a WD14-style model (NHWC, 3 channels), read from the model."""
     shape = session.get_inputs()[0].shape   # [batch, height, width, 3]
+    if len(shape) != 4 or shape[3] != 3:
+        raise ValueError(f"tagger input shape {shape} is not NHWC with 3 channels; WD14-style models take "
+                         "[batch, size, size, 3] BGR images")
     size = shape[1]
-    if not isinstance(size, int):
-        raise ValueError(f"tagger input has no fixed size ({shape}); WD14 models take square NHWC images")
+    if not isinstance(size, int) or shape[2] != size:
+        raise ValueError(f"tagger input has no fixed square size ({shape}); WD14 models take square NHWC images")
     return size
+
+
+def batch_limit(session, wanted: int) -> int:
+    """Models exported with a fixed batch dimension take exactly that many images per run."""
+    dim = session.get_inputs()[0].shape[0]
+    return dim if isinstance(dim, int) and dim > 0 else max(1, wanted)
 
 
 def preprocess(image: Image.Image, size: int) -> np.ndarray:
@@ -121,16 +146,26 @@ class TagResult:
         return ", ".join(t for t, _ in self.tags)
 
 
+_DONE = object()   # end of the feed
+
+
 def tag_images(images: Iterable, model_path: Path, labels: Labels, settings: TagSettings, batch_size: int = 4,
                workers: int = 2, cuda_usable: bool = False, progress: Callable[[int], None] | None = None,
                warn: Callable[[str], None] = log.warning) -> list[TagResult]:
-    """images: paths or PIL images. Decoding + preprocessing run in a thread pool that stays ahead of
-    inference (a bounded queue), so the session never waits on JPEG decoding."""
+    """images: paths or PIL images, tagged in order. Decoding + preprocessing run in a thread pool that stays
+    a bounded window ahead of inference, so the session never waits on JPEG decoding and memory stays flat
+    however many images there are. An exception from ``progress`` (an interrupt) stops the decoding too."""
     # On CPU, leave the decoding threads their cores: inference waiting on decoding is the usual bottleneck.
     threads = 0 if cuda_usable else max(1, (os.cpu_count() or 2) - workers)
     session, _ = session_for(Path(model_path), cuda_usable, threads)
     size = input_size(session)
     in_name = session.get_inputs()[0].name
+    fixed_batch = isinstance(session.get_inputs()[0].shape[0], int)
+    batch_size = batch_limit(session, batch_size)
+    n_out = session.get_outputs()[0].shape[-1]
+    if isinstance(n_out, int) and n_out != len(labels.names):
+        raise ValueError(f"{model_path}: the model scores {n_out} tags but its tag list has {len(labels.names)}; "
+                         "use the selected_tags.csv that came with this model")
     items = list(images)
 
     def prepare(item):
@@ -141,52 +176,103 @@ def tag_images(images: Iterable, model_path: Path, labels: Labels, settings: Tag
             return item, None, str(exc)
         return item, preprocess(img, size), None
 
+    # The feeder hands over futures in order through a bounded queue: at most ``window`` images are decoded
+    # or waiting at once, so memory stays flat however many images there are.
+    window = batch_size * 2 + max(1, workers)
+    feed: queue.Queue = queue.Queue(maxsize=window)
+    stop = threading.Event()
+
+    def handover(value) -> bool:
+        while not stop.is_set():
+            try:
+                feed.put(value, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce(pool):
+        for item in items:
+            future = pool.submit(prepare, item)
+            if not handover(future):
+                future.cancel()
+                return
+        handover(_DONE)
+
     results: list[TagResult] = []
     skipped: list[str] = []
-    ready: queue.Queue = queue.Queue(maxsize=max(2, batch_size * 2))
-
-    def produce():
-        with ThreadPoolExecutor(max(1, workers)) as pool:
-            for prepared in pool.map(prepare, items):
-                ready.put(prepared)
-        ready.put(None)
-    threading.Thread(target=produce, daemon=True).start()
-    batch = []
 
     def run(batch):
-        probs = session.run(None, {in_name: np.stack([b[1] for b in batch])})[0]
+        arr = np.stack([b[1] for b in batch])
+        if fixed_batch and len(batch) < batch_size:   # a fixed-batch model takes exactly batch_size images
+            arr = np.concatenate([arr, np.zeros((batch_size - len(batch),) + arr.shape[1:], arr.dtype)])
+        probs = session.run(None, {in_name: arr})[0][: len(batch)]
         for (item, _, _), p in zip(batch, probs):
             path = Path(item) if isinstance(item, (str, Path)) else None
             results.append(TagResult(path, tuple(postprocess(p, labels, settings))))
         if progress:
             progress(len(batch))
-    while True:
-        got = ready.get()
-        if got is None:
-            break
-        if got[1] is None:
-            skipped.append(f"{Path(got[0]).name} ({got[2]})")
-            continue
-        batch.append(got)
-        if len(batch) == batch_size:
+
+    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="kiln-tag-decode")
+    producer = threading.Thread(target=produce, args=(pool,), name="kiln-tag-feed", daemon=True)
+    producer.start()
+    batch = []
+    try:
+        while True:
+            future = feed.get()
+            if future is _DONE:
+                break
+            item, arr, error = future.result()   # a bug in decoding surfaces here, in the caller
+            if arr is None:
+                skipped.append(f"{Path(item).name} ({error})")
+                continue
+            batch.append((item, arr, error))
+            if len(batch) == batch_size:
+                run(batch)
+                batch = []
+        if batch:
             run(batch)
-            batch = []
-    if batch:
-        run(batch)
+    finally:
+        stop.set()   # an interrupt (raised by progress) or an error: stop decoding what nobody will read
+        producer.join()
+        while not feed.empty():
+            left = feed.get_nowait()
+            if left is not _DONE:
+                left.cancel()
+        pool.shutdown(wait=True)
     if skipped:
         warn(f"Kiln: the tagger skipped {len(skipped)} unreadable image(s): {', '.join(skipped)}")
     return results
 
 
+def merge_caption(existing: str | None, caption: str, mode: str) -> str:
+    """The caption an image ends up with: overwrite | append (new tags after the existing ones, no
+    duplicates) | keep (an existing caption wins)."""
+    if mode not in ("overwrite", "append", "keep"):
+        raise ValueError(f"caption mode {mode!r}: use overwrite, append or keep")
+    if existing is None or mode == "overwrite":
+        return caption
+    if mode == "keep":
+        return existing
+    old = [t.strip() for t in existing.split(",") if t.strip()]
+    seen = {normalise(o) for o in old}
+    return ", ".join(old + [t for t in (x.strip() for x in caption.split(",")) if t and normalise(t) not in seen])
+
+
 def write_caption(path: Path, caption: str, mode: str, extension: str = ".txt") -> bool:
-    """overwrite | append (new tags after the existing ones, no duplicates) | keep (existing files win)."""
+    """Write the caption file beside ``path`` (atomically) as ``merge_caption`` says; False when nothing changed."""
+    return write_captions({Path(path): caption}, mode, extension)[1] == 1
+
+
+def write_captions(captions: dict, mode: str, extension: str = ".txt") -> tuple[dict, int]:
+    """{image path: caption} -> ({image path: the caption its file now holds}, files written)."""
     from ..lora.io import atomic_write_bytes
-    target = path.with_suffix(extension)
-    if mode == "keep" and target.exists():
-        return False
-    if mode == "append" and target.exists():
-        old = [t.strip() for t in target.read_text(encoding="utf-8").split(",") if t.strip()]
-        new = [t for t in (x.strip() for x in caption.split(",")) if t and normalise(t) not in {normalise(o) for o in old}]
-        caption = ", ".join(old + new)
-    atomic_write_bytes(target, caption.encode("utf-8"))
-    return True
+    final, written = {}, 0
+    for path, caption in captions.items():
+        target = Path(path).with_suffix(extension)
+        existing = target.read_text(encoding="utf-8").strip() if target.exists() else None
+        final[path] = merge_caption(existing, caption, mode)
+        if final[path] != existing:
+            atomic_write_bytes(target, final[path].encode("utf-8"))
+            written += 1
+    return final, written
