@@ -4,16 +4,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .. import host
 from ..core.data.images import IMAGE_EXTENSIONS
-from ..core.plots import horizontal_bars
-from ..core.tags.filters import TagFilterSpec, apply_filter, frequency, frequency_text
+from ..core.tags.filters import TagFilterSpec, apply_filter, parse_patterns, parse_replace
+from ..core.tags.frequency import comparison_chart, comparison_text, frequency, frequency_chart, frequency_text
 from ..core.tags.hub import SMILINGWOLF_MODELS, ensure_model, local_names
 from ..core.tags.labels import Labels
-from ..core.tags.tagger import TagSettings, tag_images, write_caption
+from ..core.tags.tagger import TagSettings, tag_images, write_captions
 
 log = logging.getLogger("kiln")
 MODELS_KEY = "wd14_tagger"
@@ -24,12 +23,20 @@ def _model_dirs() -> list[Path]:
     return host.model_folder_paths(MODELS_KEY)
 
 
-def _csv_list(text: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in text.replace("\n", ",").split(",") if t.strip())
+def _image(chart) -> torch.Tensor:
+    return torch.from_numpy(chart)[None]   # [1, H, W, 3], the host's IMAGE
 
 
-def _chart(counts: dict[str, int], title: str, top: int = 30):
-    return torch.from_numpy(horizontal_bars(counts, title, rows=top))[None]
+def _captions_in(text: str | None, dataset) -> tuple[list[str], list[str]]:
+    """(line prefixes, captions) from text ('name: tags' lines from the tagger work too) and/or a dataset."""
+    heads, caps = [], []
+    for line in (text or "").splitlines():
+        head, sep, tags = line.rpartition(": ") if ": " in line else ("", "", line)
+        heads.append(head + sep)
+        caps.append(tags)
+    if dataset is not None:
+        caps += [e.caption for e in dataset.images]
+    return heads, caps
 
 
 class KilnTagger:
@@ -75,20 +82,19 @@ class KilnTagger:
             if not paths:
                 raise ValueError(f"Kiln Tagger: no images in {root}.")
         settings = TagSettings(general_threshold, character_threshold, general_mcut, character_mcut, include_rating,
-                               _csv_list(exclude), replace_underscores)
+                               parse_patterns(exclude), replace_underscores)
         pbar = host.progress_bar(len(paths))
 
         def progress(n):
             host.throw_if_interrupted()
             pbar.update(n)
-        import torch as _torch
         results = tag_images(paths, files.model, labels, settings, batch_size=batch_size, progress=progress,
-                             cuda_usable=_torch.cuda.is_available())
+                             cuda_usable=torch.cuda.is_available())
         captions = {r.path: r.caption for r in results}
         if caption_mode != "none":
             ext = caption_extension if caption_extension.startswith(".") else "." + caption_extension
-            written = sum(write_caption(p, c, caption_mode, ext) for p, c in captions.items())
-            log.info("Kiln: tagged %d images, wrote %d caption files", len(results), written)
+            captions, written = write_captions(captions, caption_mode, ext)   # what each file now holds
+            log.info("Kiln: tagged %d images, wrote %d caption files (%s)", len(results), written, caption_mode)
         text = "\n".join(f"{p.name}: {c}" for p, c in captions.items())
         out_dataset = dataset.with_captions(captions) if dataset is not None else None
         return {"ui": {"text": [text]}, "result": (text, out_dataset)}
@@ -98,18 +104,18 @@ class KilnTagFilter:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "remove": ("STRING", {"default": "", "multiline": True, "tooltip": "Tags to prune: exact, with * wildcards, or re:<regex>; comma or line separated."}),
+            "remove": ("STRING", {"default": "", "multiline": True, "tooltip": "Tags to prune: exact (underscores or spaces), with * wildcards, or a line 're:<regex>'; comma or line separated."}),
             "remove_metadata_tags": ("BOOLEAN", {"default": True, "tooltip": "Prune translation_request, commentary, watermark and the like."}),
             "character_preset": ("BOOLEAN", {"default": False, "tooltip": "The guides' character rules: prune eye colour, hair colour and hair length; keep hairstyle."}),
             "trigger": ("STRING", {"default": "", "tooltip": "Activation tag inserted first (set keep_tokens=1 on the dataset to keep it there)."}),
             "replace": ("STRING", {"default": "", "multiline": True, "tooltip": "old=new pairs, e.g. red_dress=zyxdress."}),
             "drop_implied": ("BOOLEAN", {"default": True, "tooltip": "Drop a tag when a more specific one is present (shirt with white shirt)."}),
-            "max_tags": ("INT", {"default": 0, "min": 0, "max": 500, "tooltip": "Keep at most this many tags (0: no cap)."}),
+            "max_tags": ("INT", {"default": 0, "min": 0, "max": 500, "tooltip": "Keep at most this many tags after the trigger: the earliest, which in Kiln Tagger captions are the most confident (characters, then general tags by confidence). 0: no cap."}),
         }, "optional": {
             "text": ("STRING", {"forceInput": True, "tooltip": "Captions as text, one per line ('name: tags' lines from the tagger work too)."}),
             "dataset": ("KILN_DATASET", {"tooltip": "Filter this dataset's captions."}),
-            "remove_categories": ("STRING", {"default": "", "tooltip": "Categories to prune (general, character, copyright, artist, meta); needs tag_model."}),
-            "tag_model": ("STRING", {"default": "", "tooltip": "Tagger model whose tag CSV gives the categories."}),
+            "remove_categories": ("STRING", {"default": "", "tooltip": "Categories to prune (general, character, copyright, artist, meta, rating); needs tag_model."}),
+            "tag_model": ("STRING", {"default": "", "tooltip": "Tagger model whose tag CSV gives the categories (a name in models/wd14_tagger)."}),
         }}
 
     RETURN_TYPES = ("STRING", "KILN_DATASET", "STRING", "IMAGE")
@@ -120,44 +126,62 @@ class KilnTagFilter:
 
     def filter(self, remove, remove_metadata_tags, character_preset, trigger, replace, drop_implied, max_tags,
                text=None, dataset=None, remove_categories="", tag_model=""):
-        pairs = []
-        for part in _csv_list(replace):
-            old, sep, new = part.partition("=")
-            if not sep:
-                raise ValueError(f"Kiln Tag Filter: replace entry {part!r} is not old=new")
-            pairs.append((old.strip(), new.strip()))
-        spec = TagFilterSpec(remove=_csv_list(remove), remove_categories=_csv_list(remove_categories),
-                             remove_meta=remove_metadata_tags, character_preset=character_preset, trigger=trigger,
-                             replace=tuple(pairs), drop_implied=drop_implied, max_tags=max_tags)
-        categories = None
-        if spec.remove_categories:
-            files = ensure_model(tag_model, _model_dirs(), offline=True)
-            categories = Labels.from_csv(files.tags).category_of()
         if dataset is None and text is None:
             raise ValueError("Kiln Tag Filter: connect text or a dataset.")
-        before, after = [], []
-        out_text = None
-        if text is not None:
-            lines = []
-            for line in text.splitlines():
-                head, sep, tags = line.rpartition(": ") if ": " in line else ("", "", line)
-                new = apply_filter(tags, spec, categories)
-                before.append(tags)
-                after.append(new)
-                lines.append(f"{head}{sep}{new}")
-            out_text = "\n".join(lines)
-        out_dataset = None
-        if dataset is not None:
-            before += [e.caption for e in dataset.images]
-            out_dataset = dataset.map_captions(lambda c: apply_filter(c, spec, categories))
-            after += [e.caption for e in out_dataset.images]
-            if out_text is None:
-                out_text = "\n".join(f"{e.path.name}: {e.caption}" for e in out_dataset.images)
-        fb, fa = frequency(before), frequency(after)
-        report = f"before ({len(fb)} tags):\n{frequency_text(fb)}\n\nafter ({len(fa)} tags):\n{frequency_text(fa)}"
-        chart = torch.cat([_chart(fb, "tag frequency before"), _chart(fa, "tag frequency after")], 2)
+        if dataset is not None and not hasattr(dataset, "map_captions"):
+            raise TypeError(f"Kiln Tag Filter: the dataset input ({type(dataset).__name__}) has no map_captions; "
+                            "connect a KILN_DATASET from Kiln Load Dataset or Kiln Tagger.")
+        spec = TagFilterSpec(remove=parse_patterns(remove), remove_categories=parse_patterns(remove_categories),
+                             remove_meta=remove_metadata_tags, character_preset=character_preset, trigger=trigger,
+                             replace=parse_replace(replace), drop_implied=drop_implied, max_tags=max_tags)
+        categories = None
+        if spec.remove_categories:
+            if not tag_model.strip():
+                raise ValueError("Kiln Tag Filter: remove_categories needs tag_model, the tagger whose tag CSV "
+                                 "says which category each tag is in.")
+            categories = Labels.from_csv(ensure_model(tag_model.strip(), _model_dirs(), offline=True).tags).category_of()
+
+        def prune(caption: str) -> str:
+            return apply_filter(caption, spec, categories)
+
+        heads, before_text = _captions_in(text, None)
+        after_text = [prune(c) for c in before_text]
+        out_text = "\n".join(h + c for h, c in zip(heads, after_text)) if text is not None else None
+        out_dataset = dataset.map_captions(prune) if dataset is not None else None
+        _, before = _captions_in(text, dataset)
+        _, after = _captions_in(out_text, out_dataset)
+        if out_text is None:
+            out_text = "\n".join(f"{e.path.name}: {e.caption}" for e in out_dataset.images)
+        report = comparison_text(before, after)
+        chart = _image(comparison_chart(before, after))
         return {"ui": {"text": [report]}, "result": (out_text, out_dataset, report, chart)}
 
 
-NODE_CLASS_MAPPINGS = {"KilnTagger": KilnTagger, "KilnTagFilter": KilnTagFilter}
-NODE_DISPLAY_NAME_MAPPINGS = {"KilnTagger": "Kiln Tagger (WD14)", "KilnTagFilter": "Kiln Tag Filter"}
+class KilnTagFrequency:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "top": ("INT", {"default": 30, "min": 1, "max": 200, "tooltip": "How many of the most frequent tags to list and draw."}),
+        }, "optional": {
+            "text": ("STRING", {"forceInput": True, "tooltip": "Captions as text, one per line ('name: tags' lines work too)."}),
+            "dataset": ("KILN_DATASET", {"tooltip": "Count this dataset's captions."}),
+        }}
+
+    RETURN_TYPES = ("STRING", "IMAGE")
+    RETURN_NAMES = ("frequencies", "chart")
+    FUNCTION = "count"
+    CATEGORY = "Kiln/Tagging"
+    DESCRIPTION = "How many captions hold each tag, as text and as a bar chart."
+
+    def count(self, top, text=None, dataset=None):
+        if text is None and dataset is None:
+            raise ValueError("Kiln Tag Frequency: connect text or a dataset.")
+        _, captions = _captions_in(text, dataset)
+        counts = frequency(captions)
+        report = f"{len(captions)} captions, {len(counts)} distinct tags\n{frequency_text(counts, top)}"
+        return {"ui": {"text": [report]}, "result": (report, _image(frequency_chart(captions, rows=top)))}
+
+
+NODE_CLASS_MAPPINGS = {"KilnTagger": KilnTagger, "KilnTagFilter": KilnTagFilter, "KilnTagFrequency": KilnTagFrequency}
+NODE_DISPLAY_NAME_MAPPINGS = {"KilnTagger": "Kiln Tagger (WD14)", "KilnTagFilter": "Kiln Tag Filter",
+                              "KilnTagFrequency": "Kiln Tag Frequency"}

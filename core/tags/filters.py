@@ -1,35 +1,35 @@
-"""Tag filtering as the guides prune: a small spec applied to comma-separated captions.
+"""Tag filtering as the guides prune: a small spec applied to comma-separated captions, as a pure function
+on caption strings (so a dataset can map it over its captions).
 
-Order: replace -> prune (exact, wildcard, regex, category, metadata tags, character preset) -> drop tags
-implied by a more specific one -> dedupe -> cap the count (keeping the most confident, or the earliest)
--> the trigger tag first."""
+Order: replace -> prune (exact, wildcard, regex, category, metadata tags, preset) -> drop tags implied by a
+more specific one -> dedupe -> cap the count (keeping the most confident, or the earliest) -> trigger first."""
 from __future__ import annotations
 
 import fnmatch
 import re
 from dataclasses import dataclass
+from typing import Mapping
 
+from .frequency import frequency, frequency_text, split  # noqa: F401  (frequency tables lived here first)
 from .labels import normalise
+from .presets import preset_prunes
 
 META_TAGS = frozenset(normalise(t) for t in (
     "translation_request", "translated", "english_commentary", "commentary_request", "commentary",
     "chinese_commentary", "japanese_commentary", "korean_commentary", "check_commentary", "watermark",
     "signature", "artist_name", "twitter_username", "patreon_username", "web_address", "dated", "copyright_name",
     "character_name", "logo", "username", "jpeg_artifacts", "bad_id", "bad_pixiv_id", "bad_twitter_id",
-    "md5_mismatch", "highres", "absurdres", "lowres", "duplicate", "third-party_edit", "revision"))
+    "md5_mismatch", "highres", "absurdres", "incredibly_absurdres", "lowres", "duplicate", "third-party_edit",
+    "revision", "artist_request", "character_request", "copyright_request", "source_request", "tagme",
+    "commission", "skeb_commission", "pixiv_commission", "paid_reward_available", "sample_watermark"))
 
-COLOURS = ("aqua", "black", "blonde", "blue", "brown", "green", "grey", "gray", "orange", "pink", "purple", "red",
-           "silver", "white", "yellow", "light_brown", "light_blue", "light_green", "light_purple", "dark_blue",
-           "dark_green", "platinum_blonde", "multicolored", "two-tone", "gradient", "streaked", "heterochromia")
-EYE_COLOUR = re.compile(r"^(%s) eyes$|^heterochromia$" % "|".join(re.escape(normalise(c)) for c in COLOURS))
-HAIR_COLOUR = re.compile(r"^(%s) hair$" % "|".join(re.escape(normalise(c)) for c in COLOURS))
-HAIR_LENGTH = re.compile(r"^(very short|short|medium|long|very long|absurdly long) hair$")
+CATEGORIES = ("general", "character", "copyright", "artist", "meta", "rating")
 
 
 @dataclass(frozen=True)
 class TagFilterSpec:
     remove: tuple[str, ...] = ()              # exact tags, '*' wildcards, or 're:<regex>'
-    remove_categories: tuple[str, ...] = ()   # general, character, copyright, artist, meta (needs the tag CSV)
+    remove_categories: tuple[str, ...] = ()   # general, character, copyright, artist, meta, rating (needs the CSV)
     remove_meta: bool = False                 # the built-in metadata-tag list
     character_preset: bool = False            # prune eye colour, hair colour, hair length; keep hairstyle
     trigger: str = ""                         # inserted first (keep_tokens=1 keeps it there)
@@ -38,9 +38,39 @@ class TagFilterSpec:
     drop_implied: bool = False                # 'shirt' goes when 'white shirt' is there
     max_tags: int = 0                         # 0: no cap
 
+    def __post_init__(self):
+        unknown = [c for c in self.remove_categories if c not in CATEGORIES]
+        if unknown:
+            raise ValueError(f"tag categories {unknown}: use {', '.join(CATEGORIES)}")
+        for p in self.remove:
+            if p.startswith("re:"):
+                try:
+                    re.compile(p[3:])
+                except re.error as exc:
+                    raise ValueError(f"tag pattern {p!r} is not a valid regex: {exc}") from None
 
-def split(caption: str) -> list[str]:
-    return [t.strip() for t in caption.split(",") if t.strip()]
+
+def parse_patterns(text: str) -> tuple[str, ...]:
+    """Comma- or line-separated tags and wildcards; a line starting 're:' is one regex, commas and all."""
+    out: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("re:"):
+            out.append(line)
+        else:
+            out += [t.strip() for t in line.split(",") if t.strip()]
+    return tuple(out)
+
+
+def parse_replace(text: str) -> tuple[tuple[str, str], ...]:
+    """'old=new' pairs, comma- or line-separated."""
+    pairs = []
+    for part in parse_patterns(text):
+        old, sep, new = part.partition("=")
+        if not sep or not old.strip():
+            raise ValueError(f"replace entry {part!r} is not old=new (e.g. red_dress=zyxdress)")
+        pairs.append((old.strip(), new.strip()))
+    return tuple(pairs)
 
 
 def _matches(tag: str, pattern: str) -> bool:
@@ -50,14 +80,18 @@ def _matches(tag: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(n, p) if any(c in p for c in "*?[") else n == p
 
 
-def apply_filter(caption: str, spec: TagFilterSpec, categories: dict[str, str] | None = None,
-                 scores: dict[str, float] | None = None) -> str:
-    tags = split(caption)
-    if spec.replace:
-        table = {normalise(a): b for a, b in spec.replace}
-        tags = [table.get(normalise(t), t) for t in tags]
+def apply_filter(caption: str, spec: TagFilterSpec, categories: Mapping[str, str] | None = None,
+                 scores: Mapping[str, float] | None = None) -> str:
+    """``categories``: normalised tag -> category name (from the tag CSV); ``scores``: normalised tag ->
+    confidence (from the tagger). A replaced tag keeps the score of the tag it replaced; tags the tagger did
+    not score (written by a person) rank above all scored ones when capping."""
+    table = {normalise(a): b for a, b in spec.replace}
+    tags = []   # (tag, confidence or None)
+    for t in split(caption):
+        score = scores.get(normalise(t)) if scores else None
+        tags.append((table.get(normalise(t), t), score))
     kept = []
-    for t in tags:
+    for t, score in tags:
         n = normalise(t)
         if any(_matches(t, p) for p in spec.remove):
             continue
@@ -65,38 +99,28 @@ def apply_filter(caption: str, spec: TagFilterSpec, categories: dict[str, str] |
             continue
         if spec.remove_categories and categories is not None and categories.get(n) in spec.remove_categories:
             continue
-        if spec.character_preset and (EYE_COLOUR.match(n) or HAIR_COLOUR.match(n) or HAIR_LENGTH.match(n)):
+        if spec.character_preset and preset_prunes("character", n):
             continue
-        kept.append(t)
+        kept.append((t, score))
     if spec.drop_implied:
-        norm = [normalise(t) for t in kept]
-        kept = [t for t, n in zip(kept, norm) if not any(o != n and o.endswith(" " + n) for o in norm)]
+        # Danbooru's specific tags end with the general one ('white shirt' -> 'shirt', 'evil smile' -> 'smile').
+        norm = {normalise(t) for t, _ in kept}
+        kept = [(t, s) for t, s in kept if not any(o.endswith(" " + normalise(t)) for o in norm)]
     if spec.dedupe:
         seen, unique = set(), []
-        for t in kept:
+        for t, s in kept:
             if normalise(t) not in seen:
                 seen.add(normalise(t))
-                unique.append(t)
+                unique.append((t, s))
         kept = unique
     trigger = spec.trigger.strip()
     if trigger:
-        kept = [t for t in kept if normalise(t) != normalise(trigger)]
+        kept = [(t, s) for t, s in kept if normalise(t) != normalise(trigger)]
     if spec.max_tags and len(kept) > spec.max_tags:
         if scores:
-            order = sorted(range(len(kept)), key=lambda i: -scores.get(normalise(kept[i]), 0.0))[: spec.max_tags]
-            kept = [kept[i] for i in sorted(order)]
+            rank = sorted(range(len(kept)), key=lambda i: -(kept[i][1] if kept[i][1] is not None else 2.0))
+            keep = set(rank[: spec.max_tags])
+            kept = [k for i, k in enumerate(kept) if i in keep]
         else:
             kept = kept[: spec.max_tags]
-    return ", ".join(([trigger] if trigger else []) + kept)
-
-
-def frequency(captions: list[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for c in captions:
-        for t in set(split(c)):
-            counts[t] = counts.get(t, 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-def frequency_text(counts: dict[str, int], top: int = 50) -> str:
-    return "\n".join(f"{n:5d}  {t}" for t, n in list(counts.items())[:top]) or "(no tags)"
+    return ", ".join(([trigger] if trigger else []) + [t for t, _ in kept])

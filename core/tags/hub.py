@@ -5,6 +5,7 @@ Layout in the models folder (what the most used ComfyUI tagger uses, so existing
 ``selected_tags.csv`` works too."""
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,29 +47,66 @@ def local_names(dirs: list[Path]) -> list[str]:
     return sorted(found)
 
 
+HUB_FILES = ("model.onnx", "selected_tags.csv")
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _place(sources: list[str], files: TaggerFiles, move: bool = False) -> None:
+    """Put the hub's files at the folder's names, atomically: moved from a staging folder, else hard-linked
+    from huggingface_hub's cache (no second copy of a model that can be 1 GB), else copied."""
+    for src, dst in zip(sources, (files.model, files.tags)):
+        src = os.path.realpath(src)   # the cache holds symlinks to blobs
+        tmp = dst.with_name(dst.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        if move:
+            os.replace(src, tmp)
+        else:
+            try:
+                os.link(src, tmp)
+            except OSError:   # another filesystem, or links not allowed
+                shutil.copyfile(src, tmp)
+        tmp.replace(dst)
+
+
 def ensure_model(name: str, dirs: list[Path], offline: bool = False, cache_dir: str | None = None) -> TaggerFiles:
-    """Local files first; else download ``SmilingWolf/<name>`` with huggingface_hub into ``dirs[0]``.
-    Offline (or when the hub can't be reached) a missing model is an error that says where to put it."""
+    """The files of tagger ``name``: found in ``dirs``; else taken from huggingface_hub's cache (no network);
+    else downloaded from ``SmilingWolf/<name>`` straight into ``dirs[0]``. Offline (``offline`` or
+    HF_HUB_OFFLINE=1), or when the hub can't be reached, a missing model is an error that says where to put it."""
     local = find_local(name, dirs)
     if local is not None:
         return local
     target = dirs[0]
     where = (f"put model.onnx and selected_tags.csv from https://huggingface.co/SmilingWolf/{name} at "
-             f"{target / (name + '.onnx')} and {target / (name + '.csv')}")
+             f"{target / (name + '.onnx')} and {target / (name + '.csv')} (or both, keeping their names, in "
+             f"{target / name})")
     if name not in SMILINGWOLF_MODELS:
         raise TaggerModelMissing(f"tagger model {name!r} not found in {', '.join(map(str, dirs))}: {where}")
-    try:
-        from huggingface_hub import hf_hub_download
-        repo = f"SmilingWolf/{name}"
-        model = hf_hub_download(repo, "model.onnx", cache_dir=cache_dir, local_files_only=offline)
-        tags = hf_hub_download(repo, "selected_tags.csv", cache_dir=cache_dir, local_files_only=offline)
-    except Exception as exc:  # offline, no network, missing repo: all end the same way for the user
-        raise TaggerModelMissing(f"tagger model {name!r} is not available{' offline' if offline else ''} "
-                                 f"({type(exc).__name__}): {where}") from exc
-    target.mkdir(parents=True, exist_ok=True)
+    from huggingface_hub import hf_hub_download
+    repo = f"SmilingWolf/{name}"
     files = TaggerFiles(target / f"{name}.onnx", target / f"{name}.csv")
-    for src, dst in ((model, files.model), (tags, files.tags)):
-        tmp = dst.with_suffix(dst.suffix + ".tmp")
-        shutil.copyfile(src, tmp)
-        tmp.replace(dst)
+    try:
+        cached = [hf_hub_download(repo, f, cache_dir=cache_dir, local_files_only=True) for f in HUB_FILES]
+    except Exception:   # not (all) in the cache: LocalEntryNotFoundError and friends
+        cached = None
+    if cached is not None:
+        target.mkdir(parents=True, exist_ok=True)
+        _place(cached, files)
+        return files
+    offline = offline or _hub_offline()
+    if offline:
+        raise TaggerModelMissing(f"tagger model {name!r} is not in {', '.join(map(str, dirs))} nor in the "
+                                 f"huggingface_hub cache, and downloads are off (offline): {where}")
+    # A staging folder beside the final files: huggingface_hub resumes a broken download there next time,
+    # and the model only appears under its real name once complete.
+    stage = target / f".{name}.download"
+    try:
+        got = [hf_hub_download(repo, f, local_dir=str(stage)) for f in HUB_FILES]
+    except Exception as exc:   # no network, hub down, repo moved: all end the same way for the user
+        raise TaggerModelMissing(f"tagger model {name!r} could not be downloaded ({type(exc).__name__}: {exc}): "
+                                 f"{where}") from exc
+    _place(got, files, move=True)
+    shutil.rmtree(stage, ignore_errors=True)
     return files
