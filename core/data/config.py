@@ -34,3 +34,20 @@ class DatasetConfig:
 
     def replace(self, **changes) -> "DatasetConfig":
         return replace(self, **changes)
+
+
+def parse_color(text: str) -> tuple[int, int, int]:
+    """'255,255,255', '#ffffff' or a few names -> (r, g, b); for the compositing background."""
+    named = {"white": (255, 255, 255), "black": (0, 0, 0), "grey": (127, 127, 127), "gray": (127, 127, 127)}
+    t = str(text).strip().lower()
+    if t in named:
+        return named[t]
+    try:
+        if t.startswith("#") and len(t) == 7:
+            return tuple(int(t[i:i + 2], 16) for i in (1, 3, 5))
+        parts = [int(float(p)) for p in t.replace(";", ",").split(",")]
+        if len(parts) == 3 and all(0 <= p <= 255 for p in parts):
+            return tuple(parts)
+    except ValueError:
+        pass
+    raise ValueError(f"background colour {text!r} not understood: use 'R,G,B' (0-255), '#rrggbb', white or black")

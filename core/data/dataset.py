@@ -135,6 +135,8 @@ def _captions_for(concept: _Concept, images: list[Path], cfg: DatasetConfig, not
         return [cfg.caption_phrase] * len(images)
     out = []
     ext = cfg.caption_extension
+    # Images without any caption are normal in a class-text-only concept; a mix is worth a warning.
+    mixed = any(img.with_suffix(ext).is_file() for img in images)
     for img in images:
         cap_file = img.with_suffix(ext)
         caption = _read_caption_file(cap_file) if cap_file.is_file() else None
@@ -142,7 +144,7 @@ def _captions_for(concept: _Concept, images: list[Path], cfg: DatasetConfig, not
             alt = next((a for a in CAPTION_ALTERNATIVES if a != ext and img.with_suffix(a).is_file()), None)
             if alt:
                 notes.setdefault("other_ext", Counter())[(concept.folder, alt)] += 1
-            else:
+            elif mixed:
                 notes.setdefault("no_caption", Counter())[(concept.folder, concept.class_text)] += 1
         elif not caption:
             notes.setdefault("empty", []).append(cap_file.name)
@@ -231,8 +233,11 @@ def _bucket_for(size, cfg: DatasetConfig, buckets) -> tuple[int, int]:
 def _safe_prepare(path, config, buckets):
     try:
         return _prepare(path, config, buckets)
+    except Image.UnidentifiedImageError:
+        return "not an image, or a format Pillow cannot read"
     except (UnreadableImage, OSError, ValueError, Image.DecompressionBombError) as exc:
-        return f"{exc}"
+        text = str(exc)
+        return "not an image, or a format Pillow cannot read" if text.startswith("cannot identify image file") else text
 
 
 def _check_config(config: DatasetConfig) -> DatasetConfig:
@@ -257,11 +262,11 @@ def _check_config(config: DatasetConfig) -> DatasetConfig:
 
 
 def load_dataset(config: DatasetConfig, warn: Callable[[str], None] = logging.warning, workers: int | None = None,
-                 progress: Callable[[], None] | None = None,
+                 progress: Callable[[int, int], None] | None = None,
                  interrupted: Callable[[], None] | None = None) -> "KilnDataset":
     """Find, check and prepare every image (decoded once, in threads). Raises DatasetError when nothing
     usable is there; odd images are converted, unreadable ones skipped with one warning listing them.
-    ``progress()`` is called once per image prepared; ``interrupted()`` may raise to stop."""
+    ``progress(done, total)`` is called once per image prepared; ``interrupted()`` may raise to stop."""
     config = _check_config(config)
     train = _scan(config.path, config.repeats, False, config, warn)
     reg = _scan(config.reg_path, config.reg_repeats, True, config, warn) if config.reg_path.strip() else []
@@ -278,11 +283,11 @@ def load_dataset(config: DatasetConfig, warn: Callable[[str], None] = logging.wa
     with ThreadPoolExecutor(max(1, workers)) as pool:
         # Consumed as they finish (in order), so only the kept images stay in memory.
         results = pool.map(lambda j: _safe_prepare(j[0][0], config, buckets), jobs)
-        for ((path, caption, n, concept), is_reg), result in zip(jobs, results):
+        for done, (((path, caption, n, concept), is_reg), result) in enumerate(zip(jobs, results), 1):
             if interrupted is not None:
                 interrupted()
             if progress is not None:
-                progress()
+                progress(done, len(jobs))
             if isinstance(result, str):
                 bad.append(f"{_relative(path, roots[is_reg])} ({result})")
                 continue
@@ -297,6 +302,23 @@ def load_dataset(config: DatasetConfig, warn: Callable[[str], None] = logging.wa
         raise DatasetError(f"no usable training images in {config.path}: all {len(bad)} are unreadable "
                            "(listed in the warning above). Re-export them as PNG or JPEG.")
     return KilnDataset(config, tuple(entries), scaled)
+
+
+def dataset_fingerprint(*folders: str) -> str:
+    """A cheap hash of the files (names, sizes, modification times) in the folders and their direct
+    subfolders: changes when an image or caption is added, removed or edited (the node re-runs then)."""
+    h = hashlib.sha1()
+    for text in folders:
+        root = Path(text).expanduser() if str(text).strip() else None
+        if root is None or not root.is_dir():
+            h.update(f"missing:{text}".encode())
+            continue
+        for d in [root] + sorted(p for p in root.iterdir() if p.is_dir()):
+            for f in sorted(d.iterdir()):
+                if f.is_file():
+                    st = f.stat()
+                    h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
 
 
 def _relative(path: Path, root: Path) -> str:
