@@ -1,147 +1,267 @@
-"""Every network algorithm on a Linear and a 3x3 Conv: bypass forward == forward with the merged weight,
-export/load round trip, learning on a toy regression; and the host's own loader computes the same weight
-from the exported keys."""
+"""Every network algorithm on a Linear, a 3x3 Conv and a 1x1 Conv: the training forward equals the layer
+run with the weight the exported file means (the host's formulas), it learns a toy regression, and
+export/load round-trips; and the host's own loader computes the same layer from the exported keys."""
+import logging
+
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from kiln_pack.core.lora.value import module_groups
 from kiln_pack.core.net.network import Network, TargetLayer
 from kiln_pack.core.net.registry import ALGORITHMS, algorithm_class
 from kiln_pack.core.net.spec import NetworkSpec
 
-algorithm_class("lora")
-NAMES = sorted(ALGORITHMS)
+algorithm_class("lora")   # fills the registry
+
+BASE = dict(rank=4, alpha=2.0, conv_rank=4, conv_alpha=2.0, targets="full", init_seed=1)
+# name -> (spec, the file keys each module must carry). LoKr at rank 4 keeps both factors full on these
+# small layers; rank 1 makes w2 low rank, and decompose_both makes w1 low rank too.
+VARIANTS = {
+    "lora": (NetworkSpec(algorithm="lora", **BASE), {"lora_up.weight", "lora_down.weight", "alpha"}),
+    "loha": (NetworkSpec(algorithm="loha", **BASE), {"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "alpha"}),
+    "lokr": (NetworkSpec(algorithm="lokr", **BASE), {"lokr_w1", "lokr_w2", "alpha"}),
+    "lokr_low_rank_w2": (NetworkSpec(algorithm="lokr", **{**BASE, "rank": 1, "conv_rank": 1}),
+                         {"lokr_w1", "lokr_w2_a", "lokr_w2_b", "alpha"}),
+    "lokr_decompose_both": (NetworkSpec(algorithm="lokr", decompose_both=True, **{**BASE, "rank": 1, "conv_rank": 1}),
+                            {"lokr_w1_a", "lokr_w1_b", "lokr_w2_a", "lokr_w2_b", "alpha"}),
+    "ia3": (NetworkSpec(algorithm="ia3", **BASE), {"diff"}),
+    "dylora": (NetworkSpec(algorithm="dylora", **{**BASE, "rank": 8, "conv_rank": 8}),
+               {"lora_up.weight", "lora_down.weight", "alpha"}),
+    "dora": (NetworkSpec(algorithm="dora", **BASE), {"lora_up.weight", "lora_down.weight", "alpha", "dora_scale"}),
+    "full": (NetworkSpec(algorithm="full", **BASE), {"diff", "diff_b"}),
+}
+
+
+def test_every_registered_algorithm_is_covered():
+    assert {s.algorithm for s, _ in VARIANTS.values()} == set(ALGORITHMS) == \
+        {"lora", "loha", "lokr", "ia3", "dylora", "dora", "full"}
 
 
 def layers(seed=0):
     g = torch.Generator().manual_seed(seed)
-    lin = nn.Linear(24, 16)
-    conv = nn.Conv2d(8, 12, 3, padding=1)
+    mods = [nn.Linear(24, 16), nn.Conv2d(8, 12, 3, padding=1), nn.Conv2d(8, 12, 1)]
     with torch.no_grad():
-        for p in list(lin.parameters()) + list(conv.parameters()):
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    lin.requires_grad_(False)
-    conv.requires_grad_(False)
-    return [TargetLayer("lora_unet_mid_attn1_to_q", "diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_q", lin, False, "MID"),
-            TargetLayer("lora_unet_mid_conv", "diffusion_model.middle_block.0.in_layers.2", conv, False, "MID")]
+        for m in mods:
+            for p in m.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+            m.requires_grad_(False)
+    return [TargetLayer("lora_unet_mid_attn1_to_q", "diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_q",
+                        mods[0], False, "MID"),
+            TargetLayer("lora_unet_mid_conv", "diffusion_model.middle_block.0.in_layers.2", mods[1], False, "MID"),
+            TargetLayer("lora_unet_mid_proj_in", "diffusion_model.middle_block.1.proj_in", mods[2], False, "MID")]
 
 
-def spec(name):
-    return NetworkSpec(algorithm=name, rank=4, alpha=2.0, conv_rank=4, conv_alpha=2.0, targets="full", init_seed=1)
+def inputs(seed=5, n=2):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(n, 5, 24, generator=g), torch.randn(n, 8, 6, 6, generator=g), torch.randn(n, 8, 6, 6, generator=g)]
 
 
-def perturb(net, seed=3):
+def run(layer, x, weight=None, bias=None):
+    m = layer.module
+    weight = m.weight if weight is None else weight
+    bias = m.bias if bias is None else bias
+    if isinstance(m, nn.Conv2d):
+        return F.conv2d(x, weight, bias, m.stride, m.padding)
+    return F.linear(x, weight, bias)
+
+
+def perturb(net, seed=3, size=0.05):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in net.parameters():
             if p.requires_grad:
-                p.add_(torch.randn(p.shape, generator=g) * 0.05)
+                p.add_(torch.randn(p.shape, generator=g) * size)
 
 
-def host_style_weight(name, w, t):
-    """The delta each file layout means, written out from the host's formulas (comfy/weight_adapter)."""
+def host_formula(w, b, t):
+    """(weight, bias) a file's tensors mean for one layer, written out from the host's formulas
+    (comfy/weight_adapter/{lora,loha,lokr,base}.py and comfy/lora.py, strength 1, float32)."""
     w = w.float()
     if "lora_up.weight" in t:
         up, down = t["lora_up.weight"].float(), t["lora_down.weight"].float()
-        scale = float(t["alpha"]) / down.shape[0]
-        diff = (up.flatten(1) @ down.flatten(1)).reshape(w.shape) * scale
-        if "dora_scale" in t:
-            calc = w + diff
-            norm = calc.transpose(0, 1).reshape(w.shape[1], -1).norm(dim=1).reshape(1, w.shape[1], *[1] * (w.dim() - 2))
-            return calc * (t["dora_scale"] / (norm + torch.finfo(torch.float32).eps))
-        return w + diff
+        diff = (up.flatten(1) @ down.flatten(1)).reshape(w.shape) * (float(t["alpha"]) / down.shape[0])
+        if "dora_scale" not in t:
+            return w + diff, b
+        calc = w + diff   # weight_decompose, input axis: the norm of the UPDATED weight per input column
+        norm = calc.transpose(0, 1).reshape(w.shape[1], -1).norm(dim=1, keepdim=True)
+        norm = norm.reshape(w.shape[1], *[1] * (w.dim() - 1)).transpose(0, 1) + torch.finfo(torch.float32).eps
+        return calc * (t["dora_scale"].float() / norm), b
     if "hada_w1_a" in t:
         m1 = t["hada_w1_a"] @ t["hada_w1_b"]
         m2 = t["hada_w2_a"] @ t["hada_w2_b"]
-        return w + (m1 * m2).reshape(w.shape) * float(t["alpha"]) / t["hada_w1_b"].shape[0]
-    if "lokr_w1" in t:
-        if "lokr_w2_a" in t:
-            w2, scale = t["lokr_w2_a"] @ t["lokr_w2_b"], float(t["alpha"]) / t["lokr_w2_b"].shape[0]
+        return w + (m1 * m2).reshape(w.shape) * float(t["alpha"]) / t["hada_w1_b"].shape[0], b
+    if any(k.startswith("lokr_") for k in t):
+        dim = None
+        if "lokr_w1" in t:
+            w1 = t["lokr_w1"]
         else:
-            w2, scale = t["lokr_w2"], 1.0
-        w1 = t["lokr_w1"]
+            dim, w1 = t["lokr_w1_b"].shape[0], t["lokr_w1_a"] @ t["lokr_w1_b"]
+        if "lokr_w2" in t:
+            w2 = t["lokr_w2"]
+        else:
+            dim, w2 = t["lokr_w2_b"].shape[0], torch.mm(t["lokr_w2_a"], t["lokr_w2_b"])
         if w2.dim() == 4:
             w1 = w1[:, :, None, None]
-        return w + torch.kron(w1, w2).reshape(w.shape) * scale
+        scale = float(t["alpha"]) / dim if dim is not None else 1.0
+        return w + torch.kron(w1, w2).reshape(w.shape) * scale, b
     if "diff" in t:
-        return w + t["diff"]
-    raise AssertionError(f"{name}: unknown layout {sorted(t)}")
+        return w + t["diff"], (b + t["diff_b"] if "diff_b" in t else b)
+    raise AssertionError(f"unknown layout {sorted(t)}")
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_bypass_forward_equals_merged_weight_from_the_file(name):
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_training_forward_equals_the_layer_with_the_files_weight(variant):
+    spec, keys = VARIANTS[variant]
     ls = layers()
-    net = Network(spec(name), ls)
+    net = Network(spec, ls)
     perturb(net)
-    net.eval()
-    exported = net.export()
-    from kiln_pack.core.lora.value import module_groups
-    groups = module_groups(exported)
-    x_lin = torch.randn(2, 5, 24)
-    x_conv = torch.randn(2, 8, 6, 6)
+    net.train()   # the training forward (no dropout configured, so it is deterministic but for DyLoRA)
+    if spec.algorithm == "dylora":
+        net.eval()   # DyLoRA trains a random sub-rank per step; the file means the full rank
+    groups = module_groups(net.export())
+    xs = inputs()
     with net:
-        got_lin, got_conv = ls[0].module(x_lin), ls[1].module(x_conv)
-    w_lin = host_style_weight(name, ls[0].module.weight, groups[ls[0].kohya_name])
-    w_conv = host_style_weight(name, ls[1].module.weight, groups[ls[1].kohya_name])
-    torch.testing.assert_close(got_lin, F.linear(x_lin, w_lin, ls[0].module.bias), rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(got_conv, F.conv2d(x_conv, w_conv, ls[1].module.bias, padding=1), rtol=1e-4, atol=1e-5)
-    assert not any(k.startswith("kiln_") for k in exported)
+        got = [l.module(x) for l, x in zip(ls, xs)]
+    for layer, x, out in zip(ls, xs, got):
+        t = groups[layer.kohya_name]
+        assert set(t) == keys, (variant, layer.kohya_name, sorted(t))
+        w, b = host_formula(layer.module.weight, layer.module.bias, t)
+        want = run(layer, x, w, b)
+        assert not torch.allclose(want, run(layer, x), atol=1e-3), f"{variant}: the perturbed file changes nothing"
+        torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-5, msg=f"{variant} {layer.kohya_name}")
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_export_load_round_trip(name):
-    a = Network(spec(name), layers())
-    perturb(a)
-    b = Network(spec(name), layers())
-    b.load_exported(a.export())
-    for k, v in a.export().items():
-        torch.testing.assert_close(b.export()[k], v, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_learns_a_toy_regression(name):
-    """The student learns what a teacher of the same algorithm (random adapter weights) computes."""
-    teacher_layers = layers()
-    teacher = Network(spec(name), teacher_layers)
-    perturb(teacher, seed=11)
-    perturb(teacher, seed=12)
-    teacher.eval()
-    g = torch.Generator().manual_seed(9)
-    x = torch.randn(64, 24, generator=g)
-    with teacher, torch.no_grad():
-        y = teacher_layers[0].module(x)
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_untrained_network_starts_at_the_base_model(variant):
     ls = layers()
-    net = Network(spec(name), ls)
+    net = Network(VARIANTS[variant][0], ls)
+    xs = inputs()
+    with net:
+        got = [l.module(x) for l, x in zip(ls, xs)]
+    for layer, x, out in zip(ls, xs, got):
+        # DoRA's eps moves the start by ~1e-7 relative, as it does in the host.
+        torch.testing.assert_close(out, run(layer, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_export_load_round_trip(variant):
+    spec = VARIANTS[variant][0]
+    a = Network(spec, layers())
+    perturb(a)
+    b = Network(spec.replace(init_seed=7), layers())
+    exported = a.export()
+    b.load_exported(exported)
+    again = b.export()
+    assert set(again) == set(exported)
+    for k, v in exported.items():
+        assert again[k].shape == v.shape, k
+        torch.testing.assert_close(again[k], v, rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_load_rejects_a_file_of_another_layout():
+    lora = Network(VARIANTS["lora"][0], layers()).export()
+    with pytest.raises(ValueError, match="lack"):
+        Network(VARIANTS["loha"][0], layers()).load_exported(lora)
+    lokr_full = Network(VARIANTS["lokr"][0], layers()).export()
+    with pytest.raises(ValueError, match="lack"):
+        Network(VARIANTS["lokr_low_rank_w2"][0], layers()).load_exported(lokr_full)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_learns_a_toy_regression(variant):
+    """The student learns what a teacher of the same algorithm (random adapter weights) computes, on the
+    Linear and the 3x3 Conv together."""
+    spec = VARIANTS[variant][0]
+    teacher_layers = layers()[:2]
+    teacher = Network(spec, teacher_layers)
+    perturb(teacher, seed=11, size=0.1)
+    teacher.eval()
+    xs = inputs(seed=9, n=16)[:2]
+    with teacher, torch.no_grad():
+        ys = [l.module(x) for l, x in zip(teacher_layers, xs)]
+    ls = layers()[:2]
+    net = Network(spec, ls)
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-2)
     net.train()
     torch.manual_seed(0)
+    losses = []
     with net:
-        first = None
-        for _ in range(80):
-            loss = F.mse_loss(ls[0].module(x), y)
-            first = first if first is not None else float(loss.detach())
+        for _ in range(25):
+            loss = sum(F.mse_loss(l.module(x), y) for l, x, y in zip(ls, xs, ys))
+            losses.append(float(loss.detach()))
             opt.zero_grad()
             loss.backward()
             opt.step()
-    assert float(loss.detach()) < 0.5 * first, (name, first, float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0], (variant, losses[0], losses[-1])
 
 
-def test_host_loader_computes_the_same_weight(host):
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_dropouts_train_and_leave_eval_alone(variant):
+    spec = VARIANTS[variant][0].replace(dropout=0.3, rank_dropout=0.3, module_dropout=0.3)
+    ls = layers()
+    net = Network(spec, ls)
+    perturb(net)
+    xs = inputs()
+    net.train()
+    torch.manual_seed(1)
+    with net:
+        loss = sum(l.module(x).square().mean() for l, x in zip(ls, xs))
+        loss.backward()
+        net.eval()
+        evals = [[l.module(x) for l, x in zip(ls, xs)] for _ in range(2)]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters() if p.requires_grad)
+    for a, b in zip(*evals):
+        assert torch.equal(a, b)
+
+
+def test_dylora_trains_leading_sub_ranks():
+    ls = layers()
+    net = Network(NetworkSpec(algorithm="dylora", rank=6, alpha=6, targets="attn", init_seed=1), ls[:1])
+    adapter = next(iter(net.adapters.values()))
+    torch.manual_seed(0)
+    assert {adapter.sub_rank() for _ in range(50)} == {4, 6}
+    net.train()
+    torch.manual_seed(0)
+    with net:
+        for _ in range(20):
+            net.zero_grad()
+            ls[0].module(inputs()[0]).sum().backward()
+            used = (adapter.lora_up.grad.abs().sum(0) > 0).sum().item()
+            assert used in (4, 6)
+            assert adapter.lora_up.grad[:, used:].abs().sum() == 0
+
+
+def test_host_loader_computes_the_same_layer(host, caplog):
+    """The host's own load_lora + calculate_weight on the exported keys: every key loaded, no error logged,
+    and the patched layer computes what the adapter computes."""
     import comfy.lora
-    for name in NAMES:
+    for variant, (spec, _) in sorted(VARIANTS.items()):
         ls = layers()
-        net = Network(spec(name), ls)
+        net = Network(spec, ls)
         perturb(net)
         net.eval()
         tensors = net.export()
+        xs = inputs()
+        with net, torch.no_grad():
+            got = [l.module(x) for l, x in zip(ls, xs)]
         key_map = {l.kohya_name: f"{l.host_name}.weight" for l in ls}
-        patches = comfy.lora.load_lora(tensors, key_map, log_missing=True)
-        assert set(patches) == set(key_map.values()), name
-        for layer in ls:
-            w = layer.module.weight.detach().clone()
-            got = comfy.lora.calculate_weight([(1.0, patches[f"{layer.host_name}.weight"], 1.0, None, None)],
-                                              w.clone(), f"{layer.host_name}.weight")
-            want = host_style_weight(name, w, {k.split(".", 1)[1]: v for k, v in tensors.items()
-                                                if k.startswith(layer.kohya_name + ".")})
-            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=f"{name} {layer.kohya_name}")
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            patches = comfy.lora.load_lora(tensors, key_map, log_missing=True)
+            expected = set(key_map.values())
+            if spec.algorithm == "full":
+                expected |= {f"{l.host_name}.bias" for l in ls}
+            assert set(patches) == expected, variant
+            for layer, x, out in zip(ls, xs, got):
+                w_key, b_key = f"{layer.host_name}.weight", f"{layer.host_name}.bias"
+                w = comfy.lora.calculate_weight([(1.0, patches[w_key], 1.0, None, None)],
+                                                layer.module.weight.detach().clone().float(), w_key)
+                b = layer.module.bias
+                if b_key in patches:
+                    b = comfy.lora.calculate_weight([(1.0, patches[b_key], 1.0, None, None)], b.detach().clone(), b_key)
+                torch.testing.assert_close(run(layer, x, w, b), out, rtol=1e-4, atol=1e-5,
+                                           msg=f"{variant} {layer.kohya_name}")
+        problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert not problems, (variant, problems)

@@ -1,6 +1,9 @@
-"""DyLoRA: a LoRA whose every leading sub-rank is trained: each step uses the first b rank channels (b
-drawn in steps of ``unit``), so the file can later be cut to any smaller rank. Saved as a plain LoRA at
-the full rank, which is how kohya's DyLoRA files load everywhere."""
+"""DyLoRA: a LoRA whose leading sub-ranks are each a usable LoRA. Each training step uses only the first
+b rank channels, b drawn from {unit, 2 unit, ..., rank} (the DyLoRA paper's truncation), at the full
+network's scale alpha / rank, so cutting the file to rank b later keeps the trained scale when alpha is
+cut in proportion. Outside training the whole rank is used, which is what the file means: it is saved as a
+plain LoRA at full rank (lora_up/lora_down/alpha), as kohya's DyLoRA files are, and loads everywhere.
+"""
 from __future__ import annotations
 
 import torch
@@ -14,14 +17,19 @@ UNIT = 4   # the guides: DyLoRA dims divisible by 4, unit 4
 
 @register_algorithm("dylora")
 class DyLoRAModule(LoRAModule):
+    def sub_rank(self) -> int:
+        """The rank this step trains: a multiple of UNIT, or the full rank."""
+        choices = list(range(UNIT, self.rank, UNIT)) + [self.rank]
+        return choices[int(torch.randint(len(choices), ()))]
+
     def delta_forward(self, x, base):
         if not self.training or self.rank <= UNIT:
             return super().delta_forward(x, base)
-        b = UNIT * int(torch.randint(1, self.rank // UNIT + 1, ()))
+        b = self.sub_rank()
         x = self._apply_dropout(x)
         down = self.lora_down[:b].to(x.dtype)
         up = self.lora_up[:, :b].to(x.dtype)
         if self.is_conv:
             h = F.conv2d(x, down, None, self.stride, self.padding, self.dilation, self.groups)
-            return F.conv2d(h, up) * self.scale
-        return F.linear(F.linear(x, down), up) * self.scale
+            return F.conv2d(self._rank_mask(h), up) * self.scale
+        return F.linear(self._rank_mask(F.linear(x, down)), up) * self.scale

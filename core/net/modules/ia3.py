@@ -1,16 +1,20 @@
-"""(IA)^3: the layer's output channels are rescaled, y = W x * (1 + w), so delta = W * w per output row.
+"""(IA)^3: the layer's output channels are rescaled, y = W x * (1 + w) (+ bias), so delta = W * w per row.
 
-Saved as ``diff`` (that delta as a full matrix): the host has no IA3 loader and applies ``diff`` exactly,
-and A1111/Forge and LyCORIS's tools read ``diff`` too. The cost is file size (one full matrix per layer
-instead of one vector); the small LyCORIS-native ``weight``/``on_input`` form would be silently ignored
-by ComfyUI's LoraLoader."""
+Saved as ``diff`` (that delta as a full matrix). ComfyUI has no IA3 loader: LyCORIS's compact form
+(``weight`` + ``on_input``, one vector per layer) would be left unloaded there, with a "lora key not
+loaded" warning and no effect. ``diff`` applies exactly in ComfyUI, and A1111/Forge and LyCORIS's tools read
+it too. The price is size: a full matrix per layer instead of a vector (about a full fine-tune of the
+targeted layers; save in fp16 to halve it), and an A1111 user sees a "full" network, not IA3. kohya's
+sd-scripts has no IA3 at all. The trained vector is recovered from the file exactly (least squares per row
+against the same base weight), so resume works from the saved file.
+"""
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
 from ..registry import register_algorithm
-from .weighted import DeltaWeightModule
+from .weighted import DeltaWeightModule, require
 
 
 @register_algorithm("ia3")
@@ -24,17 +28,17 @@ class IA3Module(DeltaWeightModule):
     def scale(self) -> float:
         return 1.0
 
-    def delta_forward(self, x, base):
-        return None  # see forward: the output itself is rescaled
-
     def forward(self, x, base_out, base):
+        # Bypass on the output: W x is the base output minus its bias, so nothing is recomputed.
         if self.training and self.module_dropout and torch.rand(()) < self.module_dropout:
             return base_out
         shape = (1, -1, 1, 1) if self.is_conv else (-1,)
         bias = base.bias if getattr(base, "bias", None) is not None else None
-        # Only the weight's contribution is rescaled (the bias is not part of W x).
         wx = base_out - (bias.view(shape).to(base_out.dtype) if bias is not None else 0)
-        return base_out + wx * (self.scale_vector * self.multiplier).view(shape).to(base_out.dtype)
+        vec = self.scale_vector
+        if self.training and self.rank_dropout:
+            vec = self._drop_rows(vec)
+        return base_out + wx * (vec * self.multiplier).view(shape).to(base_out.dtype)
 
     def delta_weight(self):
         w = self.base_weight.detach().float()
@@ -44,7 +48,7 @@ class IA3Module(DeltaWeightModule):
         return {"diff": self.delta_weight().detach().clone()}
 
     def load_exported(self, tensors):
-        # The file holds W * w; w is recovered per row by least squares (exact up to rounding).
+        require(tensors, ("diff",), self.name, "IA3")
         with torch.no_grad():
             w = self.base_weight.detach().float().reshape(self.out_dim, -1)
             d = tensors["diff"].float().reshape(self.out_dim, -1)

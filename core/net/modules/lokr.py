@@ -1,26 +1,27 @@
-"""LoKr: delta = kron(w1, w2_a @ w2_b) * alpha / rank. w1 is the small full factor, w2 the large one in
-low rank (when the rank is below its size; else stored full and unscaled, as the host reads it). File keys
-lokr_w1, lokr_w2_a/lokr_w2_b (or lokr_w2), alpha."""
+"""LoKr: delta = kron(w1, w2) * scale, w1 the small factor, w2 the large one, each full or low rank.
+
+Factorisation, the choice of which factor is low rank, and the Kronecker rebuild are lycoris-lora's
+(``lycoris.functional.general.factorization``, ``lycoris.functional.lokr.make_kron``): w2 is low rank when
+rank < max(its sides) / 2, w1 only with ``decompose_both``. The host scales by alpha / rank only when a
+factor is low rank and by 1 otherwise, so a network with both factors full trains at scale 1 and saves
+alpha = rank (LyCORIS does the same).
+
+One departure from LyCORIS: on a conv, a low-rank w2 is saved with ``lokr_w2_b`` 2-D as (rank, in * kh * kw).
+LyCORIS keeps it 4-D, which the host's ``torch.mm(w2_a, w2_b)`` rejects (the layer would be skipped with an
+error in the log); the 2-D form gives the same kron layout and loads in ComfyUI and A1111.
+File keys lokr_w1 (or lokr_w1_a/_b), lokr_w2 (or lokr_w2_a/_b), alpha.
+"""
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn as nn
+from lycoris.functional.general import factorization
+from lycoris.functional.lokr import make_kron
 
 from ..registry import register_algorithm
-from .weighted import DeltaWeightModule, kaiming_
-
-
-def factorization(dimension: int, factor: int = -1) -> tuple[int, int]:
-    """(m, n) with m * n == dimension and m <= n, m as close to ``factor`` (or sqrt) as divisors allow."""
-    if factor > 0 and dimension % factor == 0 and dimension >= factor * factor:
-        m, n = factor, dimension // factor
-        return (m, n) if m <= n else (n, m)
-    limit = dimension if factor < 0 else factor
-    m, n = 1, dimension
-    for cand in range(2, int(dimension ** 0.5) + 1):
-        if dimension % cand == 0 and cand <= limit:
-            m, n = cand, dimension // cand
-    return m, n
+from .weighted import DeltaWeightModule, kaiming_, require
 
 
 @register_algorithm("lokr")
@@ -28,44 +29,59 @@ class LoKrModule(DeltaWeightModule):
     def __init__(self, name, base, rank, alpha, generator=None, spec=None, **kw):
         super().__init__(name, base, rank, alpha, spec=spec, **kw)
         factor = spec.factor if spec is not None else -1
+        both = spec.decompose_both if spec is not None else False
         self.shape = tuple(base.weight.shape)
+        kernel = self.shape[2:]
         out_m, out_n = factorization(self.shape[0], factor)
         in_m, in_n = factorization(self.shape[1], factor)
-        k = self.shape[2:]
-        self.w1_shape = (out_m, in_m)
-        w2_cols = in_n * int(torch.tensor(k).prod()) if k else in_n
-        self.w2_shape = (out_n, in_n) + tuple(k)
-        self.lokr_w1 = nn.Parameter(kaiming_(torch.empty(out_m, in_m), generator))
-        self.decomposed = rank < min(out_n, w2_cols) // 2
-        if self.decomposed:
+        self.w2_shape = (out_n, in_n) + kernel               # lokr_w2's shape in the file
+        w2_cols = in_n * math.prod(kernel)
+        self.w1_low = both and rank < max(out_m, in_m) / 2
+        self.w2_low = rank < max(out_n, in_n) / 2
+        # Init as LyCORIS: w1 (or its factors) and w2_a random, w2 (or w2_b) zero: starts at the base model.
+        if self.w1_low:
+            self.lokr_w1_a = nn.Parameter(kaiming_(torch.empty(out_m, rank), generator))
+            self.lokr_w1_b = nn.Parameter(kaiming_(torch.empty(rank, in_m), generator))
+        else:
+            self.lokr_w1 = nn.Parameter(kaiming_(torch.empty(out_m, in_m), generator))
+        if self.w2_low:
             self.lokr_w2_a = nn.Parameter(kaiming_(torch.empty(out_n, rank), generator))
             self.lokr_w2_b = nn.Parameter(torch.zeros(rank, w2_cols))
         else:
             self.lokr_w2 = nn.Parameter(torch.zeros(out_n, w2_cols))
+        if not self.decomposed:
+            self.alpha.fill_(float(rank))
 
-    def w2(self):
-        return self.lokr_w2_a @ self.lokr_w2_b if self.decomposed else self.lokr_w2
+    @property
+    def decomposed(self) -> bool:
+        return self.w1_low or self.w2_low
+
+    def _keys(self) -> tuple[str, ...]:
+        return (("lokr_w1_a", "lokr_w1_b") if self.w1_low else ("lokr_w1",)) + \
+               (("lokr_w2_a", "lokr_w2_b") if self.w2_low else ("lokr_w2",))
 
     def delta_weight(self):
-        # The host forms kron(w1, w2) with w2 as a 2-D matrix and reshapes to the weight's shape.
-        scale = self.scale if self.decomposed else 1.0
-        return (torch.kron(self.lokr_w1, self.w2()) * scale).reshape(self.shape)
+        w1 = self.lokr_w1_a @ self.lokr_w1_b if self.w1_low else self.lokr_w1
+        w2 = self.lokr_w2_a @ self.lokr_w2_b if self.w2_low else self.lokr_w2
+        # Both factors 2-D, as the host forms them for a low-rank w2; for a full conv w2 the host uses the
+        # 4-D w2 and a 4-D w1, whose kron is the same tensor after the reshape.
+        return make_kron(w1, w2, self.scale).reshape(self.shape)
 
     def export(self):
-        out = {"lokr_w1": self.lokr_w1.detach().clone(), "alpha": self.alpha.detach().clone()}
-        if self.decomposed:
-            out["lokr_w2_a"] = self.lokr_w2_a.detach().clone()
-            out["lokr_w2_b"] = self.lokr_w2_b.detach().clone()
-        else:
-            out["lokr_w2"] = self.lokr_w2.detach().clone().reshape(self.w2_shape)
+        out = {k: getattr(self, k).detach().clone() for k in self._keys()}
+        if "lokr_w2" in out:
+            out["lokr_w2"] = out["lokr_w2"].reshape(self.w2_shape)
+        out["alpha"] = self.alpha.detach().clone()
         return out
 
     def load_exported(self, tensors):
+        keys = self._keys()
+        require(tensors, keys + ("alpha",), self.name, "LoKr")
         with torch.no_grad():
-            self.lokr_w1.copy_(tensors["lokr_w1"])
-            if self.decomposed:
-                self.lokr_w2_a.copy_(tensors["lokr_w2_a"])
-                self.lokr_w2_b.copy_(tensors["lokr_w2_b"])
-            else:
-                self.lokr_w2.copy_(tensors["lokr_w2"].reshape(self.lokr_w2.shape))
+            for k in keys:
+                p = getattr(self, k)
+                if tensors[k].numel() != p.numel():
+                    raise ValueError(f"{self.name}.{k}: the file has shape {tuple(tensors[k].shape)}, this "
+                                     f"network {tuple(p.shape)}; use the LoKr factor and rank it was trained with.")
+                p.copy_(tensors[k].reshape(p.shape))
             self.alpha.fill_(float(tensors["alpha"]))
