@@ -1,12 +1,14 @@
-"""Tag 64 images with the same tiny WD14-shaped ONNX model two ways, in one run: Kiln's pipeline
+"""Tag 64 images with the same small WD14-shaped ONNX model (five convs) two ways, in one run: Kiln's pipeline
 (decoding and preprocessing in threads, overlapped with batched inference) and the one-image-at-a-time
 loop with preprocessing in the main thread that existing ComfyUI tagger nodes use. Target: >= 2x.
 
-    .venv/bin/python bench/bench_tagger.py [--images 64] [--size 448] [--batch 8]
+    .venv/bin/python bench/bench_tagger.py [--images 64] [--size 448] [--batch 8] [--workers 2] [--repeats 3]
 """
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 import tempfile
 import time
@@ -22,8 +24,45 @@ import kiln  # noqa: E402
 
 kiln.load_pack()
 from kiln_pack.core.tags.labels import Labels  # noqa: E402
-from kiln_pack.core.tags.tagger import TagSettings, postprocess, preprocess, session_for, tag_images  # noqa: E402
-from tiny_tagger import write_tiny_tagger  # noqa: E402
+from kiln_pack.core.tags.tagger import TagSettings, postprocess, preprocess, tag_images  # noqa: E402
+from tiny_tagger import TAGS  # noqa: E402
+
+
+def write_bench_tagger(folder: Path, size: int, name: str = "bench-tagger") -> tuple[Path, Path]:
+    """A WD14-shaped ONNX model (NHWC BGR float input of a fixed size, [N, T] sigmoid output) with five conv
+    layers, about 1 GFLOP per image at 448 px: heavy enough that inference and decoding both matter."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    chans = [3, 24, 48, 64, 96, 128]
+    strides = [2, 2, 2, 1, 2]
+    nodes = [helper.make_node("Mul", ["input_1:0", "inv255"], ["x0"]),
+             helper.make_node("Transpose", ["x0"], ["h0"], perm=[0, 3, 1, 2])]
+    inits = [numpy_helper.from_array(np.array(1 / 255.0, dtype=np.float32), "inv255")]
+    for i, stride in enumerate(strides):
+        w = rng.normal(0, (2.0 / (chans[i] * 9)) ** 0.5, (chans[i + 1], chans[i], 3, 3)).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, f"w{i}"))
+        nodes += [helper.make_node("Conv", [f"h{i}", f"w{i}"], [f"c{i}"], kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                                   strides=[stride, stride]),
+                  helper.make_node("Relu", [f"c{i}"], [f"h{i + 1}"])]
+    n = len(strides)
+    inits += [numpy_helper.from_array(rng.normal(0, 1.0, (chans[-1], len(TAGS))).astype(np.float32), "wf"),
+              numpy_helper.from_array(rng.normal(0, 0.5, (len(TAGS),)).astype(np.float32), "bf")]
+    nodes += [helper.make_node("GlobalAveragePool", [f"h{n}"], ["pooled"]),
+              helper.make_node("Flatten", ["pooled"], ["flat"]),
+              helper.make_node("Gemm", ["flat", "wf", "bf"], ["logits"]),
+              helper.make_node("Sigmoid", ["logits"], ["predictions_sigmoid"])]
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info("input_1:0", TensorProto.FLOAT, ["batch", size, size, 3])],
+        [helper.make_tensor_value_info("predictions_sigmoid", TensorProto.FLOAT, ["batch", len(TAGS)])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx_path, csv_path = folder / f"{name}.onnx", folder / f"{name}.csv"
+    onnx.save(model, str(onnx_path))
+    csv_path.write_text("tag_id,name,category,count\n" +
+                        "".join(f"{i},{t},{c},{100 - i}\n" for i, (t, c) in enumerate(TAGS)))
+    return onnx_path, csv_path
 
 
 def make_images(folder: Path, n: int) -> list[Path]:
@@ -62,49 +101,58 @@ def one_at_a_time(paths, model, csv_path, settings, size):
     return out
 
 
-def labels_for(csv):
-    return Labels.from_csv(csv)
-
-
 def one_image_reused_session(paths, model, labels, settings, size):
-    session, _ = session_for(model)
+    """The same loop with one session kept: what is left of Kiln's lead is batching and overlapped decoding."""
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return [postprocess(session.run(None, {name: preprocess(Image.open(p).convert("RGB"), size)[None]})[0][0],
-                        labels, settings) for p in paths]
+    return [", ".join(t for t, _ in postprocess(
+        session.run(None, {name: preprocess(Image.open(p).convert("RGB"), size)[None]})[0][0], labels, settings))
+        for p in paths]
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=64)
     ap.add_argument("--size", type=int, default=448)
-    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=2, help="decoding threads")
+    ap.add_argument("--repeats", type=int, default=3, help="alternating rounds; medians are reported")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="kiln-tagbench-"))
-    model, csv = write_tiny_tagger(tmp / "model", size=args.size, width=24)
+    model, csv = write_bench_tagger(tmp / "model", size=args.size)
     cache = REPO / ".cache" / f"tag-bench-{args.images}"
     paths = sorted(cache.glob("*.*")) if cache.is_dir() else []
     if len(paths) < args.images:
         paths = make_images(cache, args.images)
+    paths = paths[: args.images]
     settings = TagSettings()
-    t = time.perf_counter()
-    base = one_at_a_time(paths, model, csv, settings, args.size)
-    t_base = time.perf_counter() - t
-    t = time.perf_counter()
-    ours = tag_images(paths, model, Labels.from_csv(csv), settings, batch_size=args.batch)   # session made here, once
-    t_ours = time.perf_counter() - t
+    labels = Labels.from_csv(csv)
+    times = {"base": [], "kept": [], "kiln": []}
+    for _ in range(args.repeats):   # alternate, so load from other processes hits all three alike
+        t = time.perf_counter()
+        base = one_at_a_time(paths, model, csv, settings, args.size)
+        times["base"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        kept = one_image_reused_session(paths, model, labels, settings, args.size)
+        times["kept"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ours = tag_images(paths, model, labels, settings, batch_size=args.batch, workers=args.workers)
+        times["kiln"].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
     same = sum(r.caption == b for r, b in zip(ours, base)) / len(base)
-    print(f"{len(paths)} images, model input {args.size}px")
-    print(f"one at a time (session per image, preprocessing in the main thread): {t_base:.2f} s")
-    print(f"Kiln (threaded decode overlapped with batch-{args.batch} inference): {t_ours:.2f} s")
-    print(f"speed ratio kiln/one-at-a-time: {t_base / t_ours:.2f}x (target >= 2)")
-    print(f"identical captions: {same:.0%} (the two preprocess a little differently: pad-then-resize vs "
-          "resize-then-pad, JPEG draft decoding)")
-    _, base_only = time.perf_counter(), None
-    t = time.perf_counter()
-    session_for(model)
-    base_reused = one_image_reused_session(paths, model, labels_for(csv), settings, args.size)
-    t_reused = time.perf_counter() - t
-    print(f"(one at a time with the session kept: {t_reused:.2f} s; ratio against that: {t_reused / t_ours:.2f}x)")
+    same_kept = sum(r.caption == b for r, b in zip(ours, kept)) / len(kept)
+    print(f"{len(paths)} images (PNG and JPEG, 896-1536 px), model input {args.size}px, {os.cpu_count()} cores, "
+          f"median of {args.repeats} alternating rounds")
+    print(f"one at a time, session per image, preprocessing in the main thread (ComfyUI-WD14-Tagger): "
+          f"{med['base']:.2f} s  {[round(x, 2) for x in times['base']]}")
+    print(f"one at a time, session kept: {med['kept']:.2f} s  {[round(x, 2) for x in times['kept']]}")
+    print(f"Kiln: {args.workers} decoding threads overlapped with batch-{args.batch} inference: "
+          f"{med['kiln']:.2f} s  {[round(x, 2) for x in times['kiln']]}")
+    print(f"speed ratio Kiln / one-at-a-time: {med['base'] / med['kiln']:.2f}x (target >= 2)")
+    print(f"speed ratio Kiln / one-at-a-time with the session kept: {med['kept'] / med['kiln']:.2f}x")
+    print(f"same captions as the one-at-a-time loops: {same:.0%} / {same_kept:.0%} (this random model's scores sit "
+          "near the thresholds; the loops resample with LANCZOS / decode JPEGs at full size)")
 
 
 if __name__ == "__main__":

@@ -95,13 +95,17 @@ def batch_limit(session, wanted: int) -> int:
 
 
 def preprocess(image: Image.Image, size: int) -> np.ndarray:
-    """Pad to a white square, resize, RGB -> BGR, float32 0..255, HWC (as the WD14 models were trained)."""
+    """Fit the image in a ``size`` square (bicubic), centre it on white, RGB -> BGR, float32 0..255, HWC, as
+    the WD14 models were trained. Same picture as padding to a square first and resizing that (SmilingWolf's
+    order) up to the one-pixel border, at a fraction of the cost: only the image's own pixels are resampled."""
     w, h = image.size
-    side = max(w, h)
-    canvas = Image.new("RGB", (side, side), (255, 255, 255))
-    canvas.paste(image, ((side - w) // 2, (side - h) // 2))
-    if side != size:
-        canvas = canvas.resize((size, size), Image.BICUBIC, reducing_gap=3.0)
+    scale = size / max(w, h)
+    fit = (max(1, min(size, round(w * scale))), max(1, min(size, round(h * scale))))
+    if fit != (w, h):
+        # reducing_gap: a cheap box reduce() by an integer factor first, then bicubic over the rest
+        image = image.resize(fit, Image.BICUBIC, reducing_gap=3.0)
+    canvas = Image.new("RGB", (size, size), (255, 255, 255))
+    canvas.paste(image, ((size - fit[0]) // 2, (size - fit[1]) // 2))
     return np.asarray(canvas, dtype=np.float32)[:, :, ::-1].copy()
 
 
