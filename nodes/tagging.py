@@ -63,6 +63,7 @@ class KilnTagger:
 
     RETURN_TYPES = ("STRING", "KILN_DATASET")
     RETURN_NAMES = ("captions", "dataset")
+    OUTPUT_NODE = True   # writing caption files is the point: a graph of this node alone runs it
     FUNCTION = "tag"
     CATEGORY = "Kiln/Tagging"
     DESCRIPTION = "Auto-tag images with a WD14-style ONNX tagger; writes captions beside the images and outputs them."
@@ -169,6 +170,7 @@ class KilnTagFrequency:
 
     RETURN_TYPES = ("STRING", "IMAGE")
     RETURN_NAMES = ("frequencies", "chart")
+    OUTPUT_NODE = True   # shows its table in the UI
     FUNCTION = "count"
     CATEGORY = "Kiln/Tagging"
     DESCRIPTION = "How many captions hold each tag, as text and as a bar chart."
