@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
-from .frequency import frequency, frequency_text, split  # noqa: F401  (frequency tables lived here first)
+from .frequency import frequency, split  # noqa: F401  (frequency lived here first; older imports use it)
 from .labels import normalise
 from .presets import preset_prunes
 
