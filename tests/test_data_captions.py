@@ -64,3 +64,15 @@ def test_dataset_caption_is_deterministic_in_the_seed(tmp_path):
     assert ds.caption(ref, 7) == ds.caption(ref, 7)
     assert len({ds.caption(ref, s) for s in range(20)}) > 5
     assert ds.captions_vary()
+
+
+def test_trigger_prefix_is_not_put_on_regularization_images(tmp_path):
+    from PIL import Image
+    from kiln_pack.core.data import load_dataset
+    for sub in ("train/2_zyx woman", "reg/1_woman"):
+        (tmp_path / sub).mkdir(parents=True)
+        Image.new("RGB", (64, 64)).save(tmp_path / sub / "a.png")
+    ds = load_dataset(DatasetConfig(path=str(tmp_path / "train"), reg_path=str(tmp_path / "reg"), resolution=64,
+                                    min_bucket_reso=64, caption_prefix="zyx"))
+    caps = {(r.is_reg, ds.caption(r, 0)) for b in ds.epoch_plan(0, 1, 0) for r in b}
+    assert caps == {(False, "zyx, zyx woman"), (True, "woman")}

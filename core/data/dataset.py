@@ -469,8 +469,14 @@ class KilnDataset:
         return torch.from_numpy(np.asarray(self._crop(im, ref), dtype=np.float32) / 255.0)
 
     def caption(self, ref: SampleRef, seed: int) -> str:
-        """The caption for one step: shuffle, keep_tokens, dropout, prefix/suffix; deterministic in seed."""
-        return process_caption(self.images[ref.index].caption, self.config, random.Random(f"{seed}:{ref.index}"))
+        """The caption for one step: shuffle, keep_tokens, dropout, prefix/suffix; deterministic in seed.
+        Regularization images get no prefix/suffix: those carry the trigger word, which must not be
+        taught on the class images that are there to keep the class itself unchanged."""
+        e = self.images[ref.index]
+        cfg = self.config
+        if e.is_reg and (cfg.caption_prefix or cfg.caption_suffix):
+            cfg = replace(cfg, caption_prefix="", caption_suffix="")
+        return process_caption(e.caption, cfg, random.Random(f"{seed}:{ref.index}"))
 
     def captions_vary(self) -> bool:
         """False when every step gets the same caption for an image (the trainer then caches encodings)."""

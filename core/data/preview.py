@@ -39,7 +39,7 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int, max_lines: int
 def _cell(image: Image.Image, caption: str, tile: int, text_lines: int, font, line_h: int) -> Image.Image:
     cell = Image.new("RGB", (tile, tile + text_lines * line_h + 6), _BG)
     image = image.copy()
-    image.thumbnail((tile, tile), Image.LANCZOS)
+    image.thumbnail((tile - 6, tile - 6), Image.LANCZOS)   # a small gap between neighbours
     cell.paste(image, ((tile - image.width) // 2, (tile - image.height) // 2))
     draw = ImageDraw.Draw(cell)
     for i, line in enumerate(_wrap(draw, caption, font, tile - 8, text_lines)):
