@@ -3,7 +3,10 @@ differs from the base by a decaying-spectrum change plus small full-rank noise, 
 randomized SVD against a full SVD per layer, in one run. Target: >= 5x faster while keeping >= 99% of the
 full SVD's captured energy at the same rank.
 
-    .venv/bin/python bench/bench_extract.py [--rank 32] [--conv]
+    .venv/bin/python bench/bench_extract.py [--rank 32] [--conv] [--all]
+
+The full SVD of all 192 transformer layers takes 5-8 minutes on 2 cores, so by default both methods run on
+the first two layers of every distinct shape (30 layers, every shape kind of the UNet); --all runs them all.
 """
 from __future__ import annotations
 
@@ -42,12 +45,19 @@ def main():
     p.add_argument("--conv", action="store_true", help="include the ResNet 3x3 convs")
     p.add_argument("--oversample", type=int, default=16)
     p.add_argument("--power-iters", type=int, default=4)
+    p.add_argument("--all", action="store_true", help="every layer instead of two per distinct shape")
+    p.add_argument("--per-shape", type=int, default=2)
     args = p.parse_args()
-    layers = sd15_unet_layers(conv=args.conv)
+    every = sd15_unet_layers(conv=args.conv)
+    layers, seen = [], {}
+    for name, shape in every:
+        seen[shape] = seen.get(shape, 0) + 1
+        if args.all or seen[shape] <= args.per_shape:
+            layers.append((name, shape))
     g = torch.Generator().manual_seed(0)
     t_full = t_fast = 0.0
     e_full = e_fast = 0.0
-    worst = 1.0
+    worst, worst_name = 1.0, ""
     for name, shape in layers:
         tuned, base = pair(shape, g)
         t = time.perf_counter()
@@ -65,13 +75,14 @@ def main():
         er = total - float(((delta - fast_up @ fast_down).double() ** 2).sum())
         e_full += ef
         e_fast += er
-        worst = min(worst, er / ef)
-    print(f"SD1.5-shaped UNet pair: {len(layers)} layers{' (with 3x3 convs)' if args.conv else ''}, rank {args.rank}")
+        if er / ef < worst:
+            worst, worst_name = er / ef, f"{name} {tuple(shape)}"
+    print(f"SD1.5-shaped UNet pair: {len(layers)} of {len(every)} layers{' (with 3x3 convs)' if args.conv else ''}, rank {args.rank}")
     print(f"full SVD per layer: {t_full:.2f} s; Kiln randomized SVD (oversample {args.oversample}, "
           f"{args.power_iters} power iterations): {t_fast:.2f} s")
     print(f"speed ratio kiln/full: {t_full / t_fast:.1f}x (target >= 5)")
     print(f"captured energy, Kiln / full SVD at the same rank: {e_fast / e_full:.4%} overall, "
-          f"worst layer {worst:.4%} (target >= 99%)")
+          f"worst layer {worst:.4%} ({worst_name}) (target >= 99%)")
 
 
 if __name__ == "__main__":

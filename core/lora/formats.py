@@ -34,8 +34,9 @@ class LoraFormatError(ValueError):
     pass
 
 
-def _module_prefix(path: str) -> str | None:
-    """Module path in another layout -> kohya module name (None when unrecognised)."""
+def _module_prefix(path: str, two_encoders: bool = False) -> str | None:
+    """Module path in another layout -> kohya module name (None when unrecognised). two_encoders: the file
+    holds SDXL's second text encoder, so the first one is kohya's ``lora_te1_`` rather than ``lora_te_``."""
     for strip in ("base_model.model.", "transformer."):
         if path.startswith(strip + "unet.") or path.startswith(strip + "text_encoder"):
             path = path[len(strip):]
@@ -46,12 +47,12 @@ def _module_prefix(path: str) -> str | None:
     if path.startswith("text_encoder_2."):
         return "lora_te2_" + path[len("text_encoder_2."):].replace(".", "_")
     if path.startswith("text_encoder."):
-        return "lora_te_" + path[len("text_encoder."):].replace(".", "_")
+        return ("lora_te1_" if two_encoders else "lora_te_") + path[len("text_encoder."):].replace(".", "_")
     if path.startswith("text_encoders."):
         rest = path[len("text_encoders."):]
         enc, _, rest = rest.partition(".")
         rest = rest[len("transformer."):] if rest.startswith("transformer.") else rest
-        prefix = {"clip_l": "lora_te1_", "clip_g": "lora_te2_"}.get(enc, "lora_te_")
+        prefix = {"clip_l": "lora_te1_" if two_encoders else "lora_te_", "clip_g": "lora_te2_"}.get(enc, "lora_te_")
         return prefix + rest.replace(".", "_")
     return None
 
@@ -71,19 +72,20 @@ def to_kohya(lora: KilnLora) -> KilnLora:
     """The same LoRA with kohya key names. Unrecognised keys are a clear error naming them."""
     out: dict[str, torch.Tensor] = {}
     unknown = []
+    two = any(k.startswith(("text_encoder_2.", "text_encoders.clip_g.")) for k in lora.tensors)
     for key, t in lora.tensors.items():
         if key.startswith(KOHYA_PREFIXES):
             out[key] = t
             continue
         for src, dst in _SUFFIXES:
             if key.endswith(src):
-                module = _module_prefix(key[: -len(src)])
+                module = _module_prefix(key[: -len(src)], two)
                 if module is not None:
                     out[module + dst] = t
                     break
         else:
             m = _LYCORIS.search(key)
-            module = _module_prefix(key[: m.start()]) if m else None
+            module = _module_prefix(key[: m.start()], two) if m else None
             if module is None:
                 unknown.append(key)
             else:
@@ -104,6 +106,8 @@ def algorithm_of(parts: dict) -> str:
     if "lokr_w1" in parts or "lokr_w1_a" in parts:
         return "lokr"
     if "lora_up.weight" in parts:
+        if "lora_mid.weight" in parts:
+            return "locon"
         return "dora" if "dora_scale" in parts else ("locon" if parts["lora_down.weight"].dim() == 4 and
                                                      parts["lora_down.weight"].shape[-1] > 1 else "lora")
     if "diff" in parts:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -14,6 +13,7 @@ import torch
 from ..lora.formats import algorithm_of, detect_format, to_kohya
 from ..lora.value import KilnLora
 from ..plots import bar_chart
+from .blocks import block_of_kohya, block_order
 from .lowrank import lora_factors, module_delta
 
 
@@ -25,22 +25,6 @@ class ModuleInfo:
     alpha: float | None
     norm: float          # Frobenius norm of the delta (scale included)
     block: str
-
-
-_BLOCK_PATTERNS = [
-    (re.compile(r"^lora_te(\d?)_"), lambda m: f"TE{m.group(1)}"),
-    (re.compile(r"^lora_unet_(?:input_blocks|down_blocks)_(\d+)"), lambda m: f"IN{int(m.group(1)):02d}"),
-    (re.compile(r"^lora_unet_(?:middle_block|mid_block)"), lambda m: "MID"),
-    (re.compile(r"^lora_unet_(?:output_blocks|up_blocks)_(\d+)"), lambda m: f"OUT{int(m.group(1)):02d}"),
-]
-
-
-def block_of_kohya(module: str) -> str:
-    for pattern, name in _BLOCK_PATTERNS:
-        m = pattern.match(module)
-        if m:
-            return name(m)
-    return "OTHER"
 
 
 def delta_norm(parts: dict) -> float:
@@ -101,8 +85,7 @@ def block_norms(infos: list[ModuleInfo]) -> "OrderedDict[str, float]":
     totals: dict[str, float] = {}
     for i in infos:
         totals[i.block] = totals.get(i.block, 0.0) + i.norm
-    order = lambda b: (b.startswith("IN") * 1 + (b == "MID") * 2 + b.startswith("OUT") * 3 + (b == "OTHER") * 4, b)
-    return OrderedDict(sorted(totals.items(), key=lambda kv: order(kv[0])))
+    return OrderedDict(sorted(totals.items(), key=lambda kv: block_order(kv[0])))
 
 
 def _inner(pa: dict, pb: dict) -> float:
@@ -152,7 +135,7 @@ def comparison_plot(rows: list[Comparison], width: int = 720, height: int = 320)
     for r in rows:
         if r.cosine is not None:
             per_block.setdefault(block_of_kohya(r.module), []).append(r.cosine)
-    means = OrderedDict((k, float(np.mean(v)) * 0.5 + 0.5) for k, v in sorted(per_block.items()))
+    means = OrderedDict((k, float(np.mean(v)) * 0.5 + 0.5) for k, v in sorted(per_block.items(), key=lambda kv: block_order(kv[0])))
     return bar_chart(means, "mean cosine per block (bar 0 = -1, full = +1)", width, height)
 
 

@@ -15,42 +15,63 @@ class Factored:
     shape: tuple           # delta's full shape, (out, in) or (out, in, kh, kw)
 
 
+def _tucker(t: torch.Tensor, down: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """LyCORIS Tucker form (LoHa/LoKr with hada_t*/lokr_t2): (out, in, kh, kw) from core t (r, r, kh, kw)."""
+    return torch.einsum("i j k l, j r, i p -> p r k l", t, down, up)
+
+
 def module_delta(parts: dict, module: str = "") -> torch.Tensor:
-    """The full delta a module applies (before DoRA normalisation), in float32, scale included."""
+    """The full delta a module applies (before DoRA normalisation), in float32, scale included. LoHa and
+    LoKr without a Tucker core come back 2-D (out, in * kh * kw): the factors don't say the kernel shape."""
     p = {k: v.float() for k, v in parts.items()}
     if "lora_up.weight" in p:
-        f = lora_factors(parts)
+        f = lora_factors(parts, module)
         return (f.up @ f.down).reshape(f.shape)
     if "hada_w1_a" in p:
-        m1 = p["hada_w1_a"] @ p["hada_w1_b"]
-        m2 = p["hada_w2_a"] @ p["hada_w2_b"]
+        if "hada_t1" in p:
+            m1 = _tucker(p["hada_t1"], p["hada_w1_b"], p["hada_w1_a"])
+            m2 = _tucker(p["hada_t2"], p["hada_w2_b"], p["hada_w2_a"])
+        else:
+            m1 = p["hada_w1_a"] @ p["hada_w1_b"]
+            m2 = p["hada_w2_a"] @ p["hada_w2_b"]
         scale = float(p["alpha"]) / p["hada_w1_b"].shape[0] if "alpha" in p else 1.0
-        return m1 * m2 * scale   # 2-D (out, in*k*k): callers reshape when they know the layer
+        return m1 * m2 * scale
     if "lokr_w1" in p or "lokr_w1_a" in p:
-        w1 = p["lokr_w1"] if "lokr_w1" in p else p["lokr_w1_a"] @ p["lokr_w1_b"]
+        # The host's reading (comfy weight_adapter/lokr.py): the scale's rank is w2_b's when w2 is
+        # factored, else w1_b's.
         dim = None
+        if "lokr_w1" in p:
+            w1 = p["lokr_w1"]
+        else:
+            w1 = p["lokr_w1_a"] @ p["lokr_w1_b"]
+            dim = p["lokr_w1_b"].shape[0]
         if "lokr_w2" in p:
             w2 = p["lokr_w2"]
         else:
-            w2 = p["lokr_w2_a"] @ p["lokr_w2_b"]
             dim = p["lokr_w2_b"].shape[0]
-        if "lokr_w1_b" in p:
-            dim = p["lokr_w1_b"].shape[0]
+            w2 = (_tucker(p["lokr_t2"], p["lokr_w2_b"], p["lokr_w2_a"]) if "lokr_t2" in p
+                  else p["lokr_w2_a"] @ p["lokr_w2_b"])
         if w2.dim() == 4:
             w1 = w1[:, :, None, None]
         scale = float(p["alpha"]) / dim if ("alpha" in p and dim) else 1.0
         return torch.kron(w1, w2) * scale
     if "diff" in p:
         return p["diff"]
-    raise ValueError(f"{module}: no delta in keys {sorted(parts)}")
+    raise ValueError(f"{module}: no weight delta in its keys {sorted(parts)} (only diff_b/bias?); "
+                     "Kiln's tools read lora_up/down, hada_*, lokr_* and diff.")
 
 
-def lora_factors(parts: dict) -> Factored:
+def lora_factors(parts: dict, module: str = "") -> Factored:
     up, down = parts["lora_up.weight"].float(), parts["lora_down.weight"].float()
     rank = down.shape[0]
+    if up.shape[1] != rank:
+        raise ValueError(f"{module}: lora_up has rank {up.shape[1]} but lora_down has rank {rank}; the file is damaged.")
     scale = float(parts["alpha"]) / rank if "alpha" in parts else 1.0
     if "lora_mid.weight" in parts:
-        raise ValueError("Tucker (lora_mid) LoCon layers are not supported by the exact path")
+        # LoCon Tucker: down (r, in, 1, 1), mid (r, r, kh, kw). Folding mid into down keeps the rank and the
+        # exact factored path: down'[a, i, k, l] = sum_b mid[a, b, k, l] down[b, i].
+        mid = parts["lora_mid.weight"].float()
+        down = torch.einsum("a b k l, b i -> a i k l", mid, down.reshape(rank, -1))
     out_dim = up.shape[0]
     shape = (out_dim, down.shape[1]) + tuple(down.shape[2:])
     return Factored(up.reshape(out_dim, rank) * scale, down.reshape(rank, -1), shape)
@@ -95,26 +116,45 @@ def factored_svd(f: Factored) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     return svd.top(len(svd.s))
 
 
+def orthonormal_basis(y: torch.Tensor) -> torch.Tensor:
+    """An orthonormal basis of y's columns. CholeskyQR2 (two rounds of Gram -> Cholesky -> triangular solve)
+    is all GEMMs, several times faster on CPU than Householder QR of a tall thin matrix; Householder QR is
+    the fallback when the Gram matrix is too ill-conditioned for Cholesky."""
+    q = y
+    for _ in range(2):
+        gram = q.double().T @ q.double()
+        r, info = torch.linalg.cholesky_ex(gram, upper=True)
+        if int(info) != 0 or not bool(torch.isfinite(r).all()):
+            return torch.linalg.qr(y)[0]
+        q = torch.linalg.solve_triangular(r.to(q.dtype), q, upper=True, left=False)
+    return q
+
+
 def randomized_svd(m: torch.Tensor, rank: int, oversample: int = 10, power_iters: int = 2,
                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Halko et al.: a Gaussian sketch of rank + oversample columns, power iterations (re-orthonormalised)
-    for spectra that decay slowly, then an exact SVD of the small projected matrix."""
+    """Halko, Martinsson & Tropp: a Gaussian sketch of rank + oversample columns, power iterations
+    (re-orthonormalised each half-step) for spectra that decay slowly, then an exact SVD of the small
+    projected matrix."""
     m = m.float()
     rows, cols = m.shape
     k = min(rank + oversample, rows, cols)
+    if k >= min(rows, cols) // 2:          # the sketch is no smaller than the matrix: a full SVD is cheaper
+        u, s, vh = torch.linalg.svd(m, full_matrices=False)
+        return u[:, :rank], s[:rank], vh[:rank]
     omega = torch.randn(cols, k, generator=generator, dtype=m.dtype)
-    q, _ = torch.linalg.qr(m @ omega)
+    q = orthonormal_basis(m @ omega)
     for _ in range(power_iters):
-        q, _ = torch.linalg.qr(m.T @ q)
-        q, _ = torch.linalg.qr(m @ q)
+        q = orthonormal_basis(m.T @ q)
+        q = orthonormal_basis(m @ q)
     b = q.T @ m
     u, s, vh = torch.linalg.svd(b, full_matrices=False)
     return (q @ u)[:, :rank], s[:rank], vh[:rank]
 
 
-def choose_rank(s: torch.Tensor, method: str, value: float, max_rank: int) -> int:
+def choose_rank(s: torch.Tensor, method: str, value: float, max_rank: int, total_energy: float | None = None) -> int:
     """fixed: value is the rank; sv_ratio: keep s >= s_max / value; sv_fro: smallest rank keeping a
-    `value` fraction of the Frobenius energy (sum of s^2); sv_cumulative: of the sum of s."""
+    `value` fraction of the Frobenius energy (sum of s^2; pass total_energy = ||delta||_F^2 when s is a
+    truncated spectrum); sv_cumulative: of the sum of s (needs the whole spectrum)."""
     s = s.double()
     n = len(s)
     if method == "fixed":
@@ -123,7 +163,7 @@ def choose_rank(s: torch.Tensor, method: str, value: float, max_rank: int) -> in
         r = int((s >= s[0] / value).sum()) if s[0] > 0 else 1
     elif method in ("sv_fro", "sv_cumulative"):
         w = s ** 2 if method == "sv_fro" else s
-        total = float(w.sum())
+        total = float(w.sum()) if total_energy is None or method != "sv_fro" else max(total_energy, float(w.sum()))
         if total <= 0:
             return 1
         cum = torch.cumsum(w, 0) / total
@@ -133,7 +173,7 @@ def choose_rank(s: torch.Tensor, method: str, value: float, max_rank: int) -> in
     return max(1, min(r, n, max_rank))
 
 
-def kept_energy(s: torch.Tensor, rank: int) -> float:
+def kept_energy(s: torch.Tensor, rank: int, total_energy: float | None = None) -> float:
     s2 = s.double() ** 2
-    total = float(s2.sum())
+    total = float(s2.sum()) if total_energy is None else max(total_energy, float(s2.sum()))
     return float(s2[:rank].sum()) / total if total > 0 else 1.0

@@ -45,41 +45,70 @@ def factors_to_lora(u, s, vh, shape, rank: int) -> dict[str, torch.Tensor]:
 
 
 def layer_spectrum(parts: dict, module: str, spec: ResizeSpec, max_needed: int, generator=None):
-    """(singular values, top(k) -> (u, s, vh), delta shape, old rank, algorithm) for one module."""
+    """(singular values, top(k) -> (u, s, vh), delta shape, old rank, algorithm, total energy) for one
+    module. The total energy (||delta||_F^2) is exact even where s is a truncated (randomized) spectrum."""
     algo = algorithm_of(parts)
-    if algo in ("lora", "locon", "dora"):
-        f = lora_factors(parts)
+    if "lora_up.weight" in parts:
+        f = lora_factors(parts, module)
         svd = FactoredSVD(f)
-        return svd.s.float(), svd.top, f.shape, f.down.shape[0], algo
+        s = svd.s.float()
+        return s, svd.top, f.shape, f.down.shape[0], algo, float((svd.s ** 2).sum())
     delta = module_delta(parts, module)
     shape = tuple(delta.shape)
     m = delta.reshape(shape[0], -1)
-    k = min(max_needed, *m.shape)
-    u, s, vh = randomized_svd(m, k, spec.oversample, spec.power_iters, generator)
-    return s, (lambda r: (u[:, :r], s[:r], vh[:r])), shape, min(m.shape), algo
+    total = float((m.double() ** 2).sum())
+    if spec.method == "sv_cumulative":       # needs the sum of every singular value: the whole spectrum
+        u, s, vh = torch.linalg.svd(m, full_matrices=False)
+    else:
+        u, s, vh = randomized_svd(m, min(max_needed, *m.shape), spec.oversample, spec.power_iters, generator)
+    return s, (lambda r: (u[:, :r], s[:r], vh[:r])), shape, min(m.shape), algo, total
 
 
-def resize_lora(lora: KilnLora, spec: ResizeSpec, seed: int = 0) -> tuple[KilnLora, list[LayerReport]]:
+def network_metadata(meta: dict, ranks: dict[str, int], shapes: dict[str, tuple]) -> dict:
+    """ss_* fields of a plain kohya LoRA/LoCon with alpha = rank per module: the largest linear rank as
+    ss_network_dim/alpha, conv ranks in ss_network_args (LyCORIS algo arguments dropped)."""
+    linear = [ranks[m] for m in ranks if len(shapes[m]) != 4 or tuple(shapes[m][2:]) == (1, 1)]
+    conv = [ranks[m] for m in ranks if len(shapes[m]) == 4 and tuple(shapes[m][2:]) != (1, 1)]
+    dim = max(linear or conv or [0])
+    args = {"conv_dim": str(max(conv)), "conv_alpha": str(float(max(conv)))} if conv else {}
+    meta = dict(meta)
+    meta.update(ss_network_module="networks.lora", ss_network_dim=str(dim), ss_network_alpha=str(float(dim)),
+                ss_network_args=json.dumps(args))
+    return meta
+
+
+def resize_lora(lora: KilnLora, spec: ResizeSpec, seed: int = 0, progress=None) -> tuple[KilnLora, list[LayerReport]]:
+    """progress: optional callable run after each module (the host's progress bar and interrupt check)."""
+    if spec.method not in ("fixed", "sv_ratio", "sv_fro", "sv_cumulative"):
+        raise ValueError(f"unknown resize method {spec.method!r}; use fixed, sv_ratio, sv_fro or sv_cumulative")
+    if spec.method == "fixed" and int(spec.value) < 1:
+        raise ValueError(f"resize: a fixed rank must be >= 1 (got {spec.value})")
     lora = to_kohya(lora)
     gen = torch.Generator().manual_seed(seed)
     out: dict[str, torch.Tensor] = {}
-    report = []
+    report, ranks, shapes = [], {}, {}
     needed = int(spec.value) if spec.method == "fixed" else spec.max_rank
     for module, parts in sorted(lora.modules.items()):
-        s, top, shape, old_rank, algo = layer_spectrum(parts, module, spec, needed, gen)
-        rank = choose_rank(s, spec.method, spec.value, min(spec.max_rank, len(s)))
+        if "diff_b" in parts and len(parts) == 1:      # a bias-only module: nothing to factor, kept as is
+            out[f"{module}.diff_b"] = parts["diff_b"]
+            continue
+        s, top, shape, old_rank, algo, total = layer_spectrum(parts, module, spec, needed, gen)
+        rank = choose_rank(s, spec.method, spec.value, min(spec.max_rank, len(s)), total)
         u, s_top, vh = top(rank)
         for k, v in factors_to_lora(u, s_top, vh, shape, rank).items():
             out[f"{module}.{k}"] = v
-        if "dora_scale" in parts:
-            out[f"{module}.dora_scale"] = parts["dora_scale"]
-        report.append(LayerReport(module, algo, old_rank, rank, kept_energy(s, rank)))
-    ranks = [r.new_rank for r in report]
-    meta = dict(lora.metadata)
-    meta.update(ss_network_dim=str(max(ranks)), ss_network_alpha=str(float(max(ranks))),
-                ss_network_module="networks.lora",
-                kiln_resize=json.dumps({"method": spec.method, "value": spec.value, "min_rank": min(ranks),
-                                        "max_rank": max(ranks)}))
+        for extra in ("dora_scale", "diff_b"):   # DoRA magnitudes and bias changes travel unchanged
+            if extra in parts:
+                out[f"{module}.{extra}"] = parts[extra]
+        ranks[module], shapes[module] = rank, shape
+        report.append(LayerReport(module, algo, old_rank, rank, kept_energy(s, rank, total)))
+        if progress:
+            progress()
+    if not report:
+        raise ValueError("resize: the LoRA has no weight deltas to resize.")
+    meta = network_metadata(dict(lora.metadata), ranks, shapes)
+    meta["kiln_resize"] = json.dumps({"method": spec.method, "value": spec.value, "min_rank": min(ranks.values()),
+                                      "max_rank": max(ranks.values())})
     return KilnLora(out, meta), report
 
 

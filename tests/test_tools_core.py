@@ -143,7 +143,7 @@ def test_reads_comfyui_native_diffusers_and_lycoris_layouts():
 def test_inspect_and_compare():
     a = rand_lora(8)
     text = inspect_text(a.with_metadata(ss_base_model_version="sd_v1"), "a")
-    assert "2 modules" in text and "sd_v1" in text and "MID" in text and "IN00" in text
+    assert "2 modules" in text and "sd_v1" in text and "MID" in text and "IN01" in text
     same = compare_loras(a, a)
     assert all(abs(r.cosine - 1) < 1e-5 and abs(r.norm_ratio - 1) < 1e-5 for r in same)
     neg = merge_loras([(a, -2.0)])
