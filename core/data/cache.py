@@ -43,7 +43,7 @@ class LatentCache:
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:40]
 
     def _disk_path(self, key: str) -> Path | None:
-        return self.disk_dir / key[:2] / f"{key}.safetensors" if self.disk_dir else None
+        return self.disk_dir / f"{key}.safetensors" if self.disk_dir else None
 
     def _from_disk(self, key: str) -> torch.Tensor | None:
         path = self._disk_path(key)
