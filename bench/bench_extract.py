@@ -44,7 +44,7 @@ def main():
     p.add_argument("--rank", type=int, default=32)
     p.add_argument("--conv", action="store_true", help="include the ResNet 3x3 convs")
     p.add_argument("--oversample", type=int, default=16)
-    p.add_argument("--power-iters", type=int, default=4)
+    p.add_argument("--power-iters", type=int, default=6)
     p.add_argument("--all", action="store_true", help="every layer instead of two per distinct shape")
     p.add_argument("--per-shape", type=int, default=2)
     args = p.parse_args()

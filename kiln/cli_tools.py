@@ -30,7 +30,10 @@ def _merge(args):
     if len(args.weights) not in (0, len(args.inputs)):
         raise SystemExit("give one --weights value per input (or none for 1.0 each)")
     weights = args.weights or [1.0] * len(args.inputs)
-    out = merge_loras([(load_lora_file(p), w) for p, w in zip(args.inputs, weights)], args.rank or None)
+    from kiln_pack.core.net.blocks import parse_weights
+    blocks = parse_weights(args.block_weights, "--block-weights")
+    out = merge_loras([(load_lora_file(p), w) for p, w in zip(args.inputs, weights)], args.rank or None, blocks,
+                      [Path(p).name for p in args.inputs])
     save_lora(out, args.output)
     print(f"merged {len(args.inputs)} LoRAs into {args.output}")
     return 0
@@ -73,7 +76,21 @@ def _inspect(args):
     _core()
     from kiln_pack.core.lora.io import load_lora_file
     from kiln_pack.core.tools.inspect import inspect_text
-    print(inspect_text(load_lora_file(args.input), Path(args.input).name))
+    lora = load_lora_file(args.input)
+    print(inspect_text(lora, Path(args.input).name))
+    if args.plot:
+        import numpy as np
+        from PIL import Image
+        from kiln_pack.core.lora.io import atomic_write_bytes
+        from kiln_pack.core.plots import bar_chart
+        from kiln_pack.core.tools.inspect import block_norms, module_infos
+        import io
+        image = Image.fromarray((bar_chart(block_norms(module_infos(lora)), "sum of delta norms per block") * 255)
+                                .clip(0, 255).astype(np.uint8))
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        atomic_write_bytes(args.plot, buf.getvalue())
+        print(f"wrote {args.plot}")
     return 0
 
 
@@ -90,6 +107,7 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="+")
     p.add_argument("--weights", type=float, nargs="*", default=[])
     p.add_argument("--rank", type=int, default=0, help="compress to this rank (0: exact)")
+    p.add_argument("--block-weights", default="", help="per-block factors, e.g. 'TE=0, OUT04=0.5, MID=1'")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=_merge)
     p = sub.add_parser("extract", help="extract a LoRA from two checkpoints (tuned - base)")
@@ -104,5 +122,6 @@ def register(sub) -> None:
     p.set_defaults(func=_extract)
     p = sub.add_parser("inspect", help="describe a LoRA file")
     p.add_argument("input")
+    p.add_argument("--plot", help="also write the per-block norm chart to this PNG")
     p.set_defaults(func=_inspect)
 

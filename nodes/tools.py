@@ -11,9 +11,9 @@ from ..core.tools.extract import ExtractSpec, extract_lora
 from ..core.plots import bar_chart
 from ..core.tools.inspect import (block_norms, compare_loras, comparison_plot, comparison_text,
                                   inspect_text, module_infos)
-from ..core.tools.merge import merge_loras
+from ..core.tools.merge import check_against_model, merge_loras, without_modules
 from ..core.tools.resize import ResizeSpec, format_report, resize_lora
-from ..host.training import kohya_names_for_model, patched_weights
+from ..host.training import apply_lora, kohya_names_for_model, patched_weights
 
 RANK_METHODS = ["fixed", "sv_ratio", "sv_fro", "sv_cumulative"]
 
@@ -54,7 +54,9 @@ class KilnResizeLora:
     DESCRIPTION = "Resize exactly from the factors (QR + small SVD) for LoRA layers; randomized SVD for LoHa/LoKr/diff."
 
     def resize(self, lora, method, value, max_rank):
-        out, report = resize_lora(lora, ResizeSpec(method, value, max_rank))
+        pbar = host.progress_bar(len(lora.modules))
+        out, report = resize_lora(lora, ResizeSpec(method, value, max_rank),
+                                  progress=lambda: (host.throw_if_interrupted(), pbar.update(1)))
         text = format_report(report)
         return {"ui": {"text": [text]}, "result": (out, text)}
 
@@ -71,7 +73,7 @@ class KilnMergeLoras:
         }, "optional": {
             "lora_c": ("KILN_LORA", {"tooltip": "Optional third LoRA."}),
             "weight_c": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01, "tooltip": "Weight of the third LoRA."}),
-            "block_weights": ("STRING", {"default": "", "multiline": True, "tooltip": "Per-module-pattern factors, e.g. lora_te_*=0, lora_unet_up_blocks_1_*=0.5 (last match wins)."}),
+            "block_weights": ("STRING", {"default": "", "multiline": True, "tooltip": "Per-block factors applied to every LoRA: blocks IN00..IN11, MID, OUT00..OUT11, TE, BASE, or kohya module patterns, e.g. TE=0, OUT04=0.5, lora_unet_up_blocks_1_*=0.5 (last match wins)."}),
         }}
 
     RETURN_TYPES = ("KILN_LORA",)
@@ -82,8 +84,9 @@ class KilnMergeLoras:
 
     def merge(self, lora_a, weight_a, lora_b, weight_b, rank, lora_c=None, weight_c=1.0, block_weights=""):
         items = [(lora_a, weight_a), (lora_b, weight_b)] + ([(lora_c, weight_c)] if lora_c is not None else [])
-        weights = dict(parse_weights(block_weights, "Kiln Merge LoRAs block_weights"))
-        return (merge_loras(items, rank or None, weights),)
+        weights = parse_weights(block_weights, "Kiln Merge LoRAs block_weights")
+        names = ["lora_a", "lora_b"] + (["lora_c"] if lora_c is not None else [])
+        return (merge_loras(items, rank or None, weights, names),)
 
 
 class KilnExtractLora:
@@ -164,9 +167,59 @@ class KilnInspectLora:
         return {"ui": {"text": [text]}, "result": (text, _image(plot))}
 
 
+def _layer_shapes(model, clip) -> dict:
+    """kohya module name -> the model's weight shape, under both UNet spellings (diffusers-style names as
+    kohya writes them, and LDM-style ``lora_unet_input_blocks_...`` names), which the host's loader accepts."""
+    names = kohya_names_for_model(model, clip)
+    sd = dict(model.model.state_dict())
+    if clip is not None:
+        sd.update(clip.cond_stage_model.state_dict())
+    shapes = {}
+    for kohya, key in names.items():
+        if key in sd:
+            shapes[kohya] = tuple(sd[key].shape)
+            if key.startswith("diffusion_model."):
+                shapes["lora_unet_" + key[len("diffusion_model."):-len(".weight")].replace(".", "_")] = tuple(sd[key].shape)
+    return shapes
+
+
+class KilnMergeLoraIntoModel:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "The model to merge the LoRA into."}),
+            "lora": ("KILN_LORA", {"tooltip": "The LoRA to merge (from Load, Train, Resize, Merge or Extract)."}),
+            "strength_model": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01, "tooltip": "How much of the LoRA's UNet delta to add."}),
+        }, "optional": {
+            "clip": ("CLIP", {"tooltip": "The text encoder, to merge the LoRA's text-encoder layers too (they are skipped without it)."}),
+            "strength_clip": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01, "tooltip": "How much of the LoRA's text-encoder delta to add."}),
+            "block_weights": ("STRING", {"default": "", "multiline": True, "tooltip": "Per-block factors: IN00..IN11, MID, OUT00..OUT11, TE, BASE, or kohya module patterns, e.g. OUT04=0.5, TE=0 (last match wins)."}),
+        }}
+
+    RETURN_TYPES = ("MODEL", "CLIP", "STRING")
+    RETURN_NAMES = ("model", "clip", "report")
+    FUNCTION = "merge"
+    CATEGORY = "Kiln/LoRA"
+    DESCRIPTION = ("Merge a LoRA into a model after checking every module against the model's layers (a clear error "
+                   "naming the module on a shape or base-model mismatch). Save the result with the host's Save "
+                   "Checkpoint node.")
+
+    def merge(self, model, lora, strength_model, clip=None, strength_clip=1.0, block_weights=""):
+        weights = parse_weights(block_weights, "Kiln Merge LoRA Into Model block_weights")
+        if weights:
+            lora = merge_loras([(lora, 1.0)], block_weights=weights)
+        skipped = check_against_model(lora, _layer_shapes(model, clip))
+        if skipped:
+            lora = without_modules(lora, skipped)
+        new_model, new_clip = apply_lora(model, clip, lora, strength_model, strength_clip)
+        text = (f"merged {len(lora.modules)} modules at strength {strength_model:g} (model) / {strength_clip:g} (clip)"
+                + (f"; skipped {len(skipped)} text-encoder modules (no CLIP given)" if skipped else ""))
+        return {"ui": {"text": [text]}, "result": (new_model, new_clip if new_clip is not None else clip, text)}
+
+
 NODE_CLASS_MAPPINGS = {"KilnLoadLora": KilnLoadLora, "KilnResizeLora": KilnResizeLora, "KilnMergeLoras": KilnMergeLoras,
                        "KilnExtractLora": KilnExtractLora, "KilnCompareLoras": KilnCompareLoras,
-                       "KilnInspectLora": KilnInspectLora}
+                       "KilnInspectLora": KilnInspectLora, "KilnMergeLoraIntoModel": KilnMergeLoraIntoModel}
 NODE_DISPLAY_NAME_MAPPINGS = {"KilnLoadLora": "Kiln Load LoRA", "KilnResizeLora": "Kiln Resize LoRA",
                               "KilnMergeLoras": "Kiln Merge LoRAs", "KilnExtractLora": "Kiln Extract LoRA",
                               "KilnCompareLoras": "Kiln Compare LoRAs", "KilnInspectLora": "Kiln Inspect LoRA"}

@@ -19,14 +19,17 @@ class ExtractSpec:
     conv_rank: int = 0             # 3x3 convs: 0 skips them
     targets: str = "full"          # which layers (core.net.targets presets)
     clamp_quantile: float = 0.99   # clamp factor values at this quantile (1 = off), as kohya's extractor
-    oversample: int = 16           # 16 / 4 keep >= 98.5% of the exact energy per layer on fine-tune-like
-    power_iters: int = 4           # spectra at ~12x the speed of a full SVD (bench/bench_extract.py)
+    oversample: int = 16           # 16 / 6 keep >= 99% of the exact energy in every layer on fine-tune-like
+    power_iters: int = 6           # spectra, several times faster than a full SVD (bench/bench_extract.py)
     min_diff: float = 1e-6         # layers whose relative change is smaller are skipped
     text_encoder: bool = True
 
 
 def checkpoint_names(keys) -> dict[str, str]:
-    """kohya module name -> state-dict key for a checkpoint file (LDM UNet naming, CLIP-L text encoder)."""
+    """kohya module name -> state-dict key for a checkpoint file: the UNet in LDM naming (which the host and
+    A1111 read), SD1.x's CLIP-L as ``lora_te_``, SDXL's CLIP-L as ``lora_te1_``. SDXL's OpenCLIP-G stores
+    fused q/k/v projections under other names and is not extracted from a file (the node, which reads the
+    host's CLIP, covers it)."""
     out = {}
     for k in keys:
         if not k.endswith(".weight"):
@@ -35,6 +38,8 @@ def checkpoint_names(keys) -> dict[str, str]:
             out["lora_unet_" + k[len("model.diffusion_model."):-len(".weight")].replace(".", "_")] = k
         elif k.startswith("cond_stage_model.transformer.text_model.encoder.layers."):
             out["lora_te_" + k[len("cond_stage_model.transformer."):-len(".weight")].replace(".", "_")] = k
+        elif k.startswith("conditioner.embedders.0.transformer.text_model.encoder.layers."):
+            out["lora_te1_" + k[len("conditioner.embedders.0.transformer."):-len(".weight")].replace(".", "_")] = k
     return out
 
 
@@ -71,6 +76,8 @@ def extract_lora(weights_a, weights_b, names: dict[str, str], spec: ExtractSpec,
         if key not in weights_a or key not in weights_b:
             continue
         a, b = weights_a[key], weights_b[key]
+        if a.dim() not in (2, 4):          # norms and embeddings: not LoRA layers
+            continue
         if a.shape != b.shape:
             raise ValueError(f"{kohya}: shapes differ ({tuple(a.shape)} vs {tuple(b.shape)}); the two models are "
                              "not the same architecture.")

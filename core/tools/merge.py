@@ -141,3 +141,9 @@ def check_against_model(lora: KilnLora, weight_shapes: dict[str, tuple], what: s
         raise ValueError(f"{len(unknown)} LoRA modules have no layer in {what} (first: {unknown[0]}); the LoRA was "
                          "trained for a different base model (e.g. SDXL vs SD1.5).")
     return missing
+
+
+def without_modules(lora: KilnLora, modules) -> KilnLora:
+    drop = set(modules)
+    lora = to_kohya(lora)
+    return KilnLora({k: v for k, v in lora.tensors.items() if k.partition(".")[0] not in drop}, lora.metadata)
