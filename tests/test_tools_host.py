@@ -72,3 +72,32 @@ def test_resize_merge_extract_outputs_load_in_the_host(host, base, caplog):
                                 host_names={k: v[:-len(".weight")] for k, v in names.items()})
     assert {r.module for r in report} == set(a.modules)
     _loads_cleanly(host, model, clip, lora, "t_extracted", caplog)
+
+
+def test_merge_lora_into_model_node_adds_the_delta_and_names_a_mismatched_module(host, base, caplog):
+    from kiln_pack.core.lora.value import KilnLora
+    from kiln_pack.core.tools.lowrank import module_delta
+    from kiln_pack.host.training import kohya_names_for_model, patched_weights
+    from kiln_pack.nodes.tools import KilnMergeLoraIntoModel
+    model, clip = base
+    lora = _random_lora(model, clip, 3)
+    names = kohya_names_for_model(model, clip)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), torch.inference_mode():
+        m, c, text = KilnMergeLoraIntoModel().merge(model, lora, 0.5, clip, 1.0, "TE=0")["result"]
+    assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()]
+    after, before = patched_weights(m, c), patched_weights(model, clip)
+    mods = sorted(lora.modules)
+    picked = [m for m in mods if m.startswith("lora_te")][:3] + [m for m in mods if m.startswith("lora_unet")][:4]
+    assert len(picked) == 7
+    for module in picked:
+        parts = lora.modules[module]
+        key = names[module]
+        factor = 0.0 if module.startswith("lora_te") else 0.5
+        want = before[key] + factor * module_delta(parts).reshape(before[key].shape)
+        torch.testing.assert_close(after[key], want, rtol=1e-4, atol=1e-5)
+    module = next(m for m in lora.modules if m.startswith("lora_unet"))
+    bad = KilnLora({k: (v[:, :1] if k == f"{module}.lora_down.weight" and v.dim() == 2 else
+                        v[:, :1] if k == f"{module}.lora_down.weight" else v) for k, v in lora.tensors.items()})
+    with pytest.raises(ValueError, match=module):
+        KilnMergeLoraIntoModel().merge(model, bad, 1.0, clip)
