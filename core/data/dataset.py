@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from io import BytesIO
 import logging
 import math
 import os
@@ -205,7 +206,6 @@ def _prepare(path: Path, cfg: DatasetConfig, buckets) -> _Prepared:
     pick its bucket, and scale it for the bucket crop (JPEGs decode at reduced scale when that suffices)."""
     data = path.read_bytes()
     digest = hashlib.sha1(data).hexdigest()
-    from io import BytesIO
     with Image.open(BytesIO(data)) as head:
         # JPEG EXIF sits in the header, so the oriented size is known before decoding (other formats may
         # keep EXIF after the pixels, so they are decoded first and measured after).
