@@ -104,7 +104,7 @@ class KilnExtractLora:
             "clip_tuned": ("CLIP", {"tooltip": "Text encoder of A (to extract text-encoder layers too)."}),
             "clip_base": ("CLIP", {"tooltip": "Text encoder of B."}),
             "oversample": ("INT", {"default": 16, "min": 0, "max": 256, "tooltip": "Randomized SVD oversampling."}),
-            "power_iterations": ("INT", {"default": 4, "min": 0, "max": 10, "tooltip": "Randomized SVD power iterations."}),
+            "power_iterations": ("INT", {"default": 6, "min": 0, "max": 10, "tooltip": "Randomized SVD power iterations."}),
         }}
 
     RETURN_TYPES = ("KILN_LORA", "STRING")
@@ -114,7 +114,7 @@ class KilnExtractLora:
     DESCRIPTION = "Extract a LoRA from the difference of two models with a randomized SVD per layer."
 
     def extract(self, model_tuned, model_base, method, value, max_rank, conv_rank, clamp_quantile,
-                clip_tuned=None, clip_base=None, oversample=16, power_iterations=4):
+                clip_tuned=None, clip_base=None, oversample=16, power_iterations=6):
         names = kohya_names_for_model(model_base, clip_base if clip_tuned is not None else None)
         # Weights as each MODEL means them: a model with LoRAs applied (LoraLoader) counts as tuned.
         both = clip_tuned is not None and clip_base is not None

@@ -18,14 +18,9 @@ def test_the_issues_optimizers_are_all_there():
                                "schedulefree_adamw"}
 
 
-# pytorch-optimizer's AdaFactor defaults to relative_step=True, which replaces the given lr (and so the
-# schedule and the UNet/TE split) with its own; the guides' Adafactor runs with relative_step=False,
-# scale_parameter=False, warmup_init=False and an lr. Remove this mark once optim.py passes those.
-ADAFACTOR_IGNORES_LR = pytest.mark.xfail(strict=True, reason="AdaFactor built with relative_step=True ignores lr")
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=ADAFACTOR_IGNORES_LR) if n == "adafactor" else n
-                                  for n in ON_CPU])
+@pytest.mark.parametrize("name", ON_CPU)
 def test_every_optimizer_reduces_a_quadratic(name):
     g = torch.Generator().manual_seed(0)
     p = torch.nn.Parameter(torch.randn(8, 8, generator=g))

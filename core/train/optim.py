@@ -6,6 +6,7 @@ exact, and the formulas are short enough that a dependency would add nothing.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, replace
 from typing import Callable
@@ -72,7 +73,8 @@ OPTIMIZERS: dict[str, Callable] = {
     "adamw8bit": _adamw8bit,
     "prodigy": _po("Prodigy"),          # lr is a multiplier: the guides use 1.0
     "lion": _po("Lion"),
-    "adafactor": _po("AdaFactor"),
+    # The guides run Adafactor with a learning rate; relative_step=True would replace it with its own.
+    "adafactor": _po("AdaFactor", relative_step=False, scale_parameter=False, warmup_init=False),
     "came": _po("CAME"),
     "sgd": _sgd,
     "schedulefree_adamw": _po("ScheduleFreeAdamW"),
@@ -80,6 +82,11 @@ OPTIMIZERS: dict[str, Callable] = {
 
 
 def build_optimizer(spec: OptimizerSpec, param_groups: list[dict], device="cpu") -> torch.optim.Optimizer:
+    if spec.name == "prodigy" and len({g.get("lr") for g in param_groups}) > 1:
+        # Prodigy steps every group with one adapted lr: the UNet/TE split and block lr weights don't apply.
+        logging.getLogger("kiln").warning(
+            "Kiln: Prodigy adapts one learning rate for all parameters; the text-encoder lr and block lr "
+            "weights are ignored (give them the same lr, or use AdamW for separate rates).")
     try:
         factory = OPTIMIZERS[spec.name]
     except KeyError:
