@@ -25,44 +25,12 @@ import kiln  # noqa: E402
 kiln.load_pack()
 from kiln_pack.core.tags.labels import Labels  # noqa: E402
 from kiln_pack.core.tags.tagger import TagSettings, postprocess, preprocess, tag_images  # noqa: E402
-from tiny_tagger import TAGS  # noqa: E402
+from tiny_tagger import write_conv_tagger  # noqa: E402
 
 
 def write_bench_tagger(folder: Path, size: int, name: str = "bench-tagger") -> tuple[Path, Path]:
-    """A WD14-shaped ONNX model (NHWC BGR float input of a fixed size, [N, T] sigmoid output) with five conv
-    layers, about 1 GFLOP per image at 448 px: heavy enough that inference and decoding both matter."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-    rng = np.random.default_rng(0)
-    chans = [3, 24, 48, 64, 96, 128]
-    strides = [2, 2, 2, 1, 2]
-    nodes = [helper.make_node("Mul", ["input_1:0", "inv255"], ["x0"]),
-             helper.make_node("Transpose", ["x0"], ["h0"], perm=[0, 3, 1, 2])]
-    inits = [numpy_helper.from_array(np.array(1 / 255.0, dtype=np.float32), "inv255")]
-    for i, stride in enumerate(strides):
-        w = rng.normal(0, (2.0 / (chans[i] * 9)) ** 0.5, (chans[i + 1], chans[i], 3, 3)).astype(np.float32)
-        inits.append(numpy_helper.from_array(w, f"w{i}"))
-        nodes += [helper.make_node("Conv", [f"h{i}", f"w{i}"], [f"c{i}"], kernel_shape=[3, 3], pads=[1, 1, 1, 1],
-                                   strides=[stride, stride]),
-                  helper.make_node("Relu", [f"c{i}"], [f"h{i + 1}"])]
-    n = len(strides)
-    inits += [numpy_helper.from_array(rng.normal(0, 1.0, (chans[-1], len(TAGS))).astype(np.float32), "wf"),
-              numpy_helper.from_array(rng.normal(0, 0.5, (len(TAGS),)).astype(np.float32), "bf")]
-    nodes += [helper.make_node("GlobalAveragePool", [f"h{n}"], ["pooled"]),
-              helper.make_node("Flatten", ["pooled"], ["flat"]),
-              helper.make_node("Gemm", ["flat", "wf", "bf"], ["logits"]),
-              helper.make_node("Sigmoid", ["logits"], ["predictions_sigmoid"])]
-    graph = helper.make_graph(
-        nodes, name, [helper.make_tensor_value_info("input_1:0", TensorProto.FLOAT, ["batch", size, size, 3])],
-        [helper.make_tensor_value_info("predictions_sigmoid", TensorProto.FLOAT, ["batch", len(TAGS)])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    folder.mkdir(parents=True, exist_ok=True)
-    onnx_path, csv_path = folder / f"{name}.onnx", folder / f"{name}.csv"
-    onnx.save(model, str(onnx_path))
-    csv_path.write_text("tag_id,name,category,count\n" +
-                        "".join(f"{i},{t},{c},{100 - i}\n" for i, (t, c) in enumerate(TAGS)))
-    return onnx_path, csv_path
+    """Five conv layers, about 1 GFLOP per image at 448 px: heavy enough that inference and decoding both matter."""
+    return write_conv_tagger(folder, name, size, [3, 24, 48, 64, 96, 128], [2, 2, 2, 1, 2])
 
 
 def make_images(folder: Path, n: int) -> list[Path]:

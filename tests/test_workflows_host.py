@@ -15,10 +15,8 @@ def demo_lora(host, tiny_assets):
     from kiln_pack.host import runner
     if not (host.loras_dir() / "kiln_demo.safetensors").is_file():
         assert runner.run_workflow(REPO / "workflows" / "train_then_sample.json").success
-    import folder_paths
     # The tag workflow names a real tagger; a tiny local stand-in under that name is found before any download.
-    write_tiny_tagger(host.model_folder_paths("wd14_tagger")[0] if "wd14_tagger" in folder_paths.folder_names_and_paths
-                      else host.register_model_folder("wd14_tagger", "wd14_tagger", {".onnx", ".csv"}),
+    write_tiny_tagger(host.register_model_folder("wd14_tagger", "wd14_tagger", {".onnx", ".csv"}),
                       name="wd-v1-4-moat-tagger-v2", size=32)
     return host.loras_dir() / "kiln_demo.safetensors"
 
