@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import os
@@ -111,6 +112,15 @@ def load_workflow(path_or_data) -> dict:
 _EXECUTOR = None
 
 
+def _new_executor(server):
+    """The host's PromptExecutor with the classic cache. Newer hosts (2026) read RAM-pressure limits from
+    ``cache_args`` at every run and fail on ``None``; older ones have no such argument. Detected by signature."""
+    kwargs = {"cache_type": execution.CacheType.CLASSIC}
+    if "cache_args" in inspect.signature(execution.PromptExecutor.__init__).parameters:
+        kwargs["cache_args"] = {"lru": 0, "ram": 0.0, "ram_inactive": 0.0}
+    return execution.PromptExecutor(server, **kwargs)
+
+
 def run_prompt(prompt: dict, fresh_cache: bool = True) -> RunResult:
     """Validate and execute an API-format prompt in-process, as the server's worker would."""
     global _EXECUTOR
@@ -122,7 +132,7 @@ def run_prompt(prompt: dict, fresh_cache: bool = True) -> RunResult:
         raise WorkflowError(f"the workflow does not validate: {valid[1].get('message')} {valid[1].get('details', '')}\n{details}")
     server = _Server()
     if _EXECUTOR is None or fresh_cache:
-        _EXECUTOR = execution.PromptExecutor(server, cache_type=execution.CacheType.CLASSIC)
+        _EXECUTOR = _new_executor(server)
     _EXECUTOR.server = server
     _EXECUTOR.execute(prompt, prompt_id, {"client_id": None}, valid[2])
     error = None
