@@ -72,9 +72,6 @@ class Network(nn.Module):
     def __exit__(self, *exc):
         self.detach()
 
-    def layers(self) -> dict[str, TargetLayer]:
-        return dict(self._layers)
-
     def export(self, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
         out = {}
         for name, adapter in self.adapters.items():

@@ -88,6 +88,19 @@ def autocast_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     return None  # CPU: fp32 (CPU autocast is slower than fp32 for these layers)
 
 
+@contextlib.contextmanager
+def own_global_rng(seed: int, device: torch.device):
+    """torch's global generators (CPU, and ``device``'s when it is CUDA) seeded with ``seed`` inside and
+    restored after. Only these are touched: other GPUs' generators, and CUDA's when training on the CPU."""
+    cuda = device.type == "cuda"
+    index = (device.index if device.index is not None else torch.cuda.current_device()) if cuda else None
+    with torch.random.fork_rng(devices=[index] if cuda else []):
+        torch.random.default_generator.manual_seed(seed)
+        if cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
+
+
 def step_seed(seed: int, micro: int) -> int:
     """Per micro-batch seed: a step's noise, timesteps, captions and dropout depend only on (seed, step),
     which makes a resumed run identical to an uninterrupted one."""
@@ -135,7 +148,13 @@ class Trainer:
     def micro_loss(self, micro: int, refs, percents: list[float] | None = None) -> torch.Tensor:
         seed = step_seed(self.cfg.seed, micro)
         gen = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)  # adapter dropout draws from the global generator
+        # Adapter dropouts draw from torch's global generators, the ones gradient checkpointing saves and
+        # replays in backward; they are seeded per micro-batch for exact resume, inside a fork so the
+        # host's own random state (other nodes' seeds) is the same after a bake as before it.
+        with own_global_rng(seed, self.model.device):
+            return self._micro_loss(seed, gen, refs, percents)
+
+    def _micro_loss(self, seed: int, gen: torch.Generator, refs, percents) -> torch.Tensor:
         latents = self.latents.get(self.dataset, refs)
         x0 = self.model.process_latent_in(latents.to(self.model.device, torch.float32))
         captions = [self.dataset.caption(r, seed) for r in refs]
@@ -205,10 +224,13 @@ class Trainer:
             scheduler.load_state_dict(resume.scheduler)
             step = resume.step
         self.optimizer, self.scheduler = optimizer, scheduler
+        # A resumed state was saved with the evaluation weights (below); train() converts both back.
+        self._optimizer_mode(train=True)
         self._ema_start(resume)
         scaler = torch.amp.GradScaler(self.model.device.type) if cfg.mixed_precision == "fp16" else None
         trainable = [p for g in params for p in g["params"]]
-        probe_start = self.probe_loss(cfg.probe_samples) if cfg.probe_samples else None
+        with self.evaluation_weights():
+            probe_start = self.probe_loss(cfg.probe_samples) if cfg.probe_samples else None
         losses: list[tuple[int, float]] = []
         validation: list[tuple[int, float]] = []
         started = time.perf_counter()
@@ -253,30 +275,55 @@ class Trainer:
                 if (cfg.save_every_n_steps and step % cfg.save_every_n_steps == 0 and step < self.total_steps) or \
                         (cfg.save_every_n_epochs and end_of_epoch and (epoch + 1) % cfg.save_every_n_epochs == 0
                          and step < self.total_steps):
-                    hooks.save(step, False)
+                    with self.evaluation_weights():
+                        hooks.save(step, False)
                 if self.validation is not None and cfg.validation_every_n_steps and \
                         step % cfg.validation_every_n_steps == 0:
-                    val = self.probe_loss(len(self.validation), self.validation)
+                    with self.evaluation_weights():
+                        val = self.probe_loss(len(self.validation), self.validation)
                     validation.append((step, val))
                     hooks.log(f"Kiln: step {step} validation loss {val:.4f}")
                 if cfg.sample_every_n_steps and step % cfg.sample_every_n_steps == 0:
                     self.network.eval()
-                    hooks.sample(step)
+                    with self.evaluation_weights():
+                        hooks.sample(step)
                     self.network.train()
         except tuple(hooks.interrupt_types) as exc:
             interrupted = True
             optimizer.zero_grad(set_to_none=True)
             # Weights are consistent at every optimizer-step boundary, so this save is a good one.
+            self._optimizer_mode(train=False)
             hooks.save(step, True)
             raise exc
         finally:
             self.network.eval()
+            # From here on (final save, the in-graph LoRA, the closing probe) the weights are the ones to
+            # keep: a schedule-free optimizer's average, not its training point.
+            self._optimizer_mode(train=False)
             self.last_result = TrainResult(step, self.total_steps, losses, interrupted, time.perf_counter() - started,
                                            probe_start, validation=validation)
         if cfg.probe_samples:
             self.last_result.probe_end = self.probe_loss(cfg.probe_samples)
             hooks.log(f"Kiln: fixed-sample loss {self.last_result.probe_start:.4f} -> {self.last_result.probe_end:.4f}")
         return self.last_result
+
+    # -- schedule-free optimizers ------------------------------------------------------------------
+    def _optimizer_mode(self, train: bool) -> None:
+        """Schedule-free optimizers (pytorch-optimizer's ScheduleFree*) train at one point and keep the
+        average elsewhere: ``eval()`` swaps the average into the parameters, ``train()`` swaps back.
+        Other optimizers have neither method and are left alone."""
+        switch = getattr(self.optimizer, "train" if train else "eval", None)
+        if callable(switch):
+            switch()
+
+    @contextlib.contextmanager
+    def evaluation_weights(self):
+        """The weights to save, sample and measure with, then the training point back."""
+        self._optimizer_mode(train=False)
+        try:
+            yield
+        finally:
+            self._optimizer_mode(train=True)
 
     def state(self, step: int, info: dict) -> TrainState:
         network = self.network.export()

@@ -22,11 +22,16 @@ class AdapterModule(nn.Module):
         self.name = name
         self.spec = spec
         self.rank = rank
-        self.register_buffer("alpha", torch.tensor(float(alpha)), persistent=False)
+        # A Python float, not a device buffer: reading a CUDA scalar back on every forward would sync the
+        # device once per adapter per step. Set here and by ``load_exported``; files get it as a tensor.
+        self.alpha = float(alpha)
         self.multiplier = multiplier
         self.dropout = dropout
         self.rank_dropout = rank_dropout
         self.module_dropout = module_dropout
+        # The host's layer, kept outside nn.Module's registries: its weight is not this adapter's parameter,
+        # so parameters(), state_dict() and .to() of the network never reach the host's tensors.
+        object.__setattr__(self, "_base_layer", base)
         self.is_conv = isinstance(base, nn.Conv2d)
         if self.is_conv:
             self.in_dim, self.out_dim = base.in_channels, base.out_channels
@@ -39,10 +44,23 @@ class AdapterModule(nn.Module):
 
     @property
     def scale(self) -> float:
-        return float(self.alpha) / self.rank
+        return self.alpha / self.rank
+
+    @property
+    def base_weight(self) -> torch.Tensor:
+        """The host layer's current weight (read-only here; followed, not copied, so offloading is seen)."""
+        return self._base_layer.weight
+
+    @property
+    def base_bias(self) -> torch.Tensor | None:
+        return getattr(self._base_layer, "bias", None)
+
+    def alpha_tensor(self) -> torch.Tensor:
+        """alpha as the file stores it (a float32 scalar)."""
+        return torch.tensor(self.alpha, dtype=torch.float32)
 
     def forward(self, x: torch.Tensor, base_out: torch.Tensor, base: nn.Module) -> torch.Tensor:
-        if self.training and self.module_dropout and torch.rand(()) < self.module_dropout:
+        if self.skips_this_step():
             return base_out
         delta = self.delta_forward(x, base)
         return base_out + (delta * self.multiplier).to(base_out.dtype)
@@ -58,6 +76,10 @@ class AdapterModule(nn.Module):
         raise NotImplementedError
 
     # Helpers shared by algorithms.
+    def skips_this_step(self) -> bool:
+        """Module dropout: in training, leave the base output alone with probability ``module_dropout``."""
+        return bool(self.training and self.module_dropout and torch.rand(()) < self.module_dropout)
+
     def _apply_dropout(self, x: torch.Tensor) -> torch.Tensor:
         return F.dropout(x, self.dropout) if (self.training and self.dropout) else x
 
@@ -71,3 +93,11 @@ class AdapterModule(nn.Module):
 
     def trainable_parameters(self):
         return [p for p in self.parameters() if p.requires_grad]
+
+
+def kaiming_uniform_(t: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """kohya's and LyCORIS's init for the random factor: kaiming-uniform with a = sqrt(5)."""
+    fan_in = t[0].numel() if t.dim() > 1 else t.numel()
+    bound = (3.0 / fan_in) ** 0.5 * (2.0 / 6.0) ** 0.5
+    with torch.no_grad():
+        return t.uniform_(-bound, bound, generator=generator)

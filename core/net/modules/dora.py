@@ -29,8 +29,6 @@ def column_norm(w: torch.Tensor) -> torch.Tensor:
 class DoRAModule(LoRAModule):
     def __init__(self, name, base, rank, alpha, generator=None, **kw):
         super().__init__(name, base, rank, alpha, generator=generator, **kw)
-        self.base_weight = base.weight   # reference, no copy
-        self.base_bias = getattr(base, "bias", None)
         with torch.no_grad():
             m = column_norm(base.weight.detach().float())
         self.dora_scale = nn.Parameter(m.clone())
@@ -47,7 +45,7 @@ class DoRAModule(LoRAModule):
         return weight_decompose(calc, self.dora_scale, 1, wd_on_out=False, backend="torch")
 
     def forward(self, x, base_out, base):
-        if self.training and self.module_dropout and torch.rand(()) < self.module_dropout:
+        if self.skips_this_step():
             return base_out
         x = self._apply_dropout(x)
         w = self.merged_weight().to(x.dtype)

@@ -21,7 +21,6 @@ from .weighted import DeltaWeightModule, require
 class IA3Module(DeltaWeightModule):
     def __init__(self, name, base, rank, alpha, generator=None, **kw):
         super().__init__(name, base, rank, alpha, **kw)
-        self.base_weight = base.weight   # read-only reference (no copy) for the delta and the export
         self.scale_vector = nn.Parameter(torch.zeros(self.out_dim))
 
     @property
@@ -30,7 +29,7 @@ class IA3Module(DeltaWeightModule):
 
     def forward(self, x, base_out, base):
         # Bypass on the output: W x is the base output minus its bias, so nothing is recomputed.
-        if self.training and self.module_dropout and torch.rand(()) < self.module_dropout:
+        if self.skips_this_step():
             return base_out
         shape = (1, -1, 1, 1) if self.is_conv else (-1,)
         bias = base.bias if getattr(base, "bias", None) is not None else None

@@ -36,14 +36,14 @@ class LoHaModule(DeltaWeightModule):
         # lycoris names the factors (down, up): w1d = hada_w1_b, w1u = hada_w1_a. gamma must be a tensor
         # there (its autograd function saves it); backend "torch" keeps the host's exact maths and never
         # starts a torch.compile inside the host process.
-        gamma = (self.alpha / self.rank).to(self.hada_w1_a.dtype)
+        gamma = self.hada_w1_a.new_full((), self.scale)   # a fill on the device, no copy or sync
         d = hada_diff_weight(self.hada_w1_b, self.hada_w1_a, self.hada_w2_b, self.hada_w2_a, None, None,
                              gamma=gamma, backend="torch")
         return d.reshape(self.shape)
 
     def export(self):
         out = {k: getattr(self, k).detach().clone() for k in KEYS}
-        out["alpha"] = self.alpha.detach().clone()
+        out["alpha"] = self.alpha_tensor()
         return out
 
     def load_exported(self, tensors):
@@ -51,4 +51,4 @@ class LoHaModule(DeltaWeightModule):
         with torch.no_grad():
             for k in KEYS:
                 getattr(self, k).copy_(tensors[k].reshape(getattr(self, k).shape))
-            self.alpha.fill_(float(tensors["alpha"]))
+            self.alpha = float(tensors["alpha"])

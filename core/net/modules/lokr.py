@@ -21,7 +21,8 @@ from lycoris.functional.general import factorization
 from lycoris.functional.lokr import make_kron
 
 from ..registry import register_algorithm
-from .weighted import DeltaWeightModule, kaiming_, require
+from .base import kaiming_uniform_
+from .weighted import DeltaWeightModule, require
 
 
 @register_algorithm("lokr")
@@ -40,17 +41,17 @@ class LoKrModule(DeltaWeightModule):
         self.w2_low = rank < max(out_n, in_n) / 2
         # Init as LyCORIS: w1 (or its factors) and w2_a random, w2 (or w2_b) zero: starts at the base model.
         if self.w1_low:
-            self.lokr_w1_a = nn.Parameter(kaiming_(torch.empty(out_m, rank), generator))
-            self.lokr_w1_b = nn.Parameter(kaiming_(torch.empty(rank, in_m), generator))
+            self.lokr_w1_a = nn.Parameter(kaiming_uniform_(torch.empty(out_m, rank), generator))
+            self.lokr_w1_b = nn.Parameter(kaiming_uniform_(torch.empty(rank, in_m), generator))
         else:
-            self.lokr_w1 = nn.Parameter(kaiming_(torch.empty(out_m, in_m), generator))
+            self.lokr_w1 = nn.Parameter(kaiming_uniform_(torch.empty(out_m, in_m), generator))
         if self.w2_low:
-            self.lokr_w2_a = nn.Parameter(kaiming_(torch.empty(out_n, rank), generator))
+            self.lokr_w2_a = nn.Parameter(kaiming_uniform_(torch.empty(out_n, rank), generator))
             self.lokr_w2_b = nn.Parameter(torch.zeros(rank, w2_cols))
         else:
             self.lokr_w2 = nn.Parameter(torch.zeros(out_n, w2_cols))
         if not self.decomposed:
-            self.alpha.fill_(float(rank))
+            self.alpha = float(rank)
 
     @property
     def decomposed(self) -> bool:
@@ -71,7 +72,7 @@ class LoKrModule(DeltaWeightModule):
         out = {k: getattr(self, k).detach().clone() for k in self._keys()}
         if "lokr_w2" in out:
             out["lokr_w2"] = out["lokr_w2"].reshape(self.w2_shape)
-        out["alpha"] = self.alpha.detach().clone()
+        out["alpha"] = self.alpha_tensor()
         return out
 
     def load_exported(self, tensors):
@@ -84,4 +85,4 @@ class LoKrModule(DeltaWeightModule):
                     raise ValueError(f"{self.name}.{k}: the file has shape {tuple(tensors[k].shape)}, this "
                                      f"network {tuple(p.shape)}; use the LoKr factor and rank it was trained with.")
                 p.copy_(tensors[k].reshape(p.shape))
-            self.alpha.fill_(float(tensors["alpha"]))
+            self.alpha = float(tensors["alpha"])

@@ -5,14 +5,12 @@ layout kohya and the host load for LoCon (4-D tensors).
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..registry import register_algorithm
-from .base import AdapterModule
+from .base import AdapterModule, kaiming_uniform_
 
 
 @register_algorithm("lora")
@@ -27,9 +25,7 @@ class LoRAModule(AdapterModule):
             down = torch.empty(rank, self.in_dim)
             up = torch.zeros(self.out_dim, rank)
         # kohya's init: kaiming-uniform down, zero up, so training starts from the base model exactly.
-        bound = 1.0 / math.sqrt(down[0].numel()) * math.sqrt(3.0) * math.sqrt(2.0 / (1 + 5))
-        with torch.no_grad():
-            down.uniform_(-bound, bound, generator=generator)
+        kaiming_uniform_(down, generator)
         self.lora_down = nn.Parameter(down)
         self.lora_up = nn.Parameter(up)
 
@@ -47,10 +43,10 @@ class LoRAModule(AdapterModule):
     def export(self):
         return {"lora_down.weight": self.lora_down.detach().clone(),
                 "lora_up.weight": self.lora_up.detach().clone(),
-                "alpha": self.alpha.detach().clone()}
+                "alpha": self.alpha_tensor()}
 
     def load_exported(self, tensors):
         with torch.no_grad():
             self.lora_down.copy_(tensors["lora_down.weight"].reshape(self.lora_down.shape))
             self.lora_up.copy_(tensors["lora_up.weight"].reshape(self.lora_up.shape))
-            self.alpha.fill_(float(tensors["alpha"]))
+            self.alpha = float(tensors["alpha"])

@@ -13,9 +13,6 @@ class DeltaWeightModule(AdapterModule):
         """The delta in the base weight's shape, scale included (exactly what the host adds)."""
         raise NotImplementedError
 
-    def base_shape(self, base) -> tuple:
-        return tuple(base.weight.shape)
-
     def delta_forward(self, x, base):
         x = self._apply_dropout(x)
         w = self._drop_rows(self.delta_weight()).to(x.dtype)
@@ -38,9 +35,3 @@ def require(tensors: dict, keys, module_name: str, algorithm: str) -> None:
         raise ValueError(f"{module_name}: the saved tensors lack {missing} (have {sorted(tensors)}); the file "
                          f"was not made by a {algorithm} network with these settings (rank, factor, algorithm).")
 
-
-def kaiming_(t: torch.Tensor, generator) -> torch.Tensor:
-    fan_in = t[0].numel() if t.dim() > 1 else t.numel()
-    bound = (3.0 / fan_in) ** 0.5 * (2.0 / 6.0) ** 0.5
-    with torch.no_grad():
-        return t.uniform_(-bound, bound, generator=generator)
