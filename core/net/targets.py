@@ -19,6 +19,16 @@ _FULL_EXTRA = re.compile(r"(in_layers\.\d+|out_layers\.\d+|emb_layers\.\d+|skip_
 PRESETS = ("attn", "attn_mlp", "full")
 
 
+def is_linear(module: nn.Module) -> bool:
+    """nn.Linear, or a host layer that acts as one without subclassing it (the 2026 host's
+    mixed-precision Linear holding a quantized weight): trained in bypass like any Linear."""
+    if isinstance(module, nn.Linear):
+        return True
+    weight = getattr(module, "weight", None)
+    return (isinstance(getattr(module, "in_features", None), int) and isinstance(getattr(module, "out_features", None), int)
+            and weight is not None and weight.dim() == 2)
+
+
 def is_conv3x3(module: nn.Module) -> bool:
     return isinstance(module, nn.Conv2d) and tuple(module.kernel_size) != (1, 1)
 
@@ -26,7 +36,7 @@ def is_conv3x3(module: nn.Module) -> bool:
 def wanted(host_name: str, module: nn.Module, preset: str) -> bool:
     if preset not in PRESETS:
         raise ValueError(f"Unknown target preset {preset!r}; choose one of {PRESETS}")
-    if not isinstance(module, (nn.Linear, nn.Conv2d)):
+    if not (is_linear(module) or isinstance(module, nn.Conv2d)):
         return False
     if _ATTN.search(host_name):
         return True

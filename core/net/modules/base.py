@@ -5,6 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..targets import is_linear
+
 
 class AdapterModule(nn.Module):
     """Attached to a base layer by a forward hook; ``forward(x, base_out)`` returns the adapted output.
@@ -37,7 +39,7 @@ class AdapterModule(nn.Module):
             self.in_dim, self.out_dim = base.in_channels, base.out_channels
             self.kernel_size, self.stride = base.kernel_size, base.stride
             self.padding, self.dilation, self.groups = base.padding, base.dilation, base.groups
-        elif isinstance(base, nn.Linear):
+        elif is_linear(base):
             self.in_dim, self.out_dim = base.in_features, base.out_features
         else:
             raise TypeError(f"{name}: can only adapt Linear or Conv2d layers, not {type(base).__name__}")

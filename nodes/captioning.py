@@ -1,0 +1,112 @@
+"""Captioning node: a vision-language model (transformers) writes a dataset's captions, batched, with the
+trigger word first and optionally combined with tags."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .. import host
+from ..core.caption.combine import COMBINE_MODES, combine_caption
+from ..core.caption.models import HUB_MODELS, ensure_model, local_names
+from ..core.caption.prompts import TEMPLATES
+from ..core.caption.vlm import CaptionSettings, Captioner, caption_images
+from ..core.data.images import IMAGE_EXTENSIONS
+from ..core.tags.tagger import write_captions
+from ..host import captioning as host_captioning
+
+log = logging.getLogger("kiln")
+MODELS_KEY = "LLM"   # models/LLM: where the common Florence-2, JoyCaption and Qwen-VL nodes keep theirs
+
+
+def _model_dirs() -> list[Path]:
+    host.register_model_folder(MODELS_KEY, "LLM", {".safetensors", ".json"})
+    return host.model_folder_paths(MODELS_KEY)
+
+
+def _tags_by_name(text: str) -> dict[str, str]:
+    """'name: tags' lines (the tagger's text output) -> {file name: tags}."""
+    out = {}
+    for line in text.splitlines():
+        name, sep, tags = line.partition(": ")
+        if sep:
+            out[name.strip()] = tags.strip()
+    return out
+
+
+class KilnCaptioner:
+    @classmethod
+    def INPUT_TYPES(cls):
+        models = sorted(set(HUB_MODELS) | set(local_names(_model_dirs())))
+        return {"required": {
+            "model": (models, {"default": "Florence-2-base", "tooltip": "A vision-language model folder in models/LLM (Florence-2, JoyCaption, Qwen2.5-VL, Qwen3-VL or any model transformers loads as image-text-to-text); the listed hub models download there once."}),
+            "folder": ("STRING", {"default": "", "tooltip": "Folder of images to caption (subfolders included); relative to ComfyUI's input folder. Ignored when a dataset is connected."}),
+            "template": (list(TEMPLATES), {"default": "training", "tooltip": "training: plain descriptive sentences for text-to-image training; short: one sentence; long: detailed; booru: tag list; custom: custom_prompt."}),
+            "max_new_tokens": ("INT", {"default": 256, "min": 8, "max": 2048, "tooltip": "Longest caption, in tokens."}),
+            "trigger": ("STRING", {"default": "", "tooltip": "Trigger word put first in every caption (never repeated)."}),
+            "caption_mode": (["overwrite", "append", "keep", "none"], {"default": "overwrite", "tooltip": "Write captions beside the images: overwrite, append, keep existing files, or write nothing (graph only)."}),
+        }, "optional": {
+            "dataset": ("KILN_DATASET", {"tooltip": "Caption this dataset's images instead of a folder; its captions are replaced."}),
+            "custom_prompt": ("STRING", {"default": "", "multiline": True, "tooltip": "The instruction when template is custom (for Florence-2: a task token such as <MORE_DETAILED_CAPTION>)."}),
+            "combine": (list(COMBINE_MODES), {"default": "caption only", "tooltip": "Add tags to the caption: from the tags input, else the connected dataset's captions (e.g. from Kiln Tagger)."}),
+            "tags": ("STRING", {"forceInput": True, "tooltip": "Tags as 'name: tags' lines (Kiln Tagger's captions output)."}),
+            "drop_tags_in_caption": ("BOOLEAN", {"default": True, "tooltip": "Leave out tags the caption already says word for word."}),
+            "caption_extension": ("STRING", {"default": ".txt", "tooltip": "Caption file extension."}),
+            "batch_size": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "Images per generate call."}),
+            "max_image_side": ("INT", {"default": 768, "min": 0, "max": 4096, "tooltip": "Downscale images so the longer side is at most this before the model sees them (0: as is)."}),
+            "offline": ("BOOLEAN", {"default": False, "tooltip": "Never download; a missing model is an error that says where to put it."}),
+        }}
+
+    RETURN_TYPES = ("STRING", "KILN_DATASET")
+    RETURN_NAMES = ("captions", "dataset")
+    OUTPUT_NODE = True   # writing caption files is the point: a graph of this node alone runs it
+    FUNCTION = "caption"
+    CATEGORY = "Kiln/Tagging"
+    DESCRIPTION = "Caption images with a vision-language model, batched; writes captions beside the images and outputs them."
+
+    def caption(self, model, folder, template, max_new_tokens, trigger, caption_mode, dataset=None,
+                custom_prompt="", combine="caption only", tags=None, drop_tags_in_caption=True,
+                caption_extension=".txt", batch_size=4, max_image_side=768, offline=False):
+        if dataset is not None:
+            paths = [e.path for e in dataset.images]
+        else:
+            root = Path(host.resolve_input_path(folder))
+            if not root.is_dir():
+                raise ValueError(f"Kiln Captioner: {root} is not a folder; give a folder of images or connect a dataset.")
+            paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not paths:
+                raise ValueError(f"Kiln Captioner: no images in {root}.")
+        tag_of: dict[str, str] = {}
+        if combine != "caption only":
+            if tags is not None:
+                tag_of = _tags_by_name(tags)
+            elif dataset is not None:
+                tag_of = {e.path.name: e.caption for e in dataset.images}
+            else:
+                raise ValueError("Kiln Captioner: combine needs tags: connect Kiln Tagger's captions to tags, "
+                                 "or a dataset whose captions are tags.")
+        settings = CaptionSettings(template, custom_prompt, max_new_tokens, max_image_side)
+        folder_path = ensure_model(model, _model_dirs(), offline=offline)
+        device, dtype = host_captioning.device_and_dtype()
+        host_captioning.make_room(host_captioning.weights_bytes(folder_path, dtype), device)
+        pbar = host.progress_bar(len(paths))
+        captioner = Captioner(folder_path, device, dtype, name=model)
+        try:
+            results = caption_images(paths, captioner, settings, batch_size=batch_size, progress=pbar.update,
+                                     should_stop=host.throw_if_interrupted)
+        finally:
+            captioner.close()
+            host_captioning.release()
+        captions = {r.path: combine_caption(r.caption, tag_of.get(r.path.name, ""), combine, trigger,
+                                            drop_tags_in_caption) for r in results}
+        if caption_mode != "none":
+            ext = caption_extension if caption_extension.startswith(".") else "." + caption_extension
+            captions, written = write_captions(captions, caption_mode, ext)   # what each file now holds
+            log.info("Kiln: captioned %d images with %s, wrote %d caption files (%s)", len(results), model,
+                     written, caption_mode)
+        text = "\n".join(f"{p.name}: {c}" for p, c in captions.items())
+        out_dataset = dataset.with_captions(captions) if dataset is not None else None
+        return {"ui": {"text": [text]}, "result": (text, out_dataset)}
+
+
+NODE_CLASS_MAPPINGS = {"KilnCaptioner": KilnCaptioner}
+NODE_DISPLAY_NAME_MAPPINGS = {"KilnCaptioner": "Kiln Captioner (VLM)"}

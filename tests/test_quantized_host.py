@@ -1,0 +1,101 @@
+"""Training on quantized base weights through the real host: UNETLoader's fp8 weight dtypes, the scaled-fp8
+layout and (2026 host) quantized mixed-precision checkpoints. Adapters train in bypass, the base weights keep
+their storage, every targeted layer (quantized ones included) gets an adapter, the loss stays close to the
+full-precision run, and the saved file loads with every key on the full-precision model."""
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def quant(host, tiny_assets, tmp_path_factory):
+    import folder_paths
+    import nodes
+    from kiln_pack.core.data import DatasetConfig, load_dataset
+    from kiln_pack.host import fixtures
+    from kiln_pack.host.quant_fixtures import write_quantized_unet_files
+    folder = tmp_path_factory.mktemp("diffusion_models")
+    folder_paths.add_model_folder_path("diffusion_models", str(folder), is_default=True)
+    prefix = "model.diffusion_model."
+    unet_sd = {k[len(prefix):]: v for k, v in fixtures.tiny_unet_state_dict(0).items()}
+    files = write_quantized_unet_files(folder, unet_sd, "kiln-tiny-sd15")
+    with torch.inference_mode():
+        _, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(tiny_assets.checkpoint_name)[:3]
+    dataset = load_dataset(DatasetConfig(path=str(tiny_assets.dataset_dir), resolution=64, min_bucket_reso=64,
+                                         max_bucket_reso=128, bucket_reso_steps=64))
+    return files, clip, vae, dataset
+
+
+def _load(name, weight_dtype="default"):
+    import nodes
+    with torch.inference_mode():
+        return nodes.UNETLoader().load_unet(name, weight_dtype)[0]
+
+
+def _bake(model, quant, name):
+    from kiln_pack.core.net.spec import NetworkSpec
+    from kiln_pack.core.train.loop import TrainConfig
+    from kiln_pack.core.train.optim import OptimizerSpec
+    from kiln_pack.host.bake import SaveSpec, bake
+    _, clip, vae, dataset = quant
+    with torch.inference_mode():
+        return bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0),
+                    OptimizerSpec(lr=2e-3, scheduler="constant"), TrainConfig(max_steps=STEPS, seed=0, probe_samples=2),
+                    SaveSpec(output_name=name, save_dtype="fp32"))
+
+
+@pytest.fixture(scope="module")
+def full_precision(quant):
+    return _bake(_load(quant[0].fp16), quant, "q_fp16")
+
+
+def _storages(model, layers):
+    from kiln_pack.host.quant_fixtures import weight_storage
+    dm = model.model.diffusion_model
+    return {weight_storage(dm.get_submodule(name)) for name in layers}
+
+
+CASES = [("fp16", "fp8_e4m3fn", {"float8_e4m3fn"}), ("fp16", "fp8_e5m2", {"float8_e5m2"}),
+         ("scaled_fp8", "default", {"float8_e4m3fn", "quantized"}), ("mixed_fp8", "default", {"quantized"})]
+
+
+@pytest.mark.parametrize("file_kind,weight_dtype,storage", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_training_on_quantized_base_weights(quant, full_precision, file_kind, weight_dtype, storage, host, caplog):
+    import comfy.sd
+    from kiln_pack.host.quant_fixtures import host_loads_mixed_precision
+    if file_kind == "mixed_fp8" and not host_loads_mixed_precision():
+        pytest.skip("this host has no quantized mixed-precision checkpoints (comfy.quant_ops)")
+    files = quant[0]
+    model = _load(getattr(files, file_kind), weight_dtype)
+    found = _storages(model, files.quantized_layers)
+    assert found and found <= storage, f"the host loaded the weights as {found}, expected {storage}"
+    result = _bake(model, quant, f"q_{file_kind}_{weight_dtype}")
+
+    # Bypass: the base weights still have their quantized storage and never require gradients.
+    assert _storages(model, files.quantized_layers) == found
+    assert not any(p.requires_grad for p in model.model.diffusion_model.parameters())
+    # Every layer trained on the full-precision model is trained here too (quantized Linears included).
+    assert set(result.lora.tensors) == set(full_precision.lora.tensors)
+    quantized_modules = [k for k in result.lora.tensors if k.endswith("attn1_to_q.lora_up.weight")]
+    assert quantized_modules and all(result.lora.tensors[k].abs().max() > 0 for k in quantized_modules)
+
+    losses = np.array([v for _, v in result.result.losses])
+    reference = np.array([v for _, v in full_precision.result.losses])
+    assert np.isfinite(losses).all() and len(losses) == STEPS
+    np.testing.assert_allclose(losses, reference, rtol=0.05)
+    assert abs(result.result.probe_end - full_precision.result.probe_end) < 0.05 * full_precision.result.probe_end
+
+    # The file loads on the full-precision model with every key applied, and moves it like the fp16 LoRA does.
+    fp16 = _load(files.fp16)
+    with caplog.at_level(logging.WARNING), torch.inference_mode():
+        patched, _ = comfy.sd.load_lora_for_models(fp16, None, dict(result.lora.tensors), 1.0, 0.0)
+    assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()]
+    assert len(patched.patches) == len({k.split(".")[0] for k in result.lora.tensors})
+    for k, v in full_precision.lora.tensors.items():
+        if k.endswith("lora_up.weight"):
+            cos = torch.nn.functional.cosine_similarity(result.lora.tensors[k].flatten(), v.flatten(), dim=0)
+            assert cos > 0.9, f"{k}: the LoRA trained on {file_kind}/{weight_dtype} differs from the fp16 one ({cos:.3f})"
