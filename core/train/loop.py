@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .objective import ObjectiveSpec, batch_loss, is_finite, make_noise, sample_percents
+from .guards import GradientGuard
 from .optim import OptimizerSpec, build_optimizer, build_scheduler
 from .state import TrainState
 
@@ -238,6 +239,9 @@ class Trainer:
         accum_loss = 0.0
         interrupted = False
         first_timer = time.perf_counter()
+        # Stops a run whose adapters get no gradient (or never move) instead of saving an all-zero LoRA.
+        guard = GradientGuard(self.network, trainable, self.model, step, self.opt_spec.warmup_for(self.total_steps),
+                              self.total_steps)
         try:
             for micro, epoch, refs in self.micro_batches(step * cfg.grad_accum):
                 hooks.check_interrupt()
@@ -247,6 +251,7 @@ class Trainer:
                     raise TrainingDiverged(
                         f"loss became {value} at step {step + 1}; the last good save is kept. "
                         "Lower the learning rate, use fp32/bf16 instead of fp16, or enable gradient clipping.")
+                guard.check_loss(loss)
                 scaled = loss / cfg.grad_accum
                 (scaler.scale(scaled) if scaler else scaled).backward()
                 if first_timer is not None:
@@ -255,6 +260,7 @@ class Trainer:
                 accum_loss += value / cfg.grad_accum
                 if (micro + 1) % cfg.grad_accum:
                     continue
+                guard.check_gradients()
                 if scaler:
                     scaler.unscale_(optimizer)
                 if self.opt_spec.max_grad_norm > 0:
@@ -268,6 +274,7 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 self._ema_update()
                 step += 1
+                guard.check_moved(step)
                 losses.append((step, accum_loss))
                 hooks.progress(step, self.total_steps, accum_loss)
                 accum_loss = 0.0
@@ -296,6 +303,7 @@ class Trainer:
             hooks.save(step, True)
             raise exc
         finally:
+            guard.close()
             self.network.eval()
             # From here on (final save, the in-graph LoRA, the closing probe) the weights are the ones to
             # keep: a schedule-free optimizer's average, not its training point.

@@ -1,0 +1,114 @@
+"""Guards that stop a run which would otherwise train nothing and report success.
+
+A LoRA whose adapters never receive a gradient saves as an all-zero file (every ``lora_up`` still at its
+zero init) and the loss does not move; nothing else in the loop notices. Two checks catch it:
+
+- after the first backward, at least one adapter parameter must hold a non-zero gradient;
+- a few optimizer steps later, at least one adapter parameter must differ from where it started (a
+  gradient scaler that skips every step, or updates below the weights' precision, leave them as they were).
+
+The error names the hooked layers and what the model's forward actually ran, so the cause (hooks on
+modules the forward never calls, a forward run without autograd, a base that never sees the adapters'
+output) can be read from the message.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+class NoTrainingSignal(RuntimeError):
+    """The adapters get no gradient, or the optimizer never changes them: the run would train nothing."""
+
+
+_SAMPLED = 64   # elements remembered per parameter for the "did anything move" check
+
+
+def _fingerprint(p: torch.Tensor) -> torch.Tensor:
+    """A few elements spread over the tensor, copied exactly: cheap, and any optimizer update that
+    reaches the weights at all changes them (a norm could round an update away)."""
+    flat = p.detach().reshape(-1)
+    stride = max(1, flat.numel() // _SAMPLED)
+    return flat[::stride][:_SAMPLED].to("cpu", copy=True)
+
+
+class GradientGuard:
+    def __init__(self, network, params: list[torch.Tensor], model=None, start_step: int = 0, warmup_steps: int = 0,
+                 total_steps: int = 0):
+        self.network, self.params, self.model = network, list(params), model
+        # Allow the warm-up (whose first rates may be 0) before asking for movement.
+        window = max(10, warmup_steps + 2)
+        self.move_check_step = start_step + window if start_step + window <= total_steps else None
+        self.start = [_fingerprint(p) for p in self.params] if self.move_check_step else []
+        self.ran_adapters: set[str] = set()
+        self.ran_layers: list[str] = []
+        self._handles = []
+        self._checked_gradients = False
+        self._watch()
+
+    # -- what the first forward runs ----------------------------------------------------------------
+    def _watch(self) -> None:
+        adapters = getattr(self.network, "adapters", None)
+        if adapters is None:
+            return
+        for name, adapter in adapters.items():
+            self._handles.append(adapter.register_forward_hook(
+                lambda m, args, out, _name=name: self.ran_adapters.add(_name)))
+        # Every Linear/Conv the forward calls, hooked or not, by class and shape: tells "the forward ran
+        # other layers than the hooked ones" apart from "the forward ran nothing we know".
+        def any_layer(module, args, out):
+            if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and len(self.ran_layers) < 100000:
+                self.ran_layers.append(f"{type(module).__name__}{tuple(module.weight.shape)}")
+        self._handles.append(nn.modules.module.register_module_forward_hook(any_layer))
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    # -- the checks ---------------------------------------------------------------------------------
+    def check_loss(self, loss: torch.Tensor) -> None:
+        """Before the first backward: a loss with no autograd graph means no adapter took part at all."""
+        if not self._checked_gradients and not loss.requires_grad:
+            self._checked_gradients = True
+            self.close()
+            raise NoTrainingSignal("the loss does not depend on any adapter (no autograd graph). " + self._report())
+
+    def check_gradients(self) -> None:
+        """Call after the first optimizer step's backward, before the step (only the first call checks)."""
+        if self._checked_gradients:
+            return
+        self._checked_gradients = True
+        self.close()
+        if any(p.grad is not None and bool(torch.any(p.grad != 0)) for p in self.params):
+            return
+        raise NoTrainingSignal("no adapter parameter received a gradient in the first step. " + self._report())
+
+    def check_moved(self, step: int) -> None:
+        """Call after each optimizer step; checks once, ``window`` steps after the start."""
+        if self.move_check_step is None or step != self.move_check_step:
+            return
+        moved = any(not torch.equal(_fingerprint(p), s) for p, s in zip(self.params, self.start))
+        self.start = []
+        if not moved:
+            raise NoTrainingSignal(
+                f"after {step} steps every adapter parameter is still at its initial value (gradients came, "
+                "but the optimizer changed nothing: an fp16 gradient scaler that skipped every step, or a "
+                "learning rate too small for the weights' precision). " + self._report())
+
+    def _report(self) -> str:
+        adapters = list(getattr(self.network, "adapters", {}) or {})
+        ran = [n for n in adapters if n in self.ran_adapters]
+        hooked = ", ".join(adapters[:5]) + (f" and {len(adapters) - 5} more" if len(adapters) > 5 else "")
+        kinds: dict[str, int] = {}
+        for k in self.ran_layers:
+            kinds[k] = kinds.get(k, 0) + 1
+        ran_layers = ", ".join(f"{n}x {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:6])
+        describe = getattr(self.model, "describe_forward", None)
+        forward = describe() if callable(describe) else type(self.model).__name__
+        return (f"Hooked {len(adapters)} layers ({hooked}); the forward ({forward}) ran {len(ran)} of them and "
+                f"{len(self.ran_layers)} Linear/Conv calls in all ({ran_layers or 'none'}). "
+                "Nothing was saved as a result. If the forward ran none of the hooked layers, the model "
+                "executes other modules than its state dict names (report the model type); if it ran them, "
+                "the output does not depend on the adapters (check the model loads in fp32/bf16, try "
+                "mixed_precision fp32, and a larger learning rate).")
