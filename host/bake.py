@@ -198,10 +198,6 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
     validation = None
     if cfg.validation_split > 0:
         dataset, validation = dataset.split_validation(cfg.validation_split, cfg.seed)
-    steps_per_epoch = dataset.steps_per_epoch(cfg.batch_size)
-    log.info("Kiln: %d images, %d steps per epoch x %d epochs = %d steps (batch %d, accumulation %d)",
-             len(dataset), steps_per_epoch, cfg.epochs, dataset.total_steps(cfg.epochs, cfg.batch_size),
-             cfg.batch_size, cfg.grad_accum)
     with torch.inference_mode(False):
         hm = HostDiffusionModel(model, clip, net.train_text_encoder)
         make_autograd_safe(hm.base.diffusion_model)
@@ -219,7 +215,7 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
             meta = training_metadata(
                 network=net, optimizer=opt, train=cfg, dataset_meta=dataset.training_metadata(),
                 base_model_version=base_model_version(model), output_name=save.output_name, steps=step,
-                epoch=step // max(1, steps_per_epoch), total_steps=trainer_box["t"].total_steps, started_at=started,
+                epoch=trainer_box["t"].epochs_done(step), total_steps=trainer_box["t"].total_steps, started_at=started,
                 clip_skip=(-clip.layer_idx if getattr(clip, "layer_idx", None) else None),
                 v_parameterization=hm.kind == "v")
             with trainer_box["t"].ema_applied():
@@ -234,7 +230,7 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
 
         def progress(step, total, loss):
             pbar.update_absolute(step, total, last_preview[0])
-            live.step(node_id, step, total, loss, 1 + (step - 1) // max(1, steps_per_epoch // max(1, cfg.grad_accum)))
+            live.step(node_id, step, total, loss, trainer_box["t"].epoch_of_step(step))
             if on_step:
                 on_step(step, total, loss)
 
@@ -251,6 +247,7 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
                            interrupt_types=(interrupt_exception_type(),), save=saver,
                            sample=sample if sampler else (lambda step: None), log=log.info)
         trainer = Trainer(cfg, dataset, network, opt, hm, latents, hooks, validation=validation)
+        log.info("Kiln: %s", trainer.plan_text(len(dataset)))
         checks: list[Preflight] = []
         measure = PreflightMeter(trainer, hm, opt)
 

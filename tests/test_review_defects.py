@@ -152,3 +152,20 @@ def test_dropouts_are_reproducible_per_step():
         runs.append(net.export())
     for k in runs[0]:
         assert torch.equal(runs[0][k], runs[1][k]), k
+
+
+# -- 4. epochs and steps with gradient accumulation ------------------------------------------------------
+def test_epoch_figures_count_optimizer_steps_with_accumulation():
+    # 6 images x 2 repeats / batch 2 = 6 micro-batches per epoch; accumulation 3 -> 2 optimizer steps per epoch
+    trainer, net, _ = _trainer(TrainConfig(epochs=3, batch_size=2, grad_accum=3, seed=0, probe_samples=0))
+    assert trainer.micro_per_epoch == 6 and trainer.total_steps == 6
+    assert [trainer.epochs_done(s) for s in range(1, 7)] == [0, 1, 1, 2, 2, 3]
+    assert [trainer.epoch_of_step(s) for s in range(1, 7)] == [1, 1, 2, 2, 3, 3]
+    text = trainer.plan_text(6)
+    assert "6 batches of 2 per epoch (2 optimizer steps)" in text and "= 6 optimizer steps" in text
+    saves = []
+    trainer.cfg = TrainConfig(epochs=3, batch_size=2, grad_accum=3, seed=0, probe_samples=0, save_every_n_epochs=1)
+    trainer.hooks.save = lambda step, final: saves.append((step, trainer.epochs_done(step)))
+    with net:
+        trainer.run()
+    assert saves == [(2, 1), (4, 2)]   # the last epoch's save is the final one, written by the caller

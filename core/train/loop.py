@@ -121,6 +121,24 @@ class Trainer:
         self._text_cache: dict[str, Any] = {}
         self.ema = None
 
+    # -- step and epoch arithmetic: a step is one optimizer step, grad_accum micro-batches ----------
+    def epochs_done(self, step: int) -> int:
+        """Whole epochs finished after ``step`` optimizer steps (kohya's ss_epoch of a save there)."""
+        return step * self.cfg.grad_accum // max(1, self.micro_per_epoch)
+
+    def epoch_of_step(self, step: int) -> int:
+        """The 1-based epoch that optimizer step ``step`` (1-based) finished in (the progress figure)."""
+        return 1 + (max(1, step) * self.cfg.grad_accum - 1) // max(1, self.micro_per_epoch)
+
+    def plan_text(self, images: int) -> str:
+        """The start-of-run line: micro-batches per epoch and optimizer steps, not one for the other."""
+        cfg = self.cfg
+        steps = (f"{self.total_steps} optimizer steps (max_steps)" if cfg.max_steps > 0 else
+                 f"{self.micro_per_epoch * cfg.epochs} batches / accumulation {cfg.grad_accum} = "
+                 f"{self.total_steps} optimizer steps")
+        return (f"{images} images, {self.micro_per_epoch} batches of {cfg.batch_size} per epoch "
+                f"({self.micro_per_epoch / cfg.grad_accum:g} optimizer steps) x {cfg.epochs} epochs: {steps}")
+
     # -- pieces -------------------------------------------------------------------------------------
     def micro_batches(self, start_micro: int):
         """(micro index, epoch, refs) from ``start_micro`` on, across epochs, until the steps are done."""
