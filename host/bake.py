@@ -30,6 +30,7 @@ from ..core.train.optim import OptimizerSpec
 from ..core.train.estimate import Preflight, adapter_bytes
 from ..core.train.plot import loss_plot
 from ..core.train.prompts import SamplePrompt
+from ..core.train.timeline import sample_file_name
 from ..core.train.state import load_state, save_state
 from . import live
 from .training import (HostDiffusionModel, apply_lora, gradient_checkpointing, target_layers,
@@ -68,6 +69,7 @@ class BakeResult:
     preflight: Preflight | None = None
     samples: list = field(default_factory=list)       # [H, W, 3] float arrays
     sample_files: list = field(default_factory=list)
+    sample_keys: list = field(default_factory=list)   # (step, prompt index) of each sample file
     saved_files: list = field(default_factory=list)
 
 
@@ -153,6 +155,7 @@ class _Sampler:
         self.dir = Path(folder_paths.get_output_directory()) / "kiln_samples" / _safe_name(output_name)
         self.images: list[np.ndarray] = []
         self.files: list[Path] = []
+        self.keys: list[tuple[int, int]] = []
 
     def __call__(self, step: int) -> list[Image.Image]:
         out = []
@@ -170,11 +173,12 @@ class _Sampler:
                     image = image[0]
                 pil = _to_pil(image)
                 self.dir.mkdir(parents=True, exist_ok=True)
-                path = self.dir / f"step{step:06d}_{i:02d}.png"
+                path = self.dir / sample_file_name(step, i)
                 tmp = path.with_suffix(".tmp.png")
                 pil.save(tmp)
                 tmp.replace(path)
                 self.files.append(path)
+                self.keys.append((step, i))
                 self.images.append(np.asarray(pil, dtype=np.float32) / 255.0)
                 out.append(pil)
         return out
@@ -241,11 +245,14 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
                 last_preview[0] = ("JPEG", pils[-1], 512)
                 out_dir = Path(folder_paths.get_output_directory())
                 live.samples(node_id, [{"filename": f.name, "subfolder": str(f.parent.relative_to(out_dir)),
-                                        "type": "output"} for f in sampler.files[-len(pils):]])
+                                        "type": "output", "step": k[0], "prompt": k[1]}
+                                       for f, k in zip(sampler.files[-len(pils):], sampler.keys[-len(pils):])],
+                             [p.prompt for p in sampler.spec.prompts])
 
         hooks = TrainHooks(progress=progress, check_interrupt=throw_if_interrupted,
                            interrupt_types=(interrupt_exception_type(),), save=saver,
-                           sample=sample if sampler else (lambda step: None), log=log.info)
+                           sample=sample if sampler else (lambda step: None), log=log.info,
+                           validation=lambda step, loss: live.validation(node_id, step, loss))
         trainer = Trainer(cfg, dataset, network, opt, hm, latents, hooks, validation=validation)
         log.info("Kiln: %s", trainer.plan_text(len(dataset)))
         checks: list[Preflight] = []
@@ -277,9 +284,10 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
     out_model, out_clip = apply_lora(model, clip, lora, 1.0, 1.0 if net.train_text_encoder else 0.0)
     return BakeResult(out_model, out_clip if net.train_text_encoder else clip, lora, result, preflight=checks[0] if checks else None,
                       loss_image=
-                      loss_plot(result.losses, title=f"{save.output_name} loss"),
+                      loss_plot(result.losses, title=f"{save.output_name} loss", validation=result.validation),
                       samples=list(sampler.images) if sampler else [],
-                      sample_files=list(sampler.files) if sampler else [], saved_files=list(saver.files))
+                      sample_files=list(sampler.files) if sampler else [],
+                      sample_keys=list(sampler.keys) if sampler else [], saved_files=list(saver.files))
 
 
 class _NoNetwork:

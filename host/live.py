@@ -1,15 +1,18 @@
 """Live training updates for the frontend: server-to-client messages keyed by node id, and a history
-the server keeps so a reloaded page can redraw the chart mid-run."""
+the server keeps so a reloaded page can redraw the chart, the validation line and the sample timeline
+mid-run. Also the caption editor's routes (the file work itself is core.data.caption_edit)."""
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from pathlib import Path
 
 log = logging.getLogger("kiln")
 
 EVENT = "kiln.progress"
 _MAX_POINTS = 5000
+_MAX_SAMPLES = 600   # sample refs kept per node (steps x prompts) for the timeline
 _HISTORY: dict[str, dict] = {}
 _LOCK = threading.Lock()
 _ROUTES_ADDED = False
@@ -37,7 +40,7 @@ def start(node_id: str | None, total: int, name: str) -> None:
         return
     with _LOCK:
         _HISTORY[node_id] = {"node": node_id, "name": name, "total": total, "step": 0, "epoch": 0, "eta": None,
-                             "points": [], "samples": [], "started": time.time(), "running": True}
+                             "points": [], "validation": [], "samples": [], "prompts": [], "started": time.time(), "running": True}
     _send(node_id)
 
 
@@ -55,12 +58,29 @@ def step(node_id: str | None, step_: int, total: int, loss: float, epoch: int) -
     _send(node_id, last_only=True)
 
 
-def samples(node_id: str | None, refs: list[dict]) -> None:
+def samples(node_id: str | None, refs: list[dict], prompts: list[str] | None = None) -> None:
+    """refs: this sample step's images ({filename, subfolder, type, step, prompt}); the history keeps every
+    step's, so the frontend can draw each prompt across the steps."""
     if node_id is None:
         return
     with _LOCK:
-        if node_id in _HISTORY:
-            _HISTORY[node_id]["samples"] = refs
+        h = _HISTORY.get(node_id)
+        if h is None:
+            return
+        h["samples"] = (h["samples"] + list(refs))[-_MAX_SAMPLES:]
+        if prompts is not None:
+            h["prompts"] = list(prompts)
+    _send(node_id, last_only=True)
+
+
+def validation(node_id: str | None, step_: int, loss: float) -> None:
+    if node_id is None:
+        return
+    with _LOCK:
+        h = _HISTORY.get(node_id)
+        if h is None:
+            return
+        h["validation"].append([step_, loss])
     _send(node_id, last_only=True)
 
 
@@ -75,7 +95,8 @@ def finish(node_id: str | None) -> None:
 
 def history() -> dict:
     with _LOCK:
-        return {k: dict(v, points=list(v["points"])) for k, v in _HISTORY.items()}
+        return {k: dict(v, points=list(v["points"]), samples=list(v["samples"]), validation=list(v["validation"]))
+                for k, v in _HISTORY.items()}
 
 
 def _send(node_id: str, last_only: bool = False) -> None:
@@ -85,6 +106,7 @@ def _send(node_id: str, last_only: bool = False) -> None:
     with _LOCK:
         h = dict(_HISTORY[node_id])
         h["points"] = h["points"][-1:] if last_only else list(h["points"])
+        h["samples"], h["validation"] = list(h["samples"]), list(h["validation"])
         h["append"] = last_only
     try:
         srv.send_sync(EVENT, h)
@@ -93,7 +115,8 @@ def _send(node_id: str, last_only: bool = False) -> None:
 
 
 def add_routes() -> None:
-    """GET /kiln/history: every train node's history (the chart survives a page reload)."""
+    """GET /kiln/history: every train node's history (the chart survives a page reload); the caption
+    editor's /kiln/captions routes."""
     global _ROUTES_ADDED
     srv = _server()
     if srv is None or _ROUTES_ADDED:
@@ -103,4 +126,62 @@ def add_routes() -> None:
     @srv.routes.get("/kiln/history")
     async def _history(request):
         return web.json_response(history())
+    _add_caption_routes(srv, web)
     _ROUTES_ADDED = True
+
+
+def _add_caption_routes(srv, web) -> None:
+    """The caption editor. Datasets are named as in Kiln Load Dataset (relative to the input folder) and
+    confined to it; every file stays inside its dataset folder (core.data.caption_edit checks each path)."""
+    import folder_paths
+    from ..core.data import caption_edit as ce
+
+    def root_of(dataset):
+        return ce.dataset_root(Path(folder_paths.get_input_directory()), dataset)
+
+    def refuse(exc):
+        return web.json_response({"error": str(exc)}, status=400 if isinstance(exc, ce.CaptionEditError) else 500)
+
+    @srv.routes.get("/kiln/captions")
+    async def _list(request):
+        q = request.rel_url.query
+        try:
+            return web.json_response(dict(ce.listing(root_of(q.get("dataset", "")), q.get("ext", ".txt")),
+                                          dataset=q.get("dataset", "")))
+        except (ce.CaptionEditError, OSError) as exc:
+            return refuse(exc)
+
+    @srv.routes.get("/kiln/captions/image")
+    async def _image(request):
+        q = request.rel_url.query
+        try:
+            path = ce.image_path(root_of(q.get("dataset", "")), q.get("file", ""))
+        except (ce.CaptionEditError, OSError) as exc:
+            return refuse(exc)
+        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+    @srv.routes.post("/kiln/captions/save")
+    async def _save(request):
+        try:
+            body = await request.json()
+            root = root_of(body.get("dataset", ""))
+            ext = body.get("ext", ".txt")
+            ce.image_path(root, body.get("file", ""))
+            ce.write_caption(ce.caption_path(root, body["file"], ext), str(body.get("caption", "")))
+            log.info("Kiln: caption saved for %s in %s", body["file"], root)
+            return web.json_response(dict(ce.listing(root, ext), dataset=body.get("dataset", "")))
+        except (ce.CaptionEditError, OSError, ValueError, KeyError) as exc:
+            return refuse(ce.CaptionEditError(str(exc)) if isinstance(exc, (ValueError, KeyError)) else exc)
+
+    @srv.routes.post("/kiln/captions/bulk")
+    async def _bulk(request):
+        try:
+            body = await request.json()
+            root = root_of(body.get("dataset", ""))
+            ext = body.get("ext", ".txt")
+            changed = ce.bulk_edit(root, list(body.get("files", [])), list(body.get("add", [])),
+                                   list(body.get("remove", [])), ext)
+            log.info("Kiln: tags edited on %d caption(s) in %s", len(changed), root)
+            return web.json_response(dict(ce.listing(root, ext), dataset=body.get("dataset", ""), changed=changed))
+        except (ce.CaptionEditError, OSError, ValueError) as exc:
+            return refuse(ce.CaptionEditError(str(exc)) if isinstance(exc, ValueError) else exc)

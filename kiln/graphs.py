@@ -1,4 +1,7 @@
-"""The shipped example graphs, compactly: widgets not given take the node defaults."""
+"""The shipped example graphs, compactly: widgets not given take the node defaults.
+
+Each graph is a list of nodes, then its ComfyUI groups (laid out left to right) and a Note saying what to
+change first; make_workflows places the nodes so that none overlaps another."""
 
 TINY = "kiln-tiny-sd15.safetensors"
 
@@ -13,7 +16,7 @@ TRAIN_THEN_SAMPLE = [
      "widgets": {"prompts": "kiln shapes, red circle --d 7\nkiln shapes, blue square --d 8", "width": 64, "height": 64,
                  "steps": 8, "cfg": 4.0}},
     {"id": "train", "type": "KilnTrainLora", "title": "Kiln Train LoRA (tiny demo)",
-     "widgets": {"output_name": "kiln_demo", "epochs": 1, "max_steps": 30, "seed": 0},
+     "widgets": {"output_name": "kiln_demo", "epochs": 1, "max_steps": 30, "seed": 0, "sample_every_n_steps": 10},
      "inputs": {"model": ("ckpt", 0), "clip": ("ckpt", 1), "vae": ("ckpt", 2), "dataset": ("data", 0),
                 "network": ("net", 0), "optimizer": ("opt", 0), "sample_prompts": ("prompts", 0)}},
     {"id": "save", "type": "KilnSaveLora", "widgets": {"filename": "kiln_demo"}, "inputs": {"lora": ("train", 2)}},
@@ -34,6 +37,9 @@ TRAIN_THEN_SAMPLE = [
      "inputs": {"images": ("dec_base", 0)}},
     {"id": "png_lora", "type": "SaveImage", "widgets": {"filename_prefix": "kiln_demo_lora"},
      "inputs": {"images": ("dec_lora", 0)}},
+    {"id": "timeline", "type": "KilnSampleTimeline", "widgets": {"cell_size": 96}, "inputs": {"loss": ("train", 3)}},
+    {"id": "timeline_png", "type": "SaveImage", "widgets": {"filename_prefix": "kiln_demo_timeline"},
+     "inputs": {"images": ("timeline", 0)}},
 ]
 
 
@@ -101,5 +107,53 @@ EXTRACT = [
      "inputs": {"images": ("compare", 1)}},
 ]
 
-GRAPHS = {"train_then_sample": TRAIN_THEN_SAMPLE, "tag_filter_train": TAG_FILTER_TRAIN, "resize": RESIZE,
-          "merge": MERGE, "extract": EXTRACT}
+
+def _arranged(graph: list[dict], groups: dict[str, list[str]], note: str) -> list[dict]:
+    """The graph with each node's group (and a column where the automatic one reads badly), a Note first."""
+    where = {key: name for name, keys in groups.items() for key in keys}
+    missing = [n["id"] for n in graph if n["id"] not in where]
+    if missing:
+        raise ValueError(f"nodes without a group: {missing}")
+    order = {key: i for i, key in enumerate(k for keys in groups.values() for k in keys)}
+    placed = sorted(graph, key=lambda n: order[n["id"]])
+    return [{"id": "note", "type": "Note", "title": "Start here", "text": note, "size": (360, 230)}] + \
+        [dict(n, group=where[n["id"]]) for n in placed]
+
+
+RESULT = "Check the result"
+TRAIN_NOTE = ("Change first:\n"
+              "1. Load Checkpoint: your base model.\n"
+              "2. Kiln Load Dataset: path = your folder in ComfyUI's input folder (N_name subfolders, "
+              "N = repeats), resolution 512 (SD1.5) or 1024 (SDXL/Flux).\n"
+              "3. Kiln Train LoRA: output_name, and epochs (or max_steps).\n"
+              "4. Kiln Sample Prompts: a prompt with your trigger word.\n"
+              "Then Queue. The Train node shows the loss and the samples over time; "
+              "'Edit captions' on the dataset node opens the caption editor.")
+
+GRAPHS = {
+    "train_then_sample": _arranged(TRAIN_THEN_SAMPLE, {
+        "Dataset": ["data"], "Network and optimizer": ["net", "opt"],
+        "Train": ["ckpt", "prompts", "train", "save"],
+        RESULT: ["loss_png", "timeline", "timeline_png", "pos", "neg", "latent", "ks_base", "ks_lora",
+                 "dec_base", "dec_lora", "png_base", "png_lora"]}, TRAIN_NOTE),
+    "tag_filter_train": _arranged(TAG_FILTER_TRAIN, {
+        "Dataset": ["data", "tagger", "filter", "preview", "freq_png"], "Network and optimizer": ["net", "opt"],
+        "Train": ["ckpt", "train", "save"], RESULT: ["loss_png"]},
+        "Change first:\n1. Kiln Load Dataset: your folder.\n2. Kiln Tagger: the tagger model and thresholds.\n"
+        "3. Kiln Tag Filter: tags to remove, your trigger word.\n4. Kiln Train LoRA: output_name, epochs.\n"
+        "Check the tag frequency chart before a long run."),
+    "resize": _arranged(RESIZE, {"LoRA": ["load"], "Resize and save": ["resize", "save"],
+                                 RESULT: ["inspect", "norms_png"]},
+                        "Change first:\n1. Kiln Load LoRA: the LoRA to shrink.\n2. Kiln Resize LoRA: method "
+                        "(fixed rank, or sv_fro / sv_ratio / sv_cumulative for a per-layer rank) and its value.\n"
+                        "3. Kiln Save LoRA: the new file name."),
+    "merge": _arranged(MERGE, {"LoRAs": ["load", "resize"], "Merge and save": ["merge", "save"],
+                               RESULT: ["compare", "compare_png"]},
+                       "Change first:\n1. The two Kiln Load LoRA / LoRA inputs.\n2. Kiln Merge LoRAs: the "
+                       "weights, and rank (0 keeps the exact sum).\n3. Kiln Save LoRA: the file name."),
+    "extract": _arranged(EXTRACT, {"Models": ["ckpt", "lora"], "Extract and save": ["extract", "save"],
+                                   RESULT: ["original", "compare", "compare_png"]},
+                         "Change first:\n1. Load Checkpoint: the base model (model B).\n2. The tuned model "
+                         "(model A): here the base plus a LoRA; use your fine-tuned checkpoint instead.\n"
+                         "3. Kiln Extract LoRA: rank (fixed) or a dynamic method.\n4. Kiln Save LoRA: the name."),
+}

@@ -22,20 +22,117 @@ def _default(spec):
     return {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}.get(kind)
 
 
+NOTE_TYPES = {"Note", "MarkdownNote"}
+GAP = 60            # between nodes, and between a group's frame and its nodes
+TITLE = 40          # a node's title bar sits above its pos; a group's title inside its frame
+GROUP_COLORS = ["#3f789e", "#8A8", "#b58b2a", "#a1309b", "#88A"]
+
+
+def node_size(n: dict, types: dict, widgets: list, inputs: list, outputs: list) -> tuple[int, int]:
+    """A size at least as big as the frontend draws the node, so the laid-out boxes never overlap.
+
+    The frontend grows a node to fit its widgets (about 24 px each, more for a multiline text box) and its
+    slots (about 20 px each); image previews and Kiln's DOM widgets (live chart, sample timeline) are drawn
+    inside the node's box, so nodes that show them get room for them here."""
+    multiline = sum(1 for s in ("required", "optional") for spec in (types.get(s) or {}).values()
+                    if len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("multiline"))
+    slots = max(len([i for i in inputs if "widget" not in i]), len(outputs))
+    height = 20 * slots + 26 * len(widgets) + 90 * multiline + 20
+    width = 360
+    extra = {"KilnTrainLora": (460, 520), "SaveImage": (340, 300), "PreviewImage": (340, 300),
+             "KilnDatasetPreview": (360, 260), "KilnSampleTimeline": (360, 300)}
+    if n["type"] in extra:
+        width, room = extra[n["type"]]
+        height += room
+    if n["type"].startswith("Kiln") and n["type"] in ("KilnTagFrequency", "KilnTagFilter", "KilnInspectLora",
+                                                      "KilnCompareLoras", "KilnTagger"):
+        height += 140   # their text output is shown in the node
+    return width, height
+
+
+def _note(node_id: int, n: dict, order: int) -> dict:
+    """A frontend-only Note node (the executor never sees it: core.workflow skips it)."""
+    return {"id": node_id, "type": n["type"], "pos": [0, 0], "size": list(n.get("size", (360, 200))), "flags": {},
+            "order": order, "mode": 0, "inputs": [], "outputs": [], "properties": {},
+            "widgets_values": [n["text"]], "color": "#432", "bgcolor": "#653",
+            **({"title": n["title"]} if n.get("title") else {})}
+
+
+def layout(graph: list[dict], nodes: list[dict], ids: dict) -> list[dict]:
+    """Place nodes in ComfyUI groups, one group after another from left to right in graph order.
+
+    Inside a group, nodes stand in sub-columns by their depth among the group's own nodes (a node right
+    of what it reads) and are stacked by their real height. Notes go on top of the first column. Returns
+    the UI-format groups; sets each node's pos."""
+    by_key = {n["id"]: node for n, node in zip(graph, nodes)}
+    order: list[str] = []
+    members: dict[str, list[dict]] = {}
+    for n in graph:
+        if n["type"] in NOTE_TYPES:
+            continue
+        name = n.get("group", "Graph")
+        if name not in members:
+            order.append(name)
+            members[name] = []
+        members[name].append(n)
+    notes = [n for n in graph if n["type"] in NOTE_TYPES]
+    x, top = 40, 40
+    y_notes = top
+    for n in notes:
+        node = by_key[n["id"]]
+        node["pos"] = [x + GAP, y_notes + TITLE]
+        y_notes += TITLE + node["size"][1] + GAP
+    groups = []
+    for gi, name in enumerate(order):
+        inside = {n["id"] for n in members[name]}
+        local: dict[str, int] = {}
+
+        def depth(key):
+            if key not in local:
+                n = next(m for m in members[name] if m["id"] == key)
+                local[key] = 1 + max([depth(src) for src, _ in n.get("inputs", {}).values() if src in inside]
+                                     or [-1])
+            return local[key]
+        cols: dict[int, list[dict]] = {}
+        for n in members[name]:
+            cols.setdefault(depth(n["id"]), []).append(by_key[n["id"]])
+        y0 = y_notes if gi == 0 and notes else top
+        gx, width, bottom = x, 0, y0
+        for c in sorted(cols):
+            cy = y0 + TITLE + GAP // 2
+            col_w = max(node["size"][0] for node in cols[c])
+            for node in cols[c]:
+                node["pos"] = [gx + GAP // 2, cy + TITLE]
+                cy += TITLE + node["size"][1] + GAP // 2
+            bottom = max(bottom, cy)
+            gx += col_w + GAP // 2
+        width = gx - x + GAP // 2
+        groups.append({"id": gi + 1, "title": name, "bounding": [x, y0, width, bottom - y0 + GAP // 2],
+                       "color": GROUP_COLORS[gi % len(GROUP_COLORS)], "font_size": 24, "flags": {}})
+        x += width + GAP
+    return groups
+
+
+def overlaps(boxes: list[tuple[str, float, float, float, float]]) -> list[tuple[str, str]]:
+    """Pairs of (name, x, y, w, h) boxes that intersect (touching edges do not count)."""
+    out = []
+    for i, (a, ax, ay, aw, ah) in enumerate(boxes):
+        for b, bx, by, bw, bh in boxes[i + 1:]:
+            if ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah:
+                out.append((a, b))
+    return out
+
+
+def node_boxes(ui: dict) -> list[tuple[str, float, float, float, float]]:
+    """Each node's box as the frontend draws it: pos is the body's corner, the title bar sits above it."""
+    return [(f"{n['id']}:{n.get('title', n['type'])}", n["pos"][0], n["pos"][1] - TITLE + 10, n["size"][0],
+             n["size"][1] + TITLE - 10) for n in ui["nodes"]]
+
+
 def to_ui(graph: list[dict], node_classes: dict) -> dict:
     """graph: [{"id": key, "type": class, "widgets": {...}, "inputs": {name: (src_key, slot)}, "title": str}]"""
     from kiln_pack.core.workflow import _has_control_widget, _is_widget
     ids = {n["id"]: i + 1 for i, n in enumerate(graph)}
-    depth: dict[str, int] = {}
-
-    def level(key):
-        if key not in depth:
-            node = next(n for n in graph if n["id"] == key)
-            depth[key] = 1 + max([level(src) for src, _ in node.get("inputs", {}).values()] or [-1])
-        return depth[key]
-    for n in graph:
-        level(n["id"])
-    rows: dict[int, int] = {}
     links, nodes = [], []
     out_links: dict[tuple[str, int], list[int]] = {}
     for n in graph:
@@ -43,6 +140,9 @@ def to_ui(graph: list[dict], node_classes: dict) -> dict:
             links.append([len(links) + 1, ids[src], slot, ids[n["id"]], None, None, name])
             out_links.setdefault((src, slot), []).append(len(links))
     for order, n in enumerate(graph):
+        if n["type"] in NOTE_TYPES:
+            nodes.append(_note(ids[n["id"]], n, order))
+            continue
         cls = node_classes[n["type"]]
         types = cls.INPUT_TYPES()
         widgets, inputs = [], []
@@ -70,21 +170,17 @@ def to_ui(graph: list[dict], node_classes: dict) -> dict:
         outputs = [{"name": (getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES)[i], "type": t,
                     "links": out_links.get((n["id"], i), []), "slot_index": i}
                    for i, t in enumerate(cls.RETURN_TYPES)]
-        col = depth[n["id"]]
-        # Stack nodes in their column by height (the live chart adds room on the Train node).
-        height = 40 + 24 * (len(widgets) + len(inputs) + len(outputs)) + (260 if n["type"] == "KilnTrainLora" else 0)
-        y = rows.get(col, 40)
-        rows[col] = y + height + 50
-        nodes.append({"id": ids[n["id"]], "type": n["type"], "pos": [40 + 400 * col, y],
-                      "size": [360, height], "flags": {}, "order": order, "mode": 0,
+        nodes.append({"id": ids[n["id"]], "type": n["type"], "pos": [0, 0],
+                      "size": list(node_size(n, types, widgets, inputs, outputs)), "flags": {}, "order": order, "mode": 0,
                       "inputs": inputs, "outputs": outputs,
                       "properties": {"Node name for S&R": n["type"]}, "widgets_values": widgets,
                       **({"title": n["title"]} if n.get("title") else {})})
+    groups = layout(graph, nodes, ids)
     for l in links:
         del l[6]
     return {"id": "00000000-0000-4000-8000-00000000" + f"{abs(hash(json.dumps(graph, sort_keys=True))) % 10**4:04d}",
             "revision": 0, "last_node_id": len(nodes), "last_link_id": len(links), "nodes": nodes, "links": links,
-            "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
+            "groups": groups, "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
 
 
 def main() -> int:

@@ -150,7 +150,11 @@ class KilnTrainLora:
         r = result.result
         losses = {"steps": [s for s, _ in r.losses], "loss": [v for _, v in r.losses],
                   "probe_start": r.probe_start, "probe_end": r.probe_end, "seconds": r.seconds,
-                  "validation": [list(v) for v in r.validation]}
+                  "validation": [list(v) for v in r.validation],
+                  # Where each sample image is, so Kiln Sample Timeline can draw prompts across steps.
+                  "samples": [{"step": k[0], "prompt": k[1], "file": str(f)}
+                              for f, k in zip(result.sample_files, result.sample_keys)],
+                  "prompts": [p.prompt for p in sample_prompts.prompts] if sample_prompts else []}
         plot = torch.from_numpy(result.loss_image)[None]
         ui_images = [_ui_image(result.loss_image, "kiln_loss")] + [_ui_image(s, "kiln_sample") for s in result.samples[-4:]]
         return {"ui": {"images": ui_images, "kiln_loss": [losses]},
@@ -228,12 +232,38 @@ class KilnLossPlot:
 
     def plot(self, loss, title):
         from ..core.train.plot import loss_plot
-        return (torch.from_numpy(loss_plot(list(zip(loss["steps"], loss["loss"])), title=title))[None],)
+        return (torch.from_numpy(loss_plot(list(zip(loss["steps"], loss["loss"])), title=title,
+                                           validation=loss.get("validation")))[None],)
 
 
-NODE_CLASS_MAPPINGS = {"KilnTrainLora": KilnTrainLora, "KilnTrainingObjective": KilnTrainingObjective,
+class KilnSampleTimeline:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"loss": ("KILN_LOSS", {"tooltip": "The Train node's loss output (it lists the samples taken while training)."}),
+                             "max_columns": ("INT", {"default": 12, "min": 2, "max": 64, "tooltip": "Most sample steps shown (the first and the latest ones)."}),
+                             "cell_size": ("INT", {"default": 160, "min": 32, "max": 1024, "step": 8, "tooltip": "Pixel size of each sample in the grid."})}}
+
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("timeline",)
+    OUTPUT_TOOLTIPS = ("One row per sample prompt, one column per sample step, labelled: wire it to Save Image.",)
+    FUNCTION = "draw"
+    CATEGORY = "Kiln/Training"
+    DESCRIPTION = "Samples over time: each sample prompt's images across the training steps, as one image."
+
+    def draw(self, loss, max_columns, cell_size):
+        from ..core.train.timeline import load_entries, timeline_image
+        entries = load_entries(loss.get("samples", []))
+        if loss.get("samples") and not entries:
+            log.warning("Kiln Sample Timeline: none of the %d sample files exist any more (output folder cleaned?)",
+                        len(loss["samples"]))
+        image = timeline_image(entries, loss.get("prompts", []), cell=cell_size, max_columns=max_columns)
+        return (torch.from_numpy(image)[None],)
+
+
+NODE_CLASS_MAPPINGS = {"KilnSampleTimeline": KilnSampleTimeline, "KilnTrainLora": KilnTrainLora, "KilnTrainingObjective": KilnTrainingObjective,
                        "KilnSamplePrompts": KilnSamplePrompts, "KilnSaveLora": KilnSaveLora,
                        "KilnApplyLora": KilnApplyLora, "KilnLossPlot": KilnLossPlot}
 NODE_DISPLAY_NAME_MAPPINGS = {"KilnTrainLora": "Kiln Train LoRA", "KilnTrainingObjective": "Kiln Training Objective",
                               "KilnSamplePrompts": "Kiln Sample Prompts", "KilnSaveLora": "Kiln Save LoRA",
-                              "KilnApplyLora": "Kiln Apply LoRA", "KilnLossPlot": "Kiln Loss Plot"}
+                              "KilnApplyLora": "Kiln Apply LoRA", "KilnLossPlot": "Kiln Loss Plot",
+                              "KilnSampleTimeline": "Kiln Sample Timeline"}

@@ -60,6 +60,23 @@ def test_extract_recovers_the_demo_lora(demo_lora):
     assert rows and min(r.cosine for r in rows) > 0.99, min(r.cosine for r in rows)
 
 
+def test_train_then_sample_saves_the_sample_timeline(demo_lora, host):
+    """The Sample Timeline node's image reaches Save Image headless: two prompt rows, one column per sample
+    step (every 10 of 30 steps), each cell holding a sample."""
+    import numpy as np
+    from PIL import Image
+    files = sorted(host.output_dir().glob("kiln_demo_timeline*.png"))
+    assert files, "train_then_sample saved no timeline image"
+    img = np.asarray(Image.open(files[-1]).convert("RGB"), dtype=np.float32) / 255
+    cell, pad, label_w, head_h = 96, 4, 150, 22
+    assert img.shape == (head_h + 2 * (cell + pad) + pad, label_w + 3 * (cell + pad) + pad, 3)
+    for row in range(2):
+        for col in range(3):
+            y, x = head_h + pad + row * (cell + pad), label_w + pad + col * (cell + pad)
+            tile = img[y:y + cell, x:x + cell]
+            assert np.abs(tile - np.array([17, 17, 17]) / 255).max() > 0.1, (row, col)   # not the empty cell
+
+
 def test_shipped_workflows_match_the_current_nodes(host):
     """Widget values are positional in UI-format files: a node that gains an input must regenerate them
     (python -m kiln.make_workflows), or the files would feed values to the wrong inputs."""

@@ -58,6 +58,7 @@ class TrainHooks:
     save: Callable[[int, bool], None] = lambda step, final: None   # write LoRA + state for this step
     sample: Callable[[int], None] = lambda step: None
     first_micro: Callable[[float], None] = lambda seconds: None    # timing of the first micro-batch (pre-flight)
+    validation: Callable[[int, float], None] = lambda step, loss: None   # a held-out loss, for the live chart
     log: Callable[[str], None] = print
 
 
@@ -307,6 +308,7 @@ class Trainer:
                     with self.evaluation_weights():
                         val = self.probe_loss(len(self.validation), self.validation)
                     validation.append((step, val))
+                    hooks.validation(step, val)
                     hooks.log(f"Kiln: step {step} validation loss {val:.4f}")
                 if cfg.sample_every_n_steps and step % cfg.sample_every_n_steps == 0:
                     self.network.eval()

@@ -14,8 +14,10 @@ def smooth(values: list[float], beta: float = 0.9) -> list[float]:
     return out
 
 
-def loss_plot(points: list[tuple[int, float]], width: int = 640, height: int = 360, title: str = "loss") -> np.ndarray:
-    """[H, W, 3] float32 in 0..1."""
+def loss_plot(points: list[tuple[int, float]], width: int = 640, height: int = 360, title: str = "loss",
+              validation: list[tuple[int, float]] | None = None) -> np.ndarray:
+    """[H, W, 3] float32 in 0..1. validation: held-out losses, drawn as a second (orange) line."""
+    validation = [tuple(v) for v in (validation or [])]
     img = Image.new("RGB", (width, height), (255, 255, 255))
     d = ImageDraw.Draw(img)
     left, right, top, bottom = 60, width - 20, 30, height - 40
@@ -24,10 +26,10 @@ def loss_plot(points: list[tuple[int, float]], width: int = 640, height: int = 3
     if points:
         steps = [p[0] for p in points]
         vals = [p[1] for p in points]
-        lo, hi = min(vals), max(vals)
+        lo, hi = min(vals + [v for _, v in validation]), max(vals + [v for _, v in validation])
         if hi - lo < 1e-12:
             lo, hi = lo - 0.5, hi + 0.5
-        s0, s1 = min(steps), max(steps)
+        s0, s1 = min(steps + [s for s, _ in validation]), max(steps + [s for s, _ in validation])
         span = max(1, s1 - s0)
 
         def xy(s, v):
@@ -38,6 +40,14 @@ def loss_plot(points: list[tuple[int, float]], width: int = 640, height: int = 3
         else:
             x, y = xy(s0, vals[0])
             d.ellipse((x - 3, y - 3, x + 3, y + 3), fill=(20, 90, 200))
+        if validation:
+            if len(validation) > 1:
+                d.line([xy(s, v) for s, v in validation], fill=(230, 120, 20), width=2)
+            for s, v in validation:
+                x, y = xy(s, v)
+                d.ellipse((x - 3, y - 3, x + 3, y + 3), fill=(230, 120, 20))
+            d.text((right - 170, 8), "train (smoothed)", fill=(20, 90, 200))
+            d.text((right - 60, 8), "validation", fill=(230, 120, 20))
         for frac in (0.0, 0.5, 1.0):
             v = lo + (hi - lo) * frac
             y = bottom - (bottom - top) * frac
