@@ -1,73 +1,201 @@
 #!/usr/bin/env bash
 # Set up everything Kiln needs on a fresh machine, then run the demo or the tests.
 #   bash scripts/kiln.sh demo    build the tiny model + image set, train-then-sample through ComfyUI
-#   bash scripts/kiln.sh test    the test suite (host tests run when ComfyUI is found)
-# The host: $COMFYUI_PATH, else ~/ComfyUI, else the ComfyUI holding this pack in custom_nodes/.
+#   bash scripts/kiln.sh test    the test suite against the host(s)
+#
+# The host: $COMFYUI_PATH, else ~/ComfyUI, else the ComfyUI holding this pack in custom_nodes/. Where there
+# is none, Kiln gets its own into .cache/hosts/: unpacked from $KILN_HOST_ARCHIVE or the archives in
+# ../shared/hosts/, else `git clone` of ComfyUI at the tested commit. A user's ComfyUI is never modified; its
+# packages are installed into Kiln's own virtual environment (.venv), not into ComfyUI's Python.
+#
+# `test` with a found ComfyUI runs the whole suite against it. With Kiln's own hosts it runs the whole suite
+# against the newest (2026-07 main) and the host tests (pytest -m host) against every older one (2025-10),
+# each in its own virtual environment, and prints each part's host and counts. KILN_REQUIRE_HOST=1 (set by
+# this script) turns any skipped host test into a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-test}"; shift || true
 
 py="${PYTHON:-python3}"
-venv="${KILN_VENV:-.venv}"
+cache="${KILN_CACHE:-.cache}"
+shared_hosts="${KILN_SHARED_HOSTS:-../shared/hosts}"
+# The ComfyUI commit Kiln is tested against (the 2026-07-21 archive), for machines with internet but no archive.
+tested_commit="d0fec2ef7e7086533fde261de3fdb88289bdca9e"
+comfyui_repo="${KILN_COMFYUI_REPO:-https://github.com/comfyanonymous/ComfyUI}"
 
-find_host() {
-  if [ -n "${COMFYUI_PATH:-}" ]; then echo "$COMFYUI_PATH"; return; fi
+say() { echo "kiln: $*"; }
+die() { echo "kiln: $*" >&2; exit 2; }
+
+user_host() {
+  if [ -n "${COMFYUI_PATH:-}" ]; then
+    [ -f "$COMFYUI_PATH/comfy/model_management.py" ] \
+      || die "COMFYUI_PATH=$COMFYUI_PATH is not a ComfyUI folder (no comfy/model_management.py); point it at the folder holding main.py, or unset it to let Kiln fetch its own host."
+    (cd "$COMFYUI_PATH" && pwd); return
+  fi
   if [ -f "$HOME/ComfyUI/comfy/model_management.py" ]; then echo "$HOME/ComfyUI"; return; fi
   if [ "$(basename "$(dirname "$PWD")")" = "custom_nodes" ] && [ -f "../../comfy/model_management.py" ]; then
     (cd ../.. && pwd); return
   fi
   echo ""
 }
-host="$(find_host)"
 
-if [ ! -x "$venv/bin/python" ]; then
-  echo "kiln: creating the virtual environment $venv"
-  "$py" -m venv "$venv"
-fi
-vpy="$venv/bin/python"
-stamp="$venv/.kiln-setup"
-want="$(cat requirements.txt scripts/kiln.sh requirements-dev.txt 2>/dev/null | sha256sum | cut -c1-16)-${host:+host}"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "kiln: installing packages (torch 2.14.1 / torchvision 0.29.1, the host's requirements, Kiln's)"
-  "$vpy" -m pip install -q --upgrade pip >/dev/null
-  "$vpy" -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-  if [ -n "$host" ] && [ -f "$host/requirements.txt" ]; then
-    grep -v -E '^\s*(torch|torchvision|torchaudio)\s*($|[<>=!~;])' "$host/requirements.txt" > "$venv/host-requirements.txt"
-    "$vpy" -m pip install -q -r "$venv/host-requirements.txt" requests
+# The archives to use, newest first (archive names sort by date: comfyui-YYYY-MM-DD-<commit>.tar.gz).
+host_archives() {
+  if [ -n "${KILN_HOST_ARCHIVE:-}" ]; then
+    [ -f "$KILN_HOST_ARCHIVE" ] || die "KILN_HOST_ARCHIVE=$KILN_HOST_ARCHIVE does not exist."
+    echo "$KILN_HOST_ARCHIVE"; return
   fi
-  "$vpy" -m pip install -q -r requirements.txt -r requirements-dev.txt
-  echo "$want" > "$stamp"
-fi
+  ls -1 "$shared_hosts"/comfyui-*.tar.gz 2>/dev/null | sort -r || true
+}
+
+# Unpack an archive into the cache (once) and print the ComfyUI folder.
+unpack_host() {
+  local archive="$1" id dest
+  id="$(basename "$archive" .tar.gz)"; id="${id#comfyui-}"
+  dest="$cache/hosts/$id"
+  if [ ! -f "$dest/ComfyUI/comfy/model_management.py" ]; then
+    echo "kiln: unpacking $archive into $dest" >&2
+    rm -rf "$dest.partial" && mkdir -p "$dest.partial"
+    tar -xzf "$archive" -C "$dest.partial"
+    [ -f "$dest.partial/ComfyUI/comfy/model_management.py" ] || die "$archive does not unpack to a ComfyUI/ folder."
+    rm -rf "$dest" && mv "$dest.partial" "$dest"
+  fi
+  (cd "$dest/ComfyUI" && pwd)
+}
+
+clone_host() {
+  local dest="$cache/hosts/git-${tested_commit:0:8}"
+  if [ ! -f "$dest/ComfyUI/comfy/model_management.py" ]; then
+    command -v git >/dev/null 2>&1 || die "no ComfyUI found and no git to fetch one: install ComfyUI and set COMFYUI_PATH."
+    echo "kiln: no ComfyUI found; cloning ComfyUI at the tested commit ${tested_commit:0:8} into $dest" >&2
+    rm -rf "$dest" && mkdir -p "$dest/ComfyUI"
+    if ! (cd "$dest/ComfyUI" && git init -q && git fetch -q --depth 1 "$comfyui_repo" "$tested_commit" \
+          && git checkout -q FETCH_HEAD) >&2; then
+      rm -rf "$dest"
+      die "ComfyUI not found and could not be fetched: set COMFYUI_PATH to your ComfyUI folder, put a ComfyUI source archive at \$KILN_HOST_ARCHIVE (see ../shared/hosts/README.md), or allow git access to $comfyui_repo."
+    fi
+  fi
+  (cd "$dest/ComfyUI" && pwd)
+}
+
+# Create/refresh a virtual environment for one host: torch, the host's requirements, Kiln's. Prints its python.
+setup_venv() {
+  local venv="$1" host="$2" vpy stamp want
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "kiln: creating the virtual environment $venv" >&2
+    "$py" -m venv "$venv"
+  fi
+  vpy="$venv/bin/python"
+  stamp="$venv/.kiln-setup"
+  want="$(cat requirements.txt requirements-dev.txt scripts/kiln.sh "$host/requirements.txt" 2>/dev/null | sha256sum | cut -c1-16)"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "kiln: installing packages into $venv (torch 2.14.1 / torchvision 0.29.1, torchaudio, ComfyUI's requirements, Kiln's)" >&2
+    "$vpy" -m pip install -q --upgrade pip >&2
+    "$vpy" -m pip install -q "torch==2.14.1" "torchvision==0.29.1" >&2
+    # torch/torchvision are pinned above; torchaudio (imported by the 2026 host at start-up) has no release
+    # for torch 2.14.1, and the registry's newest, 2.11.1, imports beside it when installed without deps.
+    grep -v -E '^\s*(torch|torchvision|torchaudio)\s*($|[<>=!~;])' "$host/requirements.txt" > "$venv/host-requirements.txt"
+    "$vpy" -m pip install -q -r "$venv/host-requirements.txt" requests >&2
+    "$vpy" -m pip install -q --no-deps "torchaudio==2.11.1" >&2
+    "$vpy" -m pip install -q -r requirements.txt -r requirements-dev.txt >&2
+    echo "$want" > "$stamp"
+  fi
+  echo "$vpy"
+}
+
+ensure_chromium() {
+  command -v chromium >/dev/null 2>&1 && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing Debian's chromium for the browser test"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+      || say "could not install chromium; the browser test cannot run"
+  else
+    say "chromium is not installed (apt-get install chromium); the browser test cannot run"
+  fi
+}
+
+# Kiln's own hosts, newest first: fills the arrays own_paths and own_ids (all of them, or only the newest).
+own_paths=(); own_ids=()
+get_own_hosts() {
+  local which="$1" a id
+  local -a archives
+  mapfile -t archives < <(host_archives)
+  if [ "${#archives[@]}" -gt 0 ]; then
+    [ "$which" = newest ] && archives=("${archives[0]}")
+    for a in "${archives[@]}"; do
+      id="$(basename "$a" .tar.gz)"; id="${id#comfyui-}"
+      own_paths+=("$(unpack_host "$a")"); own_ids+=("$id")
+    done
+  else
+    own_paths+=("$(clone_host)"); own_ids+=("git-${tested_commit:0:8}")
+  fi
+}
+
+# Run pytest for one host; prints its closing line and records it in $summary.
+summary=""
+failed=0
+run_suite() {
+  local label="$1" vpy="$2" host="$3"; shift 3
+  say "running tests against ComfyUI $label at $host ${*:+(pytest $*)}"
+  local log; log="$(mktemp)"
+  set +e
+  COMFYUI_PATH="$host" KILN_REQUIRE_HOST=1 "$vpy" -m pytest tests -q -p no:cacheprovider "$@" 2>&1 | tee "$log"
+  local code=${PIPESTATUS[0]}
+  set -e
+  local line; line="$(grep -E '^(=+ )?[0-9]+ (passed|failed|error)' "$log" | tail -n 1 | sed -E 's/^=+ //; s/ =+$//')"
+  rm -f "$log"
+  if [ "$code" = 5 ]; then line="no tests were collected"; code=1; fi
+  summary+="kiln: ComfyUI $label: ${line:-no result line} (exit $code)"$'\n'
+  if [ "$code" != 0 ]; then failed=1; fi
+  totals+="$line"$'\n'
+}
+
+totals=""
+print_totals() {
+  # One plain closing line over every part: "N passed, N failed".
+  local p f s
+  p=$(grep -oE '[0-9]+ passed' <<< "$totals" | awk '{s+=$1} END {print s+0}')
+  f=$(grep -oE '[0-9]+ (failed|error|errors)' <<< "$totals" | awk '{s+=$1} END {print s+0}')
+  s=$(grep -oE '[0-9]+ skipped' <<< "$totals" | awk '{s+=$1} END {print s+0}')
+  printf '%s' "$summary"
+  if [ "$failed" != 0 ] && [ "$f" = 0 ]; then f=1; fi
+  echo "total: $p passed, $f failed, $s skipped"
+}
+
+# KILN_OWN_HOSTS=1 (CI) skips the user's ComfyUI and tests Kiln's own copies of the supported hosts.
+host=""
+[ "${KILN_OWN_HOSTS:-}" = 1 ] || host="$(user_host)"
 
 case "$what" in
   demo)
-    if [ -z "$host" ]; then
-      echo "kiln: ComfyUI not found (set COMFYUI_PATH or clone ComfyUI to ~/ComfyUI); the demo needs it." >&2
-      exit 2
-    fi
-    exec "$vpy" -m kiln demo "$@" ;;
-  test)
-    # The real-browser test drives Debian's Chromium (no browser download); install it where we can.
-    if [ -n "$host" ] && ! command -v chromium >/dev/null 2>&1; then
-      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "kiln: installing Debian's chromium for the browser test"
-        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
-          || echo "kiln: could not install chromium; the browser test will say it is skipped"
-      else
-        echo "kiln: chromium is not installed (apt-get install chromium); the browser test will be skipped"
-      fi
-    fi
-    if [ -z "$host" ]; then
-      echo "kiln: HOST TESTS SKIPPED: ComfyUI not found at \$COMFYUI_PATH or ~/ComfyUI; only host-free tests run."
+    if [ -n "$host" ]; then
+      vpy="$(setup_venv "${KILN_VENV:-.venv}" "$host")"
     else
-      echo "kiln: host tests use ComfyUI at $host"
+      get_own_hosts newest
+      host="${own_paths[0]}"; id="${own_ids[0]}"
+      say "no ComfyUI of yours found; using Kiln's own ComfyUI $id at $host"
+      vpy="$(setup_venv "${KILN_VENV:-$cache/venv-$id}" "$host")"
     fi
-    set +e
-    "$vpy" -m pytest tests -q -p no:cacheprovider "$@"
-    code=$?
-    set -e
-    if [ "$code" = 5 ]; then echo "kiln: no tests were collected"; exit 1; fi
-    exit "$code" ;;
+    COMFYUI_PATH="$host" exec "$vpy" -m kiln demo "$@" ;;
+  test)
+    ensure_chromium
+    if [ -n "$host" ]; then
+      vpy="$(setup_venv "${KILN_VENV:-.venv}" "$host")"
+      run_suite "(yours)" "$vpy" "$host" "$@"
+    else
+      get_own_hosts all
+      for i in "${!own_paths[@]}"; do
+        h="${own_paths[$i]}"; id="${own_ids[$i]}"
+        vpy="$(setup_venv "$cache/venv-$id" "$h")"
+        if [ "$i" = 0 ]; then
+          run_suite "$id (whole suite)" "$vpy" "$h" "$@" < /dev/null
+        else
+          run_suite "$id (host tests)" "$vpy" "$h" -m host "$@" < /dev/null
+        fi
+      done
+    fi
+    print_totals
+    exit "$failed" ;;
   *)
     echo "usage: bash scripts/kiln.sh demo|test [args]" >&2; exit 2 ;;
 esac

@@ -1,4 +1,5 @@
 """Shared fixtures. Host tests use the real ComfyUI (found like the pack finds it) and skip cleanly without it."""
+import os
 import sys
 from pathlib import Path
 
@@ -38,3 +39,35 @@ def tiny_assets(host):
     """A tiny SD1.5-family checkpoint (built once per cache dir) and the tiny captioned image set."""
     from kiln_pack.host import fixtures
     return fixtures.ensure_demo_assets(REPO / ".cache" / "test-assets")
+
+
+# --- Host tests: marked, and required where the set-up script provided a host -------------------------------
+# `pytest -m host` runs only the tests that use the real ComfyUI (kiln.sh runs them against every older host).
+# With KILN_REQUIRE_HOST=1 (set by scripts/kiln.sh, so by CI) a host test that skips is a failure: CI must
+# never pass on a suite whose host half did not run.
+REQUIRE_HOST = os.environ.get("KILN_REQUIRE_HOST") == "1"
+_HOST_SKIPS: list[str] = []
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "host: uses the real ComfyUI host (the `host` fixture)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "host" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.host)
+    if REQUIRE_HOST and HOST_ROOT is None:
+        raise pytest.UsageError(f"KILN_REQUIRE_HOST=1 but no host: {HOST_MISSING}")
+
+
+def pytest_runtest_logreport(report):
+    if REQUIRE_HOST and report.skipped and "host" in report.keywords:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _HOST_SKIPS.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _HOST_SKIPS:
+        print("\nkiln: host tests were skipped while KILN_REQUIRE_HOST=1 (a failure):\n  " + "\n  ".join(_HOST_SKIPS))
+        session.exitstatus = 1
