@@ -78,6 +78,16 @@ clone_host() {
   (cd "$dest/ComfyUI" && pwd)
 }
 
+# pip install, quietly: this machine's pip.conf warns about every local index path it does not have.
+pip_install() {
+  local vpy="$1" out; shift
+  if ! out="$("$vpy" -m pip install -q "$@" 2>&1)"; then
+    printf '%s\n' "$out" | grep -v '^WARNING: Location' >&2
+    die "pip install $* failed (see above)"
+  fi
+  printf '%s\n' "$out" | grep -v -e '^WARNING: Location' -e '^$' >&2 || true
+}
+
 # Create/refresh a virtual environment for one host: torch, the host's requirements, Kiln's. Prints its python.
 setup_venv() {
   local venv="$1" host="$2" vpy stamp want
@@ -90,14 +100,14 @@ setup_venv() {
   want="$(cat requirements.txt requirements-dev.txt scripts/kiln.sh "$host/requirements.txt" 2>/dev/null | sha256sum | cut -c1-16)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "kiln: installing packages into $venv (torch 2.14.1 / torchvision 0.29.1, torchaudio, ComfyUI's requirements, Kiln's)" >&2
-    "$vpy" -m pip install -q --upgrade pip >&2
-    "$vpy" -m pip install -q "torch==2.14.1" "torchvision==0.29.1" >&2
+    pip_install "$vpy" --upgrade pip
+    pip_install "$vpy" "torch==2.14.1" "torchvision==0.29.1"
     # torch/torchvision are pinned above; torchaudio (imported by the 2026 host at start-up) has no release
     # for torch 2.14.1, and the registry's newest, 2.11.1, imports beside it when installed without deps.
     grep -v -E '^\s*(torch|torchvision|torchaudio)\s*($|[<>=!~;])' "$host/requirements.txt" > "$venv/host-requirements.txt"
-    "$vpy" -m pip install -q -r "$venv/host-requirements.txt" requests >&2
-    "$vpy" -m pip install -q --no-deps "torchaudio==2.11.1" >&2
-    "$vpy" -m pip install -q -r requirements.txt -r requirements-dev.txt >&2
+    pip_install "$vpy" -r "$venv/host-requirements.txt" requests
+    pip_install "$vpy" --no-deps "torchaudio==2.11.1"
+    pip_install "$vpy" -r requirements.txt -r requirements-dev.txt
     echo "$want" > "$stamp"
   fi
   echo "$vpy"
