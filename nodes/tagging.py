@@ -10,7 +10,7 @@ from .. import host
 from ..core.data.images import IMAGE_EXTENSIONS
 from ..core.tags.filters import TagFilterSpec, apply_filter, parse_patterns, parse_replace
 from ..core.tags.frequency import comparison_chart, comparison_text, frequency, frequency_chart, frequency_text
-from ..core.tags.hub import SMILINGWOLF_MODELS, ensure_model, local_names
+from ..core.tags.hub import HUB_TAGGERS, ensure_model, local_names
 from ..core.tags.labels import Labels
 from ..core.tags.tagger import TagSettings, tag_images, write_captions
 
@@ -42,9 +42,9 @@ def _captions_in(text: str | None, dataset) -> tuple[list[str], list[str]]:
 class KilnTagger:
     @classmethod
     def INPUT_TYPES(cls):
-        models = sorted(set(SMILINGWOLF_MODELS) | set(local_names(_model_dirs())))
+        models = sorted(set(HUB_TAGGERS) | set(local_names(_model_dirs())))
         return {"required": {
-            "model": (models, {"default": "wd-v1-4-moat-tagger-v2", "tooltip": "A SmilingWolf tagger (downloaded once into models/wd14_tagger) or any local <name>.onnx + <name>.csv there."}),
+            "model": (models, {"default": "wd-v1-4-moat-tagger-v2", "tooltip": "A SmilingWolf WD14 v2/v3, pixai, Camie or cl_tagger model (downloaded once into models/wd14_tagger), or any local <name>.onnx with its tag file there (<name>.csv, or the model's .json tag file); the format is read from the model."}),
             "folder": ("STRING", {"default": "", "tooltip": "Folder of images to tag (subfolders included); relative to ComfyUI's input folder. Ignored when a dataset is connected."}),
             "general_threshold": ("FLOAT", {"default": 0.35, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Confidence needed for general tags."}),
             "character_threshold": ("FLOAT", {"default": 0.85, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Confidence needed for character tags."}),
@@ -66,13 +66,13 @@ class KilnTagger:
     OUTPUT_NODE = True   # writing caption files is the point: a graph of this node alone runs it
     FUNCTION = "tag"
     CATEGORY = "Kiln/Tagging"
-    DESCRIPTION = "Auto-tag images with a WD14-style ONNX tagger; writes captions beside the images and outputs them."
+    DESCRIPTION = "Auto-tag images with an ONNX tagger (WD14 v2/v3, pixai, Camie, cl_tagger); writes captions beside the images and outputs them."
 
     def tag(self, model, folder, general_threshold, character_threshold, caption_mode, dataset=None,
             general_mcut=False, character_mcut=False, include_rating=False, exclude="", replace_underscores=True,
             caption_extension=".txt", batch_size=8, offline=False):
         files = ensure_model(model, _model_dirs(), offline=offline)
-        labels = Labels.from_csv(files.tags)
+        labels = Labels.from_file(files.tags)
         if dataset is not None:
             paths = [e.path for e in dataset.images]
         else:
@@ -140,7 +140,7 @@ class KilnTagFilter:
             if not tag_model.strip():
                 raise ValueError("Kiln Tag Filter: remove_categories needs tag_model, the tagger whose tag CSV "
                                  "says which category each tag is in.")
-            categories = Labels.from_csv(ensure_model(tag_model.strip(), _model_dirs(), offline=True).tags).category_of()
+            categories = Labels.from_file(ensure_model(tag_model.strip(), _model_dirs(), offline=True).tags).category_of()
 
         def prune(caption: str) -> str:
             return apply_filter(caption, spec, categories)

@@ -1,5 +1,5 @@
-"""Running a WD14-style ONNX tagger: one session per model, preprocessing as the models expect, real
-batching, and image decoding overlapped with inference."""
+"""Running an ONNX tagger (WD14, pixai, cl_tagger, Camie; see formats.py): one session per model,
+preprocessing as each model expects, real batching, and image decoding overlapped with inference."""
 from __future__ import annotations
 
 import logging
@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..data.images import UnreadableImage, open_rgb
+from .formats import format_input_size, preprocess_nchw, read_format, to_probabilities
 from .labels import CATEGORY_IDS, Labels, display_name, normalise
 
 log = logging.getLogger("kiln")
@@ -161,14 +162,16 @@ def tag_images(images: Iterable, model_path: Path, labels: Labels, settings: Tag
     # On CPU, leave the decoding threads their cores: inference waiting on decoding is the usual bottleneck.
     threads = 0 if cuda_usable else max(1, (os.cpu_count() or 2) - workers)
     session, _ = session_for(Path(model_path), cuda_usable, threads)
-    size = input_size(session)
+    fmt = read_format(session, labels.kind, Path(model_path).name)
+    size = format_input_size(session, fmt) if fmt.nchw else input_size(session)
     in_name = session.get_inputs()[0].name
     fixed_batch = isinstance(session.get_inputs()[0].shape[0], int)
     batch_size = batch_limit(session, batch_size)
-    n_out = session.get_outputs()[0].shape[-1]
+    out_name = fmt.output or session.get_outputs()[0].name
+    n_out = next(o for o in session.get_outputs() if o.name == out_name).shape[-1]
     if isinstance(n_out, int) and n_out != len(labels.names):
         raise ValueError(f"{model_path}: the model scores {n_out} tags but its tag list has {len(labels.names)}; "
-                         "use the selected_tags.csv that came with this model")
+                         "use the tag file that came with this model (selected_tags.csv, tag_mapping.json or metadata .json)")
     items = list(images)
 
     def prepare(item):
@@ -177,7 +180,7 @@ def tag_images(images: Iterable, model_path: Path, labels: Labels, settings: Tag
             img = open_rgb(item, draft_size=(size, size)) if isinstance(item, (str, Path)) else item.convert("RGB")
         except UnreadableImage as exc:
             return item, None, str(exc)
-        return item, preprocess(img, size), None
+        return item, preprocess_nchw(img, size, fmt) if fmt.nchw else preprocess(img, size), None
 
     # The feeder hands over futures in order through a bounded queue: at most ``window`` images are decoded
     # or waiting at once, so memory stays flat however many images there are.
@@ -209,7 +212,7 @@ def tag_images(images: Iterable, model_path: Path, labels: Labels, settings: Tag
         arr = np.stack([b[1] for b in batch])
         if fixed_batch and len(batch) < batch_size:   # a fixed-batch model takes exactly batch_size images
             arr = np.concatenate([arr, np.zeros((batch_size - len(batch),) + arr.shape[1:], arr.dtype)])
-        probs = session.run(None, {in_name: arr})[0][: len(batch)]
+        probs = to_probabilities(session.run([out_name], {in_name: arr})[0][: len(batch)], fmt)
         for (item, _, _), p in zip(batch, probs):
             path = Path(item) if isinstance(item, (str, Path)) else None
             results.append(TagResult(path, tuple(postprocess(p, labels, settings))))
