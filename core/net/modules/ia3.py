@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..registry import register_algorithm
 from .weighted import DeltaWeightModule, require
@@ -32,8 +33,16 @@ class IA3Module(DeltaWeightModule):
         if self.skips_this_step():
             return base_out
         shape = (1, -1, 1, 1) if self.is_conv else (-1,)
-        bias = base.bias if getattr(base, "bias", None) is not None else None
-        wx = base_out - (bias.view(shape).to(base_out.dtype) if bias is not None else 0)
+        if self.training and self.dropout:
+            # Neuron dropout acts on the adapter's input, so W x is formed again from the dropped input
+            # (one extra pass of the base layer, only while this dropout is on; LyCORIS's IA3 ignores it).
+            w = base.weight.detach().to(x.dtype)
+            xd = self._apply_dropout(x)
+            wx = (F.conv2d(xd, w, None, self.stride, self.padding, self.dilation, self.groups) if self.is_conv
+                  else F.linear(xd, w)).to(base_out.dtype)
+        else:
+            bias = base.bias if getattr(base, "bias", None) is not None else None
+            wx = base_out - (bias.view(shape).to(base_out.dtype) if bias is not None else 0)
         vec = self.scale_vector
         if self.training and self.rank_dropout:
             vec = self._drop_rows(vec)
