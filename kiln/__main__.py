@@ -68,6 +68,8 @@ def main(argv=None) -> int:
     except ImportError as exc:
         if "cli_tools" not in str(exc):
             raise
+    from . import cli_export
+    cli_export.register(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

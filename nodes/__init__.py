@@ -7,7 +7,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {}
 
 # One family per module; a module that fails to import (a missing optional package) must not take
 # the other families down with it.
-for _family in ("dataset", "tagging", "captioning", "networks", "train", "tools"):
+for _family in ("dataset", "tagging", "captioning", "networks", "train", "tools", "export"):
     try:
         _mod = importlib.import_module(f".{_family}", __name__)
     except ModuleNotFoundError as exc:
