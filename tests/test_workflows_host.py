@@ -38,6 +38,25 @@ def test_tag_filter_train(demo_lora):
     assert "kiln shapes" in tags and "solo" not in tags
 
 
+def test_caption_filter_train(demo_lora, host):
+    """Tagger -> captioner (a tiny random Florence-2 under the graph's model name) combining tags and
+    caption -> filter with the trigger -> training: the trained captions hold all three."""
+    from tiny_tagger import TAGS
+    from tiny_vlm import write_tiny_vlm
+    llm = host.register_model_folder("LLM", "LLM", {".safetensors", ".json"})
+    write_tiny_vlm(llm / "Florence-2-base", "florence2")
+    result = _run("caption_filter_train")
+    from kiln_pack.core.lora.io import load_lora_file
+    lora = load_lora_file(host.loras_dir() / "kiln_captioned.safetensors")
+    freq = json.loads(lora.metadata["ss_tag_frequency"])
+    tags = {t for d in freq.values() for t in d}
+    known = {t.replace("_", " ") for t, _ in TAGS}
+    assert "kiln shapes" in tags and "solo" not in tags and tags & known
+    assert tags - known - {"kiln shapes"}, "no caption text beside the tags"
+    captions = [o["text"][0] for o in result.outputs.values() if o.get("text") and "shape_00" in o["text"][0]]
+    assert captions and all(line.split(": ", 1)[1] for line in captions[0].splitlines())
+
+
 def test_resize_and_merge(demo_lora):
     import kiln_pack.host as h
     from kiln_pack.core.lora.io import load_lora_file
@@ -88,3 +107,14 @@ def test_shipped_workflows_match_the_current_nodes(host):
         shipped = json.loads((REPO / "workflows" / f"{name}.json").read_text())
         assert [n["widgets_values"] for n in fresh["nodes"]] == [n["widgets_values"] for n in shipped["nodes"]], name
         assert fresh["links"] == shipped["links"], name
+
+
+def test_cli_run_command_runs_a_shipped_workflow(demo_lora, capsys):
+    """`python -m kiln run workflows/<name>.json`, the CLI path itself (argument parsing, boot, report)."""
+    from kiln import __main__ as cli
+    import kiln_pack.host as h
+    target = h.loras_dir() / "kiln_demo_r4.safetensors"
+    target.unlink(missing_ok=True)
+    assert cli.main(["run", str(REPO / "workflows" / "resize.json")]) == 0
+    out = capsys.readouterr().out
+    assert "done in" in out and target.is_file(), out
