@@ -130,6 +130,33 @@ TRAIN_NOTE = ("Change first:\n"
               "Then Queue. The Train node shows the loss and the samples over time; "
               "'Edit captions' on the dataset node opens the caption editor.")
 
+CAPTION_FILTER_TRAIN = [
+    {"id": "ckpt", "type": "CheckpointLoaderSimple", "widgets": {"ckpt_name": TINY}},
+    {"id": "data", "type": "KilnLoadDataset", "widgets": {"path": "kiln_demo_dataset", "resolution": 64,
+                                                          "min_bucket_reso": 64, "max_bucket_reso": 128,
+                                                          "bucket_reso_steps": 64, "keep_tokens": 1}},
+    {"id": "tagger", "type": "KilnTagger", "title": "Kiln Tagger (tags for the captioner to combine)",
+     "widgets": {"model": "wd-v1-4-moat-tagger-v2", "caption_mode": "none"}, "inputs": {"dataset": ("data", 0)}},
+    {"id": "captioner", "type": "KilnCaptioner", "title": "Kiln Captioner (tags first, then the caption)",
+     "widgets": {"model": "Florence-2-base", "template": "training", "max_new_tokens": 96, "caption_mode": "none",
+                 "combine": "tags first"},
+     "inputs": {"dataset": ("tagger", 1)}},
+    {"id": "filter", "type": "KilnTagFilter",
+     "widgets": {"remove": "solo", "remove_metadata_tags": True, "trigger": "kiln shapes", "drop_implied": True},
+     "inputs": {"dataset": ("captioner", 1)}},
+    {"id": "preview", "type": "KilnDatasetPreview", "widgets": {"per_bucket": 4, "epochs": 1},
+     "inputs": {"dataset": ("filter", 1)}},
+    {"id": "net", "type": "KilnNetworkConfig", "widgets": {"rank": 8, "alpha": 8.0}},
+    {"id": "opt", "type": "KilnOptimizerConfig", "widgets": {"learning_rate": 1e-3, "scheduler": "constant"}},
+    {"id": "train", "type": "KilnTrainLora",
+     "widgets": {"output_name": "kiln_captioned", "epochs": 1, "max_steps": 20, "seed": 0},
+     "inputs": {"model": ("ckpt", 0), "clip": ("ckpt", 1), "vae": ("ckpt", 2), "dataset": ("filter", 1),
+                "network": ("net", 0), "optimizer": ("opt", 0)}},
+    {"id": "save", "type": "KilnSaveLora", "widgets": {"filename": "kiln_captioned"},
+     "inputs": {"lora": ("train", 2)}},
+    {"id": "loss_png", "type": "SaveImage", "widgets": {"filename_prefix": "kiln_captioned_loss"},
+     "inputs": {"images": ("train", 4)}},
+]
 GRAPHS = {
     "train_then_sample": _arranged(TRAIN_THEN_SAMPLE, {
         "Dataset": ["data"], "Network and optimizer": ["net", "opt"],
@@ -142,6 +169,13 @@ GRAPHS = {
         "Change first:\n1. Kiln Load Dataset: your folder.\n2. Kiln Tagger: the tagger model and thresholds.\n"
         "3. Kiln Tag Filter: tags to remove, your trigger word.\n4. Kiln Train LoRA: output_name, epochs.\n"
         "Check the tag frequency chart before a long run."),
+    "caption_filter_train": _arranged(CAPTION_FILTER_TRAIN, {
+        "Dataset": ["data", "tagger", "captioner", "filter", "preview"], "Network and optimizer": ["net", "opt"],
+        "Train": ["ckpt", "train", "save"], RESULT: ["loss_png"]},
+        "Change first:\n1. Kiln Load Dataset: your folder.\n2. Kiln Captioner: the model (Florence-2, JoyCaption, "
+        "Qwen2.5-VL / Qwen3-VL in models/LLM), template, and combine (caption only for natural-language "
+        "families).\n3. Kiln Tag Filter: your trigger word.\n4. Kiln Train LoRA: output_name, epochs.\n"
+        "Set caption_mode to overwrite on the captioner to keep the captions as .txt files."),
     "resize": _arranged(RESIZE, {"LoRA": ["load"], "Resize and save": ["resize", "save"],
                                  RESULT: ["inspect", "norms_png"]},
                         "Change first:\n1. Kiln Load LoRA: the LoRA to shrink.\n2. Kiln Resize LoRA: method "
