@@ -38,8 +38,17 @@ from .images import IMAGE_EXTENSIONS, UnreadableImage, open_rgb, oriented_size, 
 
 _CONCEPT_DIR = re.compile(r"^(\d+)_(.+)$")
 CAPTION_ALTERNATIVES = (".txt", ".caption", ".tags")
-# Scaled images kept in memory after the first decode (beyond this, images are decoded again when used).
-PREPARED_BYTES = 2 * 1024 ** 3
+# Scaled images kept in memory after the first decode; beyond this, images are decoded again when used,
+# so memory stays bounded however many images there are (the latent cache makes re-decoding rare).
+# Counted as Pillow holds RGB: 4 bytes per pixel. Settable with KILN_DATASET_MEMORY_MB or load_dataset's
+# keep_bytes.
+PREPARED_BYTES = int(float(os.environ.get("KILN_DATASET_MEMORY_MB", "32")) * 1024 ** 2)
+PIXEL_BYTES = 4
+# An image scaled up by more than this to fill its bucket is worth a warning (it trains blurry).
+UPSCALE_WARN = 2.0
+# Caption files that are not UTF-8 are read as Windows' Western code page (what Notepad wrote before
+# UTF-8), which also covers Latin-1 text; nothing is replaced with U+FFFD.
+LEGACY_CAPTION_ENCODING = "cp1252"
 
 
 class DatasetError(ValueError):
@@ -123,9 +132,22 @@ def _concepts(root: Path, flat_repeats: int, warn) -> list[_Concept]:
     return []
 
 
-def _read_caption_file(path: Path) -> str:
-    # utf-8-sig drops the BOM Windows editors write; several lines are joined as more tags.
-    text = path.read_text(encoding="utf-8-sig", errors="replace")
+def decode_caption_bytes(data: bytes) -> tuple[str, str]:
+    """(text, encoding): UTF-8 (a BOM dropped, as Windows editors write it), else cp1252, else Latin-1
+    (cp1252 leaves five bytes undefined; Latin-1 maps every byte), never a lossy replacement."""
+    for encoding in ("utf-8-sig", LEGACY_CAPTION_ENCODING, "latin-1"):
+        try:
+            return data.decode(encoding), encoding
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("latin-1 decodes any bytes")
+
+
+def _read_caption_file(path: Path, notes: dict | None = None) -> str:
+    text, encoding = decode_caption_bytes(path.read_bytes())
+    if encoding != "utf-8-sig" and notes is not None:
+        notes.setdefault("legacy", []).append((path, encoding))
+    # Several lines are joined as more tags.
     return ", ".join(line.strip().strip(",").strip() for line in text.splitlines() if line.strip())
 
 
@@ -136,17 +158,22 @@ def _captions_for(concept: _Concept, images: list[Path], cfg: DatasetConfig, not
         return [cfg.caption_phrase] * len(images)
     out = []
     ext = cfg.caption_extension
+    # Caption files whose image is missing (renamed or deleted): they train nothing.
+    stems = {img.stem for img in images}
+    notes.setdefault("orphans", []).extend(
+        p for p in sorted(concept.folder.glob(f"*{ext}")) if p.is_file() and p.stem not in stems
+        and not p.name.startswith(".") and p.suffix == ext)
     # Images without any caption are normal in a class-text-only concept; a mix is worth a warning.
     mixed = any(img.with_suffix(ext).is_file() for img in images)
     for img in images:
         cap_file = img.with_suffix(ext)
-        caption = _read_caption_file(cap_file) if cap_file.is_file() else None
+        caption = _read_caption_file(cap_file, notes) if cap_file.is_file() else None
         if caption is None:
             alt = next((a for a in CAPTION_ALTERNATIVES if a != ext and img.with_suffix(a).is_file()), None)
             if alt:
                 notes.setdefault("other_ext", Counter())[(concept.folder, alt)] += 1
             elif mixed:
-                notes.setdefault("no_caption", Counter())[(concept.folder, concept.class_text)] += 1
+                notes.setdefault("no_caption", {}).setdefault((concept.folder, concept.class_text), []).append(img)
         elif not caption:
             notes.setdefault("empty", []).append(cap_file.name)
             caption = None
@@ -155,13 +182,28 @@ def _captions_for(concept: _Concept, images: list[Path], cfg: DatasetConfig, not
     return out
 
 
-def _caption_warnings(notes: dict, cfg: DatasetConfig, warn) -> None:
+def _caption_warnings(notes: dict, cfg: DatasetConfig, warn, unreadable: set | None = None) -> None:
     ext = cfg.caption_extension
+    unreadable = unreadable or set()
+    legacy = notes.get("legacy", [])
+    if legacy:
+        names = [p.name for p, _ in legacy]
+        warn(f"Kiln: {len(legacy)} caption file(s) are not UTF-8 and were read as {legacy[0][1]} (Windows/Latin-1 "
+             f"text): {', '.join(names[:20])}" + (" ..." if len(names) > 20 else "")
+             + ". Re-save them as UTF-8 so every tool reads the same text.")
+    orphans = notes.get("orphans", [])
+    if orphans:
+        warn(f"Kiln: {len(orphans)} caption file(s) have no image beside them and are not used: "
+             + ", ".join(str(p.name) for p in orphans[:20]) + (" ..." if len(orphans) > 20 else ""))
     for (folder, alt), n in sorted(notes.get("other_ext", {}).items()):
         warn(f"Kiln: no '{ext}' caption for {n} image(s) in {folder}, but '{alt}' files are there: those images "
              f"train on the folder's class text instead. Set caption_extension to '{alt}' (or rename the files "
              f"to '{ext}').")
-    for (folder, class_text), n in sorted(notes.get("no_caption", {}).items()):
+    for (folder, class_text), images in sorted(notes.get("no_caption", {}).items()):
+        # Unreadable images are skipped (and listed in their own warning): they are not counted here.
+        n = sum(1 for img in images if img not in unreadable)
+        if not n:
+            continue
         warn(f"Kiln: {n} image(s) in {folder} have no '{ext}' caption: they train on the class text "
              f"'{class_text}'.")
     if notes.get("empty"):
@@ -170,8 +212,9 @@ def _caption_warnings(notes: dict, cfg: DatasetConfig, warn) -> None:
              + (" ..." if len(names) > 20 else ""))
 
 
-def _scan(root_text: str, repeats: int, is_reg: bool, cfg: DatasetConfig, warn) -> list[tuple]:
-    """(image path, raw caption, repeats, concept folder name) for every image found."""
+def _scan(root_text: str, repeats: int, is_reg: bool, cfg: DatasetConfig, warn, notes: dict | None = None) -> list[tuple]:
+    """(image path, raw caption, repeats, concept folder name) for every image found. Caption notes are
+    gathered in ``notes`` (warned about once the images are read) or warned about at once."""
     root = Path(root_text).expanduser()
     what = "regularization folder" if is_reg else "dataset folder"
     if not str(root_text).strip():
@@ -181,7 +224,8 @@ def _scan(root_text: str, repeats: int, is_reg: bool, cfg: DatasetConfig, warn) 
         raise DatasetError(f"{what} {root} does not exist. Give the folder that holds your N_name subfolders "
                            "(e.g. 10_mychar) or a folder of images.")
     concepts = _concepts(root, repeats, warn)
-    found, notes = [], {}
+    found, own_notes = [], notes is None
+    notes = {} if notes is None else notes
     for concept in concepts:
         images = _find_images(concept.folder)
         for img, caption in zip(images, _captions_for(concept, images, cfg, notes)):
@@ -189,7 +233,8 @@ def _scan(root_text: str, repeats: int, is_reg: bool, cfg: DatasetConfig, warn) 
     if not found:
         raise DatasetError(f"no images found in {what} {root} or in N_name subfolders of it (kohya's layout: "
                            f"{root / '10_mychar' / 'image.png'}). Supported: {', '.join(sorted(IMAGE_EXTENSIONS))}.")
-    _caption_warnings(notes, cfg, warn)
+    if own_notes:
+        _caption_warnings(notes, cfg, warn)
     return found
 
 
@@ -263,13 +308,14 @@ def _check_config(config: DatasetConfig) -> DatasetConfig:
 
 def load_dataset(config: DatasetConfig, warn: Callable[[str], None] = logging.warning, workers: int | None = None,
                  progress: Callable[[int, int], None] | None = None,
-                 interrupted: Callable[[], None] | None = None) -> "KilnDataset":
+                 interrupted: Callable[[], None] | None = None, keep_bytes: int | None = None) -> "KilnDataset":
     """Find, check and prepare every image (decoded once, in threads). Raises DatasetError when nothing
     usable is there; odd images are converted, unreadable ones skipped with one warning listing them.
     ``progress(done, total)`` is called once per image prepared; ``interrupted()`` may raise to stop."""
     config = _check_config(config)
-    train = _scan(config.path, config.repeats, False, config, warn)
-    reg = _scan(config.reg_path, config.reg_repeats, True, config, warn) if config.reg_path.strip() else []
+    notes: dict = {}
+    train = _scan(config.path, config.repeats, False, config, warn, notes)
+    reg = _scan(config.reg_path, config.reg_repeats, True, config, warn, notes) if config.reg_path.strip() else []
     if config.enable_buckets:
         buckets = make_buckets(config.resolution, config.min_bucket_reso, config.max_bucket_reso,
                                config.bucket_reso_steps) if not config.bucket_no_upscale else []
@@ -278,11 +324,11 @@ def load_dataset(config: DatasetConfig, warn: Callable[[str], None] = logging.wa
     jobs = [(item, False) for item in train] + [(item, True) for item in reg]
     roots = {False: Path(config.path).expanduser(), True: Path(config.reg_path).expanduser()}
     workers = workers or min(8, 2 * (os.cpu_count() or 1))
-    entries, bad, scaled = [], [], {}
-    budget = PREPARED_BYTES
+    entries, bad, scaled, bad_paths, upscaled = [], [], {}, set(), []
+    budget = PREPARED_BYTES if keep_bytes is None else keep_bytes
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        # Consumed as they finish (in order), so only the kept images stay in memory.
-        results = pool.map(lambda j: _safe_prepare(j[0][0], config, buckets), jobs)
+        # A bounded window of images in flight, consumed in order: only the kept images stay in memory.
+        results = _windowed_map(pool, lambda j: _safe_prepare(j[0][0], config, buckets), jobs, 2 * max(1, workers))
         for done, (((path, caption, n, concept), is_reg), result) in enumerate(zip(jobs, results), 1):
             if interrupted is not None:
                 interrupted()
@@ -290,18 +336,39 @@ def load_dataset(config: DatasetConfig, warn: Callable[[str], None] = logging.wa
                 progress(done, len(jobs))
             if isinstance(result, str):
                 bad.append(f"{_relative(path, roots[is_reg])} ({result})")
+                bad_paths.add(path)
                 continue
-            cost = result.image.width * result.image.height * 3
+            if result.image.width > UPSCALE_WARN * result.size[0] or result.image.height > UPSCALE_WARN * result.size[1]:
+                upscaled.append(f"{_relative(path, roots[is_reg])} ({result.size[0]}x{result.size[1]})")
+            cost = result.image.width * result.image.height * PIXEL_BYTES
             if cost <= budget:  # keep the scaled image so training never decodes it again
                 scaled[len(entries)] = result.image
                 budget -= cost
             entries.append(ImageEntry(path, caption, n, concept, is_reg, result.size, result.bucket, result.digest))
     if bad:
         warn(f"Kiln: skipped {len(bad)} unreadable image(s) - fix or remove them: " + "; ".join(bad))
+    _caption_warnings(notes, config, warn, bad_paths)
+    if upscaled:
+        warn(f"Kiln: {len(upscaled)} image(s) are scaled up more than {UPSCALE_WARN:g}x to fill their bucket and "
+             f"will train blurry: {', '.join(upscaled[:20])}" + (" ..." if len(upscaled) > 20 else "")
+             + ". Use larger images, a lower resolution, or bucket_no_upscale.")
     if not any(not e.is_reg for e in entries):
         raise DatasetError(f"no usable training images in {config.path}: all {len(bad)} are unreadable "
                            "(listed in the warning above). Re-export them as PNG or JPEG.")
     return KilnDataset(config, tuple(entries), scaled)
+
+
+def _windowed_map(pool, fn, items, window: int):
+    """``pool.map`` with at most ``window`` results pending (map submits everything at once, and results
+    that finish before they are consumed all sit in memory)."""
+    from collections import deque
+    pending = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def dataset_fingerprint(*folders: str) -> str:
