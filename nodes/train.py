@@ -216,6 +216,11 @@ class KilnApplyLora:
     DESCRIPTION = "Apply a Kiln LoRA value the way LoraLoader applies a file."
 
     def apply(self, model, lora, strength_model, clip=None, strength_clip=1.0):
+        # The host's loader only logs a module that does not fit and skips it; check first, as Merge LoRA
+        # Into Model does, so a wrong-shaped or damaged module stops here with its name.
+        from ..core.tools.merge import check_against_model
+        from .tools import _layer_shapes
+        check_against_model(lora, _layer_shapes(model, clip))
         return apply_lora(model, clip, lora, strength_model, strength_clip if clip is not None else 0.0)
 
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -13,12 +15,62 @@ from safetensors.torch import save as st_save
 from .value import KilnLora
 
 
+# Longest file-name stem Kiln writes: filesystems cap a name at 255 bytes, and a save adds a step number,
+# "-state", ".safetensors" and the temp file's "." + 8 random characters + ".tmp" to it.
+MAX_STEM_BYTES = 120
+
+# Kiln's temp files: "." + target name + "." + mkstemp's 8 random characters + ".tmp".
+TEMP_FILE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def short_file_stem(name: str, max_bytes: int = MAX_STEM_BYTES) -> str:
+    """``name`` made safe as a file-name stem (letters, digits, ``-_. ``) and at most ``max_bytes`` in UTF-8.
+    A longer name keeps its start and gets ``-`` + 8 hex of its hash, so two long names that share a
+    start still differ. Raises ValueError for a name with nothing usable in it."""
+    cleaned = re.sub(r"[^\w\-. ]+", "_", name).strip(" .")
+    if not cleaned:
+        raise ValueError(f"output name {name!r} has no usable characters; use letters, digits, '-' or '_'")
+    if len(cleaned.encode("utf-8")) <= max_bytes:
+        return cleaned
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+    head = cleaned.encode("utf-8")[: max_bytes - 9].decode("utf-8", errors="ignore").rstrip(" .")
+    return f"{head}-{digest}"
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temp_files(folder: str | os.PathLike, older_than_s: float = 0.0) -> list[Path]:
+    """Delete Kiln's own temp files (left by a process killed mid-write) in ``folder`` and its subfolders,
+    those last touched more than ``older_than_s`` ago. Other files are never touched."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    now = time.time()
+    for p in folder.rglob(".*.tmp"):
+        try:
+            if p.is_file() and TEMP_FILE.match(p.name) and now - p.stat().st_mtime >= older_than_s:
+                p.unlink()
+                removed.append(p)
+        except OSError:
+            pass  # gone already, or not ours to delete
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write to a temp file in the target folder, fsync, then rename: a crash never leaves half a file."""
+    """Write to a temp file in the target folder, fsync, then rename: a crash never leaves half a file.
+    The file gets the permissions a plain ``open(path, "w")`` would (mkstemp's are 0600, which hides the
+    file from a ComfyUI running as another user)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -78,4 +130,25 @@ def load_lora_file(path: str | os.PathLike) -> KilnLora:
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except Exception as exc:  # safetensors raises several types for a damaged header
         raise ValueError(f"{path}: not a readable safetensors file ({exc}). Re-download or re-save it.") from exc
+    check_finite(tensors, str(path))
     return KilnLora(tensors, meta)
+
+
+def nonfinite_modules(tensors) -> list[str]:
+    """Module names (the part before the first '.') holding a NaN or infinite value."""
+    bad = []
+    for key, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            module = key.partition(".")[0]
+            if module not in bad:
+                bad.append(module)
+    return bad
+
+
+def check_finite(tensors, what: str) -> None:
+    """Refuse NaN/inf weights: applied, they turn every sampled image black; merged, they spread."""
+    bad = nonfinite_modules(tensors)
+    if bad:
+        raise ValueError(f"{what}: {len(bad)} module(s) hold NaN or infinite values ({', '.join(bad[:5])}"
+                         + (" ..." if len(bad) > 5 else "") + "); the file is damaged or its training diverged. "
+                         "Use an earlier save of the run, or retrain with a lower learning rate.")

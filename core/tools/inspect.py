@@ -27,12 +27,12 @@ class ModuleInfo:
     block: str
 
 
-def delta_norm(parts: dict) -> float:
+def delta_norm(parts: dict, module: str = "") -> float:
     if "lora_up.weight" in parts:
-        f = lora_factors(parts)
+        f = lora_factors(parts, module)
         # ||U D||_F from the factors: the r x r Gram matrices are enough.
         return math.sqrt(max(0.0, float(((f.up.T @ f.up) * (f.down @ f.down.T)).sum())))
-    return float(module_delta(parts).norm())
+    return float(module_delta(parts, module).norm())
 
 
 def module_infos(lora: KilnLora) -> list[ModuleInfo]:
@@ -49,7 +49,7 @@ def module_infos(lora: KilnLora) -> list[ModuleInfo]:
         else:
             rank = 0
         alpha = float(parts["alpha"]) if "alpha" in parts else None
-        infos.append(ModuleInfo(module, algo, rank, alpha, delta_norm(parts), block_of_kohya(module)))
+        infos.append(ModuleInfo(module, algo, rank, alpha, delta_norm(parts, module), block_of_kohya(module)))
     return infos
 
 

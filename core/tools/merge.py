@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..lora.formats import to_kohya
+from ..lora.io import check_finite
 from ..lora.value import KilnLora
 from .blocks import weight_for
 from .lowrank import Factored, FactoredSVD, lora_factors, module_delta
@@ -122,6 +123,7 @@ def check_against_model(lora: KilnLora, weight_shapes: dict[str, tuple], what: s
     the model's weight shape. Returns the modules the model has no layer for (text-encoder modules when no
     CLIP was given); the caller reports them."""
     lora = to_kohya(lora)
+    check_finite(lora.tensors, "the LoRA")
     missing, unknown = [], []
     for module, parts in sorted(lora.modules.items()):
         if module not in weight_shapes:
