@@ -267,7 +267,7 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
         live.start(node_id, trainer.total_steps, save.output_name)
         resume = load_state(save.resume_from) if save.resume_from else None
         try:
-            with network, gradient_checkpointing(hm.patcher, cfg.gradient_checkpointing), \
+            with network, gradient_checkpointing(hm.patcher, cfg.gradient_checkpointing, cfg.checkpoint_depth), \
                     text_encoder_grad_safe(clip, net.train_text_encoder):
                 result = trainer.run(resume)
                 saver(result.step, True)

@@ -145,33 +145,8 @@ class HostDiffusionModel:
         return self.base.apply_model(x_t, sigma, **kwargs)
 
 
-@contextlib.contextmanager
-def gradient_checkpointing(model_patcher, enabled: bool):
-    """Recompute each top-level UNet block in backward instead of keeping its activations."""
-    if not enabled:
-        yield
-        return
-    dm = model_patcher.model.diffusion_model
-    blocks = []
-    for attr in ("input_blocks", "output_blocks", "double_blocks", "single_blocks", "joint_blocks", "blocks"):
-        blocks.extend(getattr(dm, attr, []) or [])
-    if hasattr(dm, "middle_block"):
-        blocks.append(dm.middle_block)
-    originals = []
-    for block in blocks:
-        fwd = block.forward
-
-        def wrapped(*args, _fwd=fwd, **kwargs):
-            if torch.is_grad_enabled():
-                return torch.utils.checkpoint.checkpoint(_fwd, *args, use_reentrant=False, **kwargs)
-            return _fwd(*args, **kwargs)
-        block.forward = wrapped
-        originals.append(block)
-    try:
-        yield
-    finally:
-        for block in originals:
-            del block.forward
+# Per-block checkpointing (with a depth) lives beside the other memory savers.
+from .memory import gradient_checkpointing  # noqa: E402,F401
 
 
 def vae_encoder(vae):

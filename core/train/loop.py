@@ -26,6 +26,7 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: str = "auto"      # auto | fp32 | bf16 | fp16
     gradient_checkpointing: bool = False
+    checkpoint_depth: int = 1          # 1 = each block recomputed in backward, 2 = each part of a block, ...
     objective: ObjectiveSpec = field(default_factory=ObjectiveSpec)
     save_every_n_steps: int = 0
     save_every_n_epochs: int = 0

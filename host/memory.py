@@ -1,0 +1,114 @@
+"""Memory-saving training on the host's models: per-block gradient checkpointing at a chosen depth.
+
+The diffusion model's blocks are found by the host's own attribute names (``input_blocks``/``middle_block``/
+``output_blocks`` for the SD-family UNets, ``double_blocks``/``single_blocks`` for Flux/Chroma/FLUX.2,
+``joint_blocks`` for SD3, ``transformer_blocks`` for Qwen-Image, ``blocks`` for Wan, ``layers`` and the
+refiners for Z-Image/Lumina), with any other ModuleList of the diffusion model as the fallback, so a new
+family trains with checkpointing without a table entry.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint
+
+BLOCK_LISTS = ("input_blocks", "middle_block", "output_blocks", "double_blocks", "single_blocks", "joint_blocks",
+               "transformer_blocks", "blocks", "noise_refiner", "context_refiner", "layers")
+# No forward of their own that the host calls: the SD UNet runs a TimestepEmbedSequential's layers one by
+# one (forward_timestep_embed), so its parts, not the Sequential, are what can be checkpointed.
+_CONTAINERS = (nn.ModuleList, nn.ModuleDict, nn.Sequential)
+
+
+def diffusion_blocks(diffusion_model: nn.Module) -> list[nn.Module]:
+    """The diffusion model's top-level blocks, in forward order where the host names them."""
+    blocks: list[nn.Module] = []
+    seen: set[int] = set()
+
+    def add(m):
+        if id(m) not in seen:
+            seen.add(id(m))
+            blocks.append(m)
+    for attr in BLOCK_LISTS:
+        found = getattr(diffusion_model, attr, None)
+        if isinstance(found, nn.ModuleList):
+            for m in found:
+                add(m)
+        elif isinstance(found, nn.Module):
+            add(found)
+    if not blocks:
+        for child in diffusion_model.children():
+            if isinstance(child, nn.ModuleList):
+                for m in child:
+                    add(m)
+    return blocks
+
+
+def checkpoint_units(diffusion_model: nn.Module, depth: int = 1) -> list[nn.Module]:
+    """Modules whose activations are recomputed in backward. Depth 1: each block (for the SD UNet each
+    ResBlock, SpatialTransformer and resampler of a level). Depth 2: each part of those (a transformer's
+    blocks, an attention or MLP of a DiT block), and so on; lists, dicts and Sequentials don't count as a
+    level (their forward is not what the host calls), like the host's ``checkpoint_depth``. Finer units keep fewer
+    activations alive during recomputation but more at the unit boundaries."""
+    if depth < 1:
+        raise ValueError(f"checkpoint depth must be 1 or more (1 = whole blocks), not {depth}")
+    units: list[nn.Module] = []
+
+    def descend(m: nn.Module, level: int):
+        if level == depth or not any(True for _ in m.children()):
+            units.append(m)
+            return
+        for child in m.children():
+            if isinstance(child, _CONTAINERS):
+                for grandchild in child.children():
+                    descend(grandchild, level + 1)
+            else:
+                descend(child, level + 1)
+    for block in diffusion_blocks(diffusion_model):
+        for part in (block.children() if isinstance(block, _CONTAINERS) else (block,)):
+            descend(part, 1)
+    # Parameter-free leaves (activations, dropout) gain nothing from a checkpoint of their own.
+    return [u for u in units if any(True for _ in u.parameters())]
+
+
+@dataclass
+class CheckpointStats:
+    units: int = 0          # modules wrapped
+    forwards: int = 0       # wrapped forwards that kept only their inputs (grad enabled)
+    recomputed: int = 0     # forwards run again in backward: checkpointing did its work
+
+
+@contextlib.contextmanager
+def gradient_checkpointing(model_patcher, enabled: bool, depth: int = 1):
+    """Recompute each checkpoint unit's activations in backward instead of keeping them; yields the stats."""
+    stats = CheckpointStats()
+    gradient_checkpointing.last = stats   # the latest run's figures, for the log and the tests
+    if not enabled:
+        yield stats
+        return
+    units = checkpoint_units(model_patcher.model.diffusion_model, depth)
+    stats.units = len(units)
+    for unit in units:
+        original = unit.forward
+
+        def run(*args, _fwd=original, **kwargs):
+            stats.recomputed += 1
+            return _fwd(*args, **kwargs)
+
+        def wrapped(*args, _fwd=original, _run=run, **kwargs):
+            if torch.is_grad_enabled():
+                stats.forwards += 1
+                stats.recomputed -= 1   # the first call of _run is this forward, not a recomputation
+                return torch.utils.checkpoint.checkpoint(_run, *args, use_reentrant=False, **kwargs)
+            return _fwd(*args, **kwargs)
+        unit.forward = wrapped
+    try:
+        yield stats
+    finally:
+        for unit in units:
+            unit.__dict__.pop("forward", None)
+
+
+gradient_checkpointing.last = CheckpointStats()
