@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -71,7 +72,16 @@ def main(argv=None) -> int:
     from . import cli_export
     cli_export.register(sub)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, OSError, KeyError) as exc:
+        # User errors (a missing or damaged file, bad settings) carry messages naming the file and the
+        # fix: print that, not a traceback. KILN_TRACEBACK=1 shows the traceback for bug reports.
+        if os.environ.get("KILN_TRACEBACK"):
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"python -m kiln {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
