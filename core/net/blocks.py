@@ -3,14 +3,20 @@ from __future__ import annotations
 
 import re
 
+from .families import UNET_FAMILIES, family_block
+
 _IN = re.compile(r"(?:^|\.)input_blocks\.(\d+)\.")
 _OUT = re.compile(r"(?:^|\.)output_blocks\.(\d+)\.")
 _MID = re.compile(r"(?:^|\.)middle_block\.")
 
 
-def block_of(host_name: str, is_text_encoder: bool) -> str:
+def block_of(host_name: str, is_text_encoder: bool, family: str = "") -> str:
+    """UNet families: IN00../MID/OUT00..; transformer families: the family's blocks (DOUBLE00, SINGLE03,
+    JOINT01, TRANSFORMER05, BLOCKS02, LAYERS04, ...; see core.net.families); the rest BASE."""
     if is_text_encoder:
         return "TE"
+    if family and family not in UNET_FAMILIES and host_name.startswith("diffusion_model."):
+        return family_block(host_name[len("diffusion_model."):], family) or "BASE"
     if m := _IN.search(host_name):
         return f"IN{int(m.group(1)):02d}"
     if _MID.search(host_name):

@@ -19,6 +19,7 @@ class TargetLayer:
     module: nn.Module
     is_text_encoder: bool
     block: str = ""        # block name for block-wise weights (see core.net.blocks)
+    family: str = ""       # model family string (core.net.families); "" = SD-family naming
 
 
 class Network(nn.Module):
@@ -30,12 +31,13 @@ class Network(nn.Module):
         rank_weights = dict(spec.block_rank_weights)
         self.adapters = nn.ModuleDict()
         self._layers: dict[str, TargetLayer] = {}
+        layers = list(layers)
         for layer in layers:
             if layer.is_text_encoder and not spec.train_text_encoder:
                 continue
             if not layer.is_text_encoder and not spec.train_unet:
                 continue
-            if not wanted(layer.host_name, layer.module, spec.targets):
+            if not wanted(layer.host_name, layer.module, spec.targets, layer.family):
                 continue
             rank, alpha = spec.rank_for(is_conv3x3(layer.module), rank_weights.get(layer.block, 1.0))
             if rank <= 0:
@@ -45,7 +47,8 @@ class Network(nn.Module):
             self.adapters[layer.kohya_name] = adapter
             self._layers[layer.kohya_name] = layer
         if not self.adapters:
-            raise ValueError(f"The network selects no layers (targets={spec.targets!r}, "
+            families = sorted({layer.family for layer in layers if layer.family})
+            raise ValueError(f"The network selects no layers (targets={spec.targets!r}, family={families}, "
                              f"unet={spec.train_unet}, text encoder={spec.train_text_encoder}). "
                              "Widen the targets or enable a model part.")
         if device is not None:

@@ -11,6 +11,8 @@ import re
 
 import torch.nn as nn
 
+from .families import UNET_FAMILIES, wanted_in_family
+
 _ATTN = re.compile(r"\.attn\d?\.(to_q|to_k|to_v|to_out\.0)$|\.self_attn\.(q_proj|k_proj|v_proj|out_proj)$")
 _TRANSFORMER = re.compile(r"(transformer_blocks\.\d+\.|\.proj_in$|\.proj_out$|\.mlp\.fc\d$|\.self_attn\.)")
 _FULL_EXTRA = re.compile(r"(in_layers\.\d+|out_layers\.\d+|emb_layers\.\d+|skip_connection|\.op$|\.conv$|"
@@ -33,9 +35,13 @@ def is_conv3x3(module: nn.Module) -> bool:
     return isinstance(module, nn.Conv2d) and tuple(module.kernel_size) != (1, 1)
 
 
-def wanted(host_name: str, module: nn.Module, preset: str) -> bool:
+def wanted(host_name: str, module: nn.Module, preset: str, family: str = "") -> bool:
+    """``family`` (see core.net.families) picks the family's table for diffusion-model layers of the
+    transformer families; SD-family UNets and text encoders ("" or sd1/sd2/sdxl) use the regexes here."""
     if preset not in PRESETS:
         raise ValueError(f"Unknown target preset {preset!r}; choose one of {PRESETS}")
+    if family and family not in UNET_FAMILIES and host_name.startswith("diffusion_model."):
+        return wanted_in_family(host_name[len("diffusion_model."):], is_linear(module), preset, family)
     if not (is_linear(module) or isinstance(module, nn.Conv2d)):
         return False
     if _ATTN.search(host_name):
@@ -47,7 +53,7 @@ def wanted(host_name: str, module: nn.Module, preset: str) -> bool:
     return preset == "full" and bool(_FULL_EXTRA.search(host_name))
 
 
-def wanted_weight(host_name: str, shape: tuple, preset: str, conv3x3: bool = True) -> bool:
+def wanted_weight(host_name: str, shape: tuple, preset: str, conv3x3: bool = True, family: str = "") -> bool:
     """``wanted`` for a bare weight tensor (e.g. from a checkpoint file): 2-D is a Linear, 4-D a Conv."""
     if len(shape) == 2:
         module: nn.Module = nn.Linear(1, 1)
@@ -57,4 +63,4 @@ def wanted_weight(host_name: str, shape: tuple, preset: str, conv3x3: bool = Tru
             return False
     else:
         return False
-    return wanted(host_name, module, preset)
+    return wanted(host_name, module, preset, family)

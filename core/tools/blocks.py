@@ -10,6 +10,15 @@ _LDM = [(re.compile(r"^lora_unet_input_blocks_(\d+)_"), "IN"), (re.compile(r"^lo
 _DOWN = re.compile(r"^lora_unet_down_blocks_(\d+)_(resnets|attentions|downsamplers)_(\d+)_")
 _UP = re.compile(r"^lora_unet_up_blocks_(\d+)_(resnets|attentions|upsamplers)_(\d+)_")
 _TE = re.compile(r"^lora_te(\d?)_")
+# Transformer families' blocks (kohya/musubi names are the host's module names with "_"), named as
+# core.net.families.family_block names them for training's block weights.
+_DIT = re.compile(r"^(?:lora_unet_|lora_transformer_|transformer[._]|diffusion_model[._])?(double_stream_blocks|"
+                  r"single_stream_blocks|double_blocks|single_blocks|joint_blocks|transformer_blocks|blocks|"
+                  r"layers|noise_refiner|context_refiner)[._](\d+)[._]")
+_DIT_NAMES = {"double_stream_blocks": "DOUBLE", "single_stream_blocks": "SINGLE", "double_blocks": "DOUBLE",
+              "single_blocks": "SINGLE", "joint_blocks": "JOINT", "transformer_blocks": "TRANSFORMER",
+              "blocks": "BLOCKS", "layers": "LAYERS", "noise_refiner": "NOISE_REFINER",
+              "context_refiner": "CONTEXT_REFINER"}
 
 
 def block_of_kohya(module: str) -> str:
@@ -29,6 +38,8 @@ def block_of_kohya(module: str) -> str:
         return f"OUT{3 * level + 2 if kind == 'upsamplers' else 3 * level + j:02d}"
     if module.startswith("lora_unet_conv_in"):
         return "IN00"
+    if m := _DIT.match(module):
+        return f"{_DIT_NAMES[m.group(1)]}{int(m.group(2)):02d}"
     return "BASE"
 
 

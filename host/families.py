@@ -1,0 +1,47 @@
+"""The model family of a loaded MODEL, from the class the host detected (its supported_models config
+class, walked up the class hierarchy so a host's variants map to their family), and each family's
+training details that depend on the host: timestep sampling defaults and the Flux guidance input.
+
+Family strings are the ones core.net.families and core.lora.metadata key their tables by."""
+from __future__ import annotations
+
+# supported_models class name -> family string (first match walking the config class's MRO).
+FAMILY_OF_CONFIG_CLASS = {
+    "SD15": "sd1", "SD20": "sd2", "SDXLRefiner": "sdxl", "SDXL": "sdxl", "SD3": "sd3",
+    "FluxSchnell": "flux1-schnell", "Flux2": "flux2", "Flux": "flux1-dev", "Chroma": "chroma",
+    "QwenImage": "qwen-image", "ZImage": "z-image", "Lumina2": "lumina2", "WAN21_T2V": "wan",
+    "HiDream": "hidream",
+}
+
+# kohya's ss_base_model_version per family (sd-scripts' values where it writes them).
+BASE_MODEL_VERSION = {"sd1": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0", "sd3": "sd3",
+                      "flux1-dev": "flux1", "flux1-schnell": "flux1", "chroma": "chroma", "flux2": "flux2",
+                      "qwen-image": "qwen_image", "z-image": "z_image", "wan": "wan", "lumina2": "lumina2",
+                      "hidream": "hidream"}
+
+
+def family_of(model_patcher) -> str:
+    """Family string of a MODEL (ModelPatcher); an unknown class gives its lower-cased class name, which
+    core.net.families answers with the generic every-Linear-in-the-blocks targets and a warning."""
+    config = model_patcher.model.model_config
+    for cls in type(config).__mro__:
+        if cls.__name__ in FAMILY_OF_CONFIG_CLASS:
+            return FAMILY_OF_CONFIG_CLASS[cls.__name__]
+    return type(config).__name__.lower()
+
+
+def base_model_version(model_patcher) -> str:
+    if any(c.__name__ == "SDXLRefiner" for c in type(model_patcher.model.model_config).__mro__):
+        return "sdxl_refiner_v1-0"
+    family = family_of(model_patcher)
+    return BASE_MODEL_VERSION.get(family, family)
+
+
+# Flux.1 dev reads a distilled guidance strength; kohya trains it with guidance 1.0 (--guidance_scale).
+TRAIN_GUIDANCE = {"flux1-dev": 1.0, "flux2": 1.0}
+
+
+def training_conds(family: str) -> dict:
+    """Extra inputs the family's extra_conds reads during training (e.g. Flux dev's guidance)."""
+    guidance = TRAIN_GUIDANCE.get(family)
+    return {"guidance": guidance} if guidance is not None else {}

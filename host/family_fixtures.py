@@ -1,0 +1,161 @@
+"""Tiny models of the transformer families, built with the host's own classes (random weights, fixed
+seeds) and written as files the host's own loaders read and detect: a diffusion-model file for
+UNETLoader, a 16-channel TAESD-layout VAE file for VAELoader.
+
+Text encoders: the families' real encoders (T5-XXL, Qwen2.5-VL, Qwen3, Gemma) are built by the host
+from fixed configs at full size, and the archives lack some of their tokenizers, so a tiny text
+encoder is built here from the host's own CLIP text-model class (SDClipModel with a shrunken config,
+the host's CLIP tokenizer) whose hidden width and pooled projection match what the tiny diffusion
+model reads (its context and pooled-vector widths). It is a real ``comfy.sd.CLIP``: tokenize, encode,
+LoraLoader and the samplers treat it as any other.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..core.lora.io import atomic_write_bytes
+from .fixtures import _seeded_init
+
+FAMILY_FIXTURE_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    family: str             # the family string host.families.family_of must give
+    model_class: str        # comfy.ldm module path + class name
+    kwargs: dict            # constructor arguments (tiny widths, 1-2 blocks)
+    context_dim: int        # text features the model reads
+    pooled_dim: int = 0     # pooled text vector (0: none); the host's CLIP pools at its own width,
+                            # so a family reading one gets pooled_dim == context_dim here
+    latent_channels: int = 16
+    out_layer: str = ""     # final projection scaled down so the random model predicts sane values
+
+
+def _flux(guidance: bool) -> dict:
+    return dict(in_channels=16, out_channels=16, vec_in_dim=64, context_in_dim=64, hidden_size=128,
+                mlp_ratio=4.0, num_heads=1, depth=1, depth_single_blocks=1, axes_dim=[16, 56, 56],
+                theta=10000, patch_size=2, qkv_bias=True, guidance_embed=guidance, txt_ids_dims=[])
+
+
+FAMILIES: dict[str, FamilySpec] = {
+    "flux1-dev": FamilySpec("flux1-dev", "comfy.ldm.flux.model.Flux", _flux(True), 64, 64,
+                            out_layer="final_layer.linear"),
+    "flux1-schnell": FamilySpec("flux1-schnell", "comfy.ldm.flux.model.Flux", _flux(False), 64, 64,
+                                out_layer="final_layer.linear"),
+    # SD3.5-style MMDiT (x_block attn2 in the first block, as SD3.5 medium has); widths follow depth
+    # (hidden = 64 * depth), as the host's detection expects.
+    "sd3": FamilySpec("sd3", "comfy.ldm.modules.diffusionmodules.mmdit.MMDiT",
+                      dict(input_size=None, patch_size=2, in_channels=16, out_channels=16, depth=2,
+                           num_patches=16 * 16, pos_embed_max_size=16, adm_in_channels=64,
+                           context_embedder_config={"target": "torch.nn.Linear",
+                                                    "params": {"in_features": 64, "out_features": 128}},
+                           qk_norm="rms", x_block_self_attn_layers=[0]),
+                      64, 64, out_layer="final_layer.linear"),
+}
+
+
+def _import(path: str):
+    module, _, name = path.rpartition(".")
+    import importlib
+    return getattr(importlib.import_module(module), name)
+
+
+def available(family: str) -> str | None:
+    """None when this host can build the family, else the reason (the model class it lacks)."""
+    spec = FAMILIES[family]
+    try:
+        _import(spec.model_class)
+    except (ImportError, AttributeError):
+        return f"this ComfyUI has no {spec.model_class} (family {family})"
+    return None
+
+
+def diffusion_model_state_dict(family: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    import comfy.ops
+    spec = FAMILIES[family]
+    cls = _import(spec.model_class)
+    torch.manual_seed(seed)
+    model = cls(**spec.kwargs, dtype=torch.float32, device="cpu", operations=comfy.ops.disable_weight_init)
+    _seeded_init(model, seed)
+    if spec.out_layer:
+        with torch.no_grad():
+            model.get_submodule(spec.out_layer).weight.mul_(0.1)
+    return {k: v.contiguous() for k, v in model.state_dict().items()}
+
+
+def tiny_vae_state_dict(latent_channels: int = 16, seed: int = 1) -> dict[str, torch.Tensor]:
+    """A TAESD-layout VAE with the family's latent channels (VAELoader detects the channels)."""
+    from comfy.taesd.taesd import TAESD
+    vae = TAESD(latent_channels=latent_channels)
+    _seeded_init(vae, seed)
+    with torch.no_grad():
+        vae.vae_scale.fill_(1.0)
+        vae.vae_shift.fill_(0.0)
+    return vae.state_dict()
+
+
+def _write(path: Path, sd: dict, meta: dict) -> Path:
+    from safetensors.torch import save
+    return atomic_write_bytes(path, save({k: v.contiguous() for k, v in sd.items()}, meta))
+
+
+@dataclass(frozen=True)
+class FamilyAssets:
+    family: str
+    unet_name: str     # as UNETLoader lists it
+    vae_name: str      # as VAELoader lists it
+
+
+def ensure_family_assets(family: str, cache_dir: str | Path) -> FamilyAssets:
+    """Write the family's tiny diffusion model and VAE once per cache dir; register the folders."""
+    import folder_paths
+    cache_dir = Path(cache_dir)
+    spec = FAMILIES[family]
+    unet_dir, vae_dir = cache_dir / "diffusion_models", cache_dir / "vae"
+    unet = unet_dir / f"kiln-tiny-{family}.safetensors"
+    vae = vae_dir / f"kiln-tiny-taesd{spec.latent_channels}.safetensors"
+    # The stamp covers the spec, so editing a fixture's widths rebuilds its file.
+    stamp = hashlib.sha256(f"{FAMILY_FIXTURE_VERSION}|{spec!r}".encode()).hexdigest()[:16]
+    if not unet.is_file() or _meta(unet).get("kiln_fixture") != stamp:
+        _write(unet, diffusion_model_state_dict(family), {"kiln_fixture": stamp})
+    if not vae.is_file() or _meta(vae).get("kiln_fixture") != FAMILY_FIXTURE_VERSION:
+        _write(vae, tiny_vae_state_dict(spec.latent_channels), {"kiln_fixture": FAMILY_FIXTURE_VERSION})
+    folder_paths.add_model_folder_path("diffusion_models", str(unet_dir), is_default=True)
+    folder_paths.add_model_folder_path("vae", str(vae_dir), is_default=True)
+    return FamilyAssets(family, unet.name, vae.name)
+
+
+def _meta(path: Path) -> dict:
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        return f.metadata() or {}
+
+
+def tiny_text_encoder(family: str, seed: int = 2):
+    """A ``comfy.sd.CLIP`` from the host's CLIP text-model class, widths matching the tiny model."""
+    import comfy.sd
+    import comfy.sd1_clip as sd1_clip
+    spec = FAMILIES[family]
+    width = spec.context_dim
+    config = {"architectures": ["CLIPTextModel"], "attention_dropout": 0.0, "bos_token_id": 0,
+              "dropout": 0.0, "eos_token_id": 49407, "hidden_act": "quick_gelu", "hidden_size": width,
+              "initializer_factor": 1.0, "initializer_range": 0.02, "intermediate_size": 2 * width,
+              "layer_norm_eps": 1e-05, "max_position_embeddings": 77, "model_type": "clip_text_model",
+              "num_attention_heads": 2, "num_hidden_layers": 1, "pad_token_id": 1,
+              "projection_dim": width, "torch_dtype": "float32", "vocab_size": 49408}
+
+    class Target:
+        params = {}
+        clip = functools.partial(sd1_clip.SD1ClipModel, clip_model=sd1_clip.SDClipModel,
+                                 textmodel_json_config=config)
+        tokenizer = sd1_clip.SD1Tokenizer
+
+    clip = comfy.sd.CLIP(target=Target(), embedding_directory=None, model_options={"dtype": torch.float32})
+    with torch.no_grad():
+        _seeded_init(clip.cond_stage_model, seed)
+    return clip
