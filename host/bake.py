@@ -32,14 +32,11 @@ from ..core.train.plot import loss_plot
 from ..core.train.prompts import SamplePrompt
 from ..core.train.timeline import sample_file_name
 from ..core.train.state import load_state, save_state
-from . import live
+from . import families, live
 from .training import (HostDiffusionModel, apply_lora, gradient_checkpointing, target_layers,
                        text_encoder_grad_safe, vae_encoder)
 
 log = logging.getLogger("kiln")
-
-BASE_MODEL_VERSIONS = {"SD15": "sd_v1", "SD20": "sd_v2", "SD21UnclipL": "sd_v2", "SDXL": "sdxl_base_v1-0",
-                       "SDXLRefiner": "sdxl_refiner_v1-0", "SD3": "sd3", "Flux": "flux1", "FluxSchnell": "flux1"}
 
 
 @dataclass(frozen=True)
@@ -77,8 +74,8 @@ _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def base_model_version(model) -> str:
-    name = type(model.model.model_config).__name__
-    return BASE_MODEL_VERSIONS.get(name, name.lower())
+    """kohya's ss_base_model_version for the MODEL's family (host.families)."""
+    return families.base_model_version(model)
 
 
 def make_autograd_safe(module: torch.nn.Module) -> int:

@@ -16,6 +16,7 @@ import comfy.sd
 from ..core.lora.value import KilnLora
 from ..core.net.blocks import block_of
 from ..core.net.network import TargetLayer
+from .families import family_of, training_conds
 
 log = logging.getLogger("kiln")
 
@@ -56,6 +57,8 @@ def kohya_names_for_model(model_patcher=None, clip=None) -> dict[str, str]:
 
 def target_layers(model_patcher=None, clip=None) -> list[TargetLayer]:
     layers = []
+    # The family picks the targets table (core.net.families); text-encoder layers keep the CLIP naming.
+    family = family_of(model_patcher) if model_patcher is not None else ""
     for kohya, weight_key in kohya_names_for_model(model_patcher, clip).items():
         is_te = kohya.startswith("lora_te")
         root = clip.cond_stage_model if is_te else model_patcher.model
@@ -64,7 +67,8 @@ def target_layers(model_patcher=None, clip=None) -> list[TargetLayer]:
             module = root.get_submodule(name)
         except AttributeError:
             continue
-        layers.append(TargetLayer(kohya, name, module, is_te, block_of(name, is_te)))
+        layer_family = "" if is_te else family
+        layers.append(TargetLayer(kohya, name, module, is_te, block_of(name, is_te, layer_family), layer_family))
     return layers
 
 
@@ -95,6 +99,8 @@ class HostDiffusionModel:
         self.train_text_encoder = train_text_encoder
         self.kind, self.sigma_data = model_kind(self.patcher)
         self.model_sampling = self.patcher.get_model_object("model_sampling")
+        self.family = family_of(self.patcher)
+        self.family_conds = training_conds(self.family)    # e.g. Flux dev's guidance 1.0, as kohya trains
         # Base weights never train; only adapters carry gradients.
         self.patcher.model.requires_grad_(False)
         if clip is not None:
@@ -130,7 +136,8 @@ class HostDiffusionModel:
     def _model_kwargs(self, conds, x_t):
         per_sample = []
         for i, (cond, extra) in enumerate(conds):
-            params = dict(extra)
+            params = dict(self.family_conds)
+            params.update(extra)
             params.update(cross_attn=cond.to(self.device), device=self.device, noise=x_t[i:i + 1],
                           width=x_t.shape[-1] * 8, height=x_t.shape[-2] * 8, prompt_type="positive")
             per_sample.append(self.base.extra_conds(**params))
@@ -142,7 +149,46 @@ class HostDiffusionModel:
 
     def predict_x0(self, x_t, sigma, conds):
         kwargs = self._model_kwargs(conds, x_t)
-        return self.base.apply_model(x_t, sigma, **kwargs)
+        training = torch.is_grad_enabled()
+        with host_training_flag(training), residuals_grad_safe(self.base.diffusion_model, training):
+            return self.base.apply_model(x_t, sigma, **kwargs)
+
+
+@contextlib.contextmanager
+def residuals_grad_safe(root: torch.nn.Module, enabled: bool):
+    """Transformer blocks of several families add residuals in place (Flux: ``img += gate * attn``)
+    onto the tensor their pre-norm saved for backward. Feeding every normalisation layer a copy of its
+    input keeps the saved tensor intact (one activation-sized copy per norm, only while training).
+    Norms are found by class name because each host family brings its own RMSNorm/LayerNorm classes."""
+    if not enabled:
+        yield
+        return
+    handles = []
+    for module in root.modules():
+        if "Norm" in type(module).__name__ and not any(True for _ in module.children()):
+            handles.append(module.register_forward_pre_hook(
+                lambda m, args: (args[0].clone(),) + tuple(args[1:]) if args and isinstance(args[0], torch.Tensor) else None))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextlib.contextmanager
+def host_training_flag(enabled: bool):
+    """Hosts that have ``model_management.in_training`` switch fused inference kernels (e.g. the 2026
+    host's comfy_kitchen rope, which has no backward) to their differentiable torch versions when it
+    is set, as the host's own TrainLoraNode does; older hosts lack the flag and need nothing."""
+    if not enabled or not hasattr(mm, "in_training"):
+        yield
+        return
+    previous = mm.in_training
+    mm.in_training = True
+    try:
+        yield
+    finally:
+        mm.in_training = previous
 
 
 # Per-block checkpointing (with a depth) lives beside the other memory savers.
