@@ -1,6 +1,8 @@
 """The real frontend in a real browser: ComfyUI's server on loopback with Kiln installed, Debian's Chromium
 driven headless by Playwright (system browser, nothing downloaded). Every shipped workflow opens with no
-missing nodes; the tiny train_then_sample graph runs and the Train node's loss chart and sample appear."""
+missing nodes and no two nodes overlapping (as this host's frontend sizes them); the tiny train_then_sample
+graph runs, the Train node's loss chart and sample timeline appear and come back after a reload; the
+caption editor saves an edit to disk. The screenshots go to docs/img/ for the README."""
 import json
 import os
 import shutil
@@ -8,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -17,6 +21,7 @@ from conftest import HOST_MISSING, HOST_ROOT, REPO
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = REPO / "out" / "test-artifacts"
+DOCS_IMG = REPO / "docs" / "img"   # the README's pictures: rewritten by every browser run, so they stay current
 
 
 def _skip_reason():
@@ -108,7 +113,50 @@ CENTER_ON_TRAIN_NODE = """() => {
     canvas.setDirty(true, true);
 }"""
 
+FIT_GRAPH = """() => {
+    // zoomed out to show the groups around the Train node, but above the zoom where the frontend stops
+    // drawing widgets and text
+    const node = window.app.graph._nodes.find(n => n.type === 'KilnTrainLora');
+    const canvas = window.app.canvas;
+    canvas.ds.scale = 0.72;
+    if (node && canvas.centerOnNode) canvas.centerOnNode(node);
+    canvas.setDirty(true, true);
+}"""
+
+
+def _wait_until_idle(url, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        queue = json.loads(urllib.request.urlopen(url + "/queue", timeout=5).read())
+        if not queue.get("queue_running") and not queue.get("queue_pending"):
+            return
+        time.sleep(1)
+    raise AssertionError("the queued workflow did not finish")
+
+
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+
+# Every node's box as the frontend has it (title bar included), after it has sized the nodes itself.
+NODE_BOXES = """() => window.app.graph._nodes.map(n => {
+    let r = n.boundingRect ? Array.from(n.boundingRect) : null;
+    if (!r || r.length < 4) {
+        const t = window.LiteGraph.NODE_TITLE_HEIGHT || 30;
+        r = [n.pos[0], n.pos[1] - t, n.size[0], n.size[1] + t];
+    }
+    return [`${n.id}:${n.title || n.type}`, r[0], r[1], r[2], r[3]];
+})"""
+
+
+def _overlapping(boxes):
+    from kiln.make_workflows import overlaps
+    return overlaps([tuple(b) for b in boxes])
+
+
+def _screenshot(page, name):
+    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name))
+    shutil.copy(ARTIFACTS / name, DOCS_IMG / name)
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
@@ -121,6 +169,12 @@ def test_workflow_opens_without_missing_nodes(page, path):
             .concat(wf.nodes.filter(n => !types[n.type]).map(n => n.type));
     }""", data)
     assert missing == [], f"{path.name}: missing nodes {missing}"
+    page.wait_for_timeout(300)   # let the frontend measure and grow nodes to fit their widgets
+    boxes = page.evaluate(NODE_BOXES)
+    assert len(boxes) == len(data["nodes"])
+    assert _overlapping(boxes) == [], f"{path.name}: overlapping nodes in this frontend"
+    groups = page.evaluate("() => (window.app.graph._groups || window.app.graph.groups || []).map(g => g.title)")
+    assert groups == [g["title"] for g in data["groups"]]
 
 
 def test_train_then_sample_shows_live_loss_and_samples(page, server):
@@ -128,10 +182,18 @@ def test_train_then_sample_shows_live_loss_and_samples(page, server):
     page.evaluate("async (wf) => { await window.app.loadGraphData(wf); await window.app.queuePrompt(0, 1); }", data)
     page.wait_for_function("() => [...document.querySelectorAll('canvas.kiln-loss-chart')]"
                            ".some(c => Number(c.dataset.points || 0) > 0)", timeout=240000)
-    page.wait_for_selector("img.kiln-sample", state="attached", timeout=240000)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for _ in range(3):   # the first-run template dialog would cover the graph
         page.keyboard.press("Escape")
+    page.evaluate(FIT_GRAPH)
+    page.wait_for_timeout(500)
+    _screenshot(page, "training_mid_run.png")
+    page.wait_for_selector("img.kiln-sample", state="attached", timeout=240000)
+    # the run is over when the timeline has every prompt at every sample step (2 prompts x steps 10, 20, 30)
+    page.wait_for_function("() => document.querySelectorAll('img.kiln-sample').length >= 6", timeout=240000)
+    _wait_until_idle(server[0])
+    page.wait_for_timeout(2000)   # the Save Image previews arrive with the last executed messages
+    boxes = page.evaluate(NODE_BOXES)
+    assert _overlapping(boxes) == [], "nodes overlap once previews and samples are shown"
     page.evaluate(CENTER_ON_TRAIN_NODE)
     page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / "train_then_sample.png"))
@@ -147,3 +209,95 @@ def test_train_then_sample_shows_live_loss_and_samples(page, server):
     page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", data)
     page.wait_for_function("() => [...document.querySelectorAll('canvas.kiln-loss-chart')]"
                            ".some(c => Number(c.dataset.points || 0) >= 30)", timeout=30000)
+    # ... and the sample timeline: each prompt's row across the sample steps, with step labels
+    page.wait_for_function("() => document.querySelectorAll('img.kiln-sample').length >= 6", timeout=30000)
+    cells = page.evaluate("() => [...document.querySelectorAll('img.kiln-sample')].map(i => [Number(i.dataset.prompt), "
+                          "Number(i.dataset.step), i.complete && i.naturalWidth > 0])")
+    assert {(p, s) for p, s, _ in cells} == {(p, s) for p in (0, 1) for s in (10, 20, 30)}
+    page.wait_for_function("() => [...document.querySelectorAll('img.kiln-sample')].every(i => i.complete && i.naturalWidth > 0)",
+                           timeout=30000)
+    labels = page.evaluate("() => [...document.querySelectorAll('.kiln-step-label')].map(e => e.textContent)")
+    assert labels == ["step 10", "step 20", "step 30"]
+    for _ in range(3):
+        page.keyboard.press("Escape")
+    page.evaluate(CENTER_ON_TRAIN_NODE)
+    page.wait_for_timeout(500)
+    _screenshot(page, "sample_timeline.png")
+
+
+def _post(url, body):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def test_caption_routes_stay_inside_the_dataset(server, tiny_assets):
+    url, base = server
+    name = tiny_assets.dataset_input_name
+    (base / "secret.txt").write_text("keep")
+    concept = next(p for p in (base / "input" / name).iterdir() if p.is_dir())
+    image = next(p for p in concept.iterdir() if p.suffix == ".png")
+    link = concept / "escape.png"
+    link.symlink_to(base / "secret.txt")
+    try:
+        for dataset, file in [("..", f"{name}/{concept.name}/{image.name}"), (name, "../../secret.txt"),
+                              (name, f"{concept.name}/escape.png"), ("/etc", "passwd")]:
+            status, body = _post(url + "/kiln/captions/save", {"dataset": dataset, "file": file, "caption": "x"})
+            assert status == 400 and body.get("error"), (dataset, file, body)
+        q = urllib.parse.urlencode({"dataset": name, "file": "../../secret.txt"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{url}/kiln/captions/image?{q}", timeout=10)
+        assert err.value.code == 400
+        assert (base / "secret.txt").read_text() == "keep"
+    finally:
+        link.unlink()
+
+
+def test_caption_editor_edits_a_caption_on_disk(page, server, tiny_assets):
+    url, base = server
+    name = tiny_assets.dataset_input_name
+    data = json.loads((REPO / "workflows" / "train_then_sample.json").read_text())
+    page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", data)
+    # the button on Kiln Load Dataset opens the editor on the node's own path
+    page.evaluate("""() => {
+        const node = window.app.graph._nodes.find(n => n.type === 'KilnLoadDataset');
+        node.widgets.find(w => w.name === 'Edit captions').callback();
+    }""")
+    page.wait_for_selector(".kiln-captions .kiln-thumb", timeout=30000)
+    first = page.evaluate("() => document.querySelector('.kiln-caption-text').dataset.file")
+    caption_file = (base / "input" / name / first).with_suffix(".txt")
+    before = caption_file.read_text(encoding="utf-8-sig") if caption_file.exists() else ""
+    chips = page.locator(".kiln-caption-chips .kiln-chip").count()
+    assert chips == len([t for t in before.split(",") if t.strip()])
+    page.fill(".kiln-caption-text", before.strip() + ", edited in kiln, café")
+    page.click(".kiln-caption-save")
+    page.wait_for_function("() => document.querySelector('.kiln-captions-status').textContent.startsWith('saved')",
+                           timeout=15000)
+    assert caption_file.read_bytes().decode("utf-8-sig") == before.strip() + ", edited in kiln, café"
+    # bulk: select the page, add a tag typed with the autocomplete list's help, then remove it again
+    options = page.evaluate("() => [...document.querySelectorAll('#kiln-tag-list option')].map(o => o.value)")
+    assert "edited in kiln" in options
+    page.click(".kiln-select-page")
+    page.fill(".kiln-tag-input", "zyx bulk tag")
+    page.click(".kiln-tag-add")
+    page.wait_for_function("() => document.querySelector('.kiln-captions-status').textContent.startsWith('changed')",
+                           timeout=15000)
+    txts = sorted((base / "input" / name).rglob("*.txt"))
+    images = [p for p in (base / "input" / name).rglob("*.png")]
+    assert len(txts) == len(images) and all("zyx bulk tag" in t.read_text(encoding="utf-8-sig") for t in txts)
+    freq = page.evaluate("() => [...document.querySelectorAll('.kiln-tag-frequencies-panel .kiln-chip')]"
+                         ".map(c => c.textContent)")
+    assert f"zyx bulk tag {len(images)}" in freq
+    page.evaluate("() => document.querySelectorAll('.kiln-thumb')[1]?.click()")
+    page.wait_for_timeout(500)
+    _screenshot(page, "caption_editor.png")
+    page.fill(".kiln-tag-input", "zyx_bulk_tag")   # another spelling of the same tag
+    page.evaluate("() => { document.querySelector('.kiln-captions-status').textContent = ''; }")
+    page.click(".kiln-tag-remove")
+    page.wait_for_function("() => document.querySelector('.kiln-captions-status').textContent.startsWith('changed')",
+                           timeout=15000)
+    assert not any("zyx bulk tag" in t.read_text(encoding="utf-8-sig") for t in txts)
+    page.click(".kiln-captions-close")
