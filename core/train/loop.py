@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .objective import ObjectiveSpec, batch_loss, is_finite, make_noise, sample_percents
+from .distributed import Shard
 from .guards import GradientGuard
 from .optim import OptimizerSpec, build_optimizer, build_scheduler
 from .state import TrainState
@@ -112,12 +113,15 @@ def step_seed(seed: int, micro: int) -> int:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, dataset, network, opt_spec: OptimizerSpec, model: DiffusionModel,
-                 latents, hooks: TrainHooks | None = None, validation=None):
+                 latents, hooks: TrainHooks | None = None, validation=None, shard: Shard | None = None):
         self.cfg, self.dataset, self.network, self.opt_spec = cfg, dataset, network, opt_spec
         self.validation = validation
         self.model, self.latents = model, latents
         self.hooks = hooks or TrainHooks()
-        self.micro_per_epoch = len(dataset.epoch_plan(0, cfg.batch_size, cfg.seed))
+        # Data-parallel (core.train.distributed): the plan is made with the global batch, one slice per rank.
+        self.shard = shard or Shard()
+        self.plan_batch = cfg.batch_size * self.shard.world
+        self.micro_per_epoch = len(dataset.epoch_plan(0, self.plan_batch, cfg.seed))
         total_micro = self.micro_per_epoch * cfg.epochs
         self.total_steps = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(total_micro / cfg.grad_accum))
         self._text_cache: dict[str, Any] = {}
@@ -148,7 +152,7 @@ class Trainer:
         epoch = 0
         end = self.total_steps * self.cfg.grad_accum
         while micro < end:
-            plan = self.dataset.epoch_plan(epoch, self.cfg.batch_size, self.cfg.seed)
+            plan = self.dataset.epoch_plan(epoch, self.plan_batch, self.cfg.seed)
             for refs in plan:
                 if micro >= start_micro:
                     yield micro, epoch, refs
@@ -166,24 +170,38 @@ class Trainer:
                 self._text_cache[c] = enc
         return [self._text_cache[c] for c in captions]
 
-    def micro_loss(self, micro: int, refs, percents: list[float] | None = None) -> torch.Tensor:
+    def micro_loss(self, micro: int, refs, percents: list[float] | None = None, sharded: bool = False) -> torch.Tensor:
+        """The loss of one micro-batch; ``sharded``: ``refs`` is the global batch and this rank computes its
+        slice, weighted so that the mean over the ranks is the global batch's loss."""
         seed = step_seed(self.cfg.seed, micro)
         gen = torch.Generator().manual_seed(seed)
         # Adapter dropouts draw from torch's global generators, the ones gradient checkpointing saves and
         # replays in backward; they are seeded per micro-batch for exact resume, inside a fork so the
         # host's own random state (other nodes' seeds) is the same after a bake as before it.
         with own_global_rng(seed, self.model.device):
-            return self._micro_loss(seed, gen, refs, percents)
+            if not sharded or self.shard.world == 1:
+                return self._micro_loss(seed, gen, refs, percents)
+            start, end = self.shard.bounds(len(refs))
+            if start == end:   # fewer samples than ranks: this rank adds zero gradients to the average
+                return sum(p.sum() for p in self.network.parameters() if p.requires_grad) * 0.0
+            return self._micro_loss(seed, gen, refs, percents, (start, end)) * self.shard.weight(len(refs))
 
-    def _micro_loss(self, seed: int, gen: torch.Generator, refs, percents) -> torch.Tensor:
+    def _micro_loss(self, seed: int, gen: torch.Generator, refs, percents, part=None) -> torch.Tensor:
+        # ``part``: this rank's slice of the global batch ``refs``; noise and noise levels are drawn for the
+        # whole batch (the same draws one process makes) and sliced.
+        full = len(refs)
+        start, end = part or (0, full)
+        refs = refs[start:end]
         latents = self.latents.get(self.dataset, refs)
         x0 = self.model.process_latent_in(latents.to(self.model.device, torch.float32))
         captions = [self.dataset.caption(r, seed) for r in refs]
         conds = self.encode_captions(captions)
         obj = self.cfg.objective
-        noise = make_noise(obj, x0, gen).to(x0.device)
+        like = x0 if part is None else x0.new_empty((full, *x0.shape[1:]))
+        noise = make_noise(obj, like, gen)[start:end].to(x0.device)
         if percents is None:
-            percents = sample_percents(obj, len(refs), gen)
+            percents = sample_percents(obj, full, gen)
+        percents = percents[start:end]
         sigma = torch.tensor([self.model.percent_to_sigma(p) for p in percents],
                              device=x0.device, dtype=torch.float32)
         x_t = self.model.noise_scaling(sigma, noise, x0)
@@ -265,8 +283,8 @@ class Trainer:
         try:
             for micro, epoch, refs in self.micro_batches(step * cfg.grad_accum):
                 hooks.check_interrupt()
-                loss = self.micro_loss(micro, refs)
-                value = float(loss.detach())
+                loss = self.micro_loss(micro, refs, sharded=True)
+                value = self.shard.mean(float(loss.detach()), self.model.device)
                 if not is_finite(value):
                     raise TrainingDiverged(
                         f"loss became {value} at step {step + 1}; the last good save is kept. "
@@ -280,6 +298,7 @@ class Trainer:
                 accum_loss += value / cfg.grad_accum
                 if (micro + 1) % cfg.grad_accum:
                     continue
+                self.shard.average_gradients(trainable)
                 guard.check_gradients()
                 if scaler:
                     scaler.unscale_(optimizer)

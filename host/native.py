@@ -1,0 +1,63 @@
+"""The host's own TrainLoraNode, called the same way on every host release (benchmarks compare against it).
+
+Two shapes exist: the classic node (``TrainLoraNode().train(...)``, 2025 releases) and the V3 node
+(``TrainLoraNode.execute(...)`` with list inputs, checkpoint depth, offloading and bypass mode, 2026). The
+shape is told by the method's signature, never by a version string.
+"""
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+import comfy.sd
+
+
+def native_node():
+    import comfy_extras.nodes_train as nodes_train
+    return nodes_train.TrainLoraNode
+
+
+def native_options() -> set[str]:
+    """The native node's inputs on this host (e.g. 'bypass_mode', 'checkpoint_depth', 'offloading')."""
+    node = native_node()
+    fn = node.execute if hasattr(node, "execute") and not hasattr(node, "train") else node.train
+    return set(inspect.signature(fn).parameters) - {"self", "cls"}
+
+
+def train_lora_native(model, latents: torch.Tensor, positive: list, *, batch_size: int, steps: int, lr: float,
+                      rank: int, training_dtype: str = "fp32", gradient_checkpointing: bool = False,
+                      checkpoint_depth: int = 1, bypass: bool = False, offloading: bool = False, seed: int = 0):
+    """Train with the host's node; returns its MODEL output. ``positive``: one conditioning per latent."""
+    node = native_node()
+    options = native_options()
+    if "bypass_mode" in options:
+        out = node.execute(model=[model], latents=[{"samples": latents}], positive=[positive], batch_size=[batch_size],
+                           steps=[steps], grad_accumulation_steps=[1], learning_rate=[lr], rank=[rank],
+                           optimizer=["AdamW"], loss_function=["MSE"], seed=[seed], training_dtype=[training_dtype],
+                           lora_dtype=["fp32"], quantized_backward=[False], algorithm=["LoRA"],
+                           gradient_checkpointing=[gradient_checkpointing], checkpoint_depth=[checkpoint_depth],
+                           offloading=[offloading], existing_lora=["[None]"], bucket_mode=[False],
+                           bypass_mode=[bypass])
+        return out[0] if isinstance(out, tuple) else out.result[0]
+    if bypass or offloading:
+        raise NotImplementedError("this host's TrainLoraNode has no bypass mode or offloading")
+    return node().train(model, {"samples": latents}, positive, batch_size, steps, 1, lr, rank, "AdamW", "MSE", seed,
+                        training_dtype, "fp32", "LoRA", gradient_checkpointing, "[None]")[0]
+
+
+def load_diffusion_model(path: str, weight_dtype: torch.dtype | None = None):
+    """A diffusion-model file with its weights stored in ``weight_dtype`` (what UNETLoader's weight_dtype does,
+    for any dtype: bf16 too, which UNETLoader doesn't list)."""
+    options = {"dtype": weight_dtype} if weight_dtype is not None else {}
+    with torch.inference_mode():
+        return comfy.sd.load_diffusion_model(path, model_options=options)
+
+
+def diffusion_weight_bytes(model_patcher) -> int:
+    """Bytes the diffusion model's weights take as stored (fp8 one byte each, quantized tensors as stored)."""
+    total = 0
+    for t in list(model_patcher.model.diffusion_model.parameters()) + list(model_patcher.model.diffusion_model.buffers()):
+        inner = getattr(t, "_qdata", None)
+        total += inner.numel() * inner.element_size() if isinstance(inner, torch.Tensor) else t.numel() * t.element_size()
+    return total
