@@ -21,7 +21,7 @@ import torch
 from ..core.lora.io import atomic_write_bytes
 from .fixtures import _seeded_init
 
-FAMILY_FIXTURE_VERSION = "1"
+FAMILY_FIXTURE_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,10 @@ class FamilySpec:
                             # so a family reading one gets pooled_dim == context_dim here
     latent_channels: int = 16
     out_layer: str = ""     # final projection scaled down so the random model predicts sane values
+    # Families whose host detection fixes the widths (Qwen-Image 3072, Z-Image 3840, Lumina2 2304: a
+    # single block is hundreds of MB) are built from the host's own supported_models config class with
+    # a tiny unet_config instead of a file through UNETLoader (what the loader does after detection).
+    config_class: str = ""
 
 
 def _flux(guidance: bool) -> dict:
@@ -56,7 +60,51 @@ FAMILIES: dict[str, FamilySpec] = {
                                                     "params": {"in_features": 64, "out_features": 128}},
                            qk_norm="rms", x_block_self_attn_layers=[0]),
                       64, 64, out_layer="final_layer.linear"),
+    "z-image": FamilySpec("z-image", "comfy.ldm.lumina.model.NextDiT", dict(
+        # dim 256: Z-Image's modulation reads a 256-wide time embedding (min(dim, 256) in the host)
+        image_model="lumina2", patch_size=2, in_channels=16, dim=256, cap_feat_dim=64, n_layers=1,
+        n_refiner_layers=1, n_heads=4, n_kv_heads=4, multiple_of=16, qk_norm=True, axes_dims=[16, 24, 24],
+        axes_lens=[1536, 512, 512], rope_theta=256.0, ffn_dim_multiplier=8.0 / 3.0, z_image_modulation=True,
+        time_scale=1000.0), 64, out_layer="final_layer.linear", config_class="ZImage"),
+    "lumina2": FamilySpec("lumina2", "comfy.ldm.lumina.model.NextDiT", dict(
+        image_model="lumina2", patch_size=2, in_channels=16, dim=64, cap_feat_dim=64, n_layers=1,
+        n_refiner_layers=1, n_heads=1, n_kv_heads=1, multiple_of=16, qk_norm=True, axes_dims=[16, 24, 24],
+        axes_lens=[300, 512, 512], rope_theta=10000.0, ffn_dim_multiplier=4.0), 64,
+        out_layer="final_layer.linear", config_class="Lumina2"),
+    "qwen-image": FamilySpec("qwen-image", "comfy.ldm.qwen_image.model.QwenImageTransformer2DModel", dict(
+        image_model="qwen_image", in_channels=64, out_channels=16, num_layers=1, attention_head_dim=64,
+        num_attention_heads=1, joint_attention_dim=64, axes_dims_rope=(16, 24, 24)), 64,
+        out_layer="proj_out", config_class="QwenImage"),
 }
+
+
+def config_built_model(family: str, seed: int = 0):
+    """A MODEL (ModelPatcher) of a config-built family: the host's supported_models config with the
+    tiny unet_config, its model_base class, random weights; the host's model_sampling/extra_conds."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.supported_models as sm
+    spec = FAMILIES[family]
+    config = getattr(sm, spec.config_class)(dict(spec.kwargs))
+    config.set_inference_dtype(torch.float32, None)
+    model = config.get_model({})
+    _init_tiny(model.diffusion_model, seed)
+    with torch.no_grad():
+        model.diffusion_model.get_submodule(spec.out_layer).weight.mul_(0.1)
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                            offload_device=mm.unet_offload_device())
+
+
+def _init_tiny(model: torch.nn.Module, seed: int) -> None:
+    """Seeded random weights; every normalisation layer's scale (the families bring their own RMSNorm
+    classes, which the generic init would zero) starts at one, so no block is silenced."""
+    _seeded_init(model, seed)
+    with torch.no_grad():
+        for sub in model.modules():
+            if "Norm" in type(sub).__name__:
+                for leaf, p in sub.named_parameters(recurse=False):
+                    if leaf in ("weight", "scale"):
+                        p.fill_(1.0)
 
 
 def _import(path: str):
@@ -70,8 +118,10 @@ def available(family: str) -> str | None:
     spec = FAMILIES[family]
     try:
         _import(spec.model_class)
+        if spec.config_class:
+            _import("comfy.supported_models." + spec.config_class)
     except (ImportError, AttributeError):
-        return f"this ComfyUI has no {spec.model_class} (family {family})"
+        return f"this ComfyUI has no {spec.model_class} / {spec.config_class or 'config'} (family {family})"
     return None
 
 
@@ -81,7 +131,7 @@ def diffusion_model_state_dict(family: str, seed: int = 0) -> dict[str, torch.Te
     cls = _import(spec.model_class)
     torch.manual_seed(seed)
     model = cls(**spec.kwargs, dtype=torch.float32, device="cpu", operations=comfy.ops.disable_weight_init)
-    _seeded_init(model, seed)
+    _init_tiny(model, seed)
     if spec.out_layer:
         with torch.no_grad():
             model.get_submodule(spec.out_layer).weight.mul_(0.1)
@@ -121,7 +171,7 @@ def ensure_family_assets(family: str, cache_dir: str | Path) -> FamilyAssets:
     vae = vae_dir / f"kiln-tiny-taesd{spec.latent_channels}.safetensors"
     # The stamp covers the spec, so editing a fixture's widths rebuilds its file.
     stamp = hashlib.sha256(f"{FAMILY_FIXTURE_VERSION}|{spec!r}".encode()).hexdigest()[:16]
-    if not unet.is_file() or _meta(unet).get("kiln_fixture") != stamp:
+    if not spec.config_class and (not unet.is_file() or _meta(unet).get("kiln_fixture") != stamp):
         _write(unet, diffusion_model_state_dict(family), {"kiln_fixture": stamp})
     if not vae.is_file() or _meta(vae).get("kiln_fixture") != FAMILY_FIXTURE_VERSION:
         _write(vae, tiny_vae_state_dict(spec.latent_channels), {"kiln_fixture": FAMILY_FIXTURE_VERSION})

@@ -110,6 +110,10 @@ class HostDiffusionModel:
         self.base = self.patcher.model
 
     def process_latent_in(self, latents):
+        # Families with video latent formats (Qwen-Image, Wan: latent_dimensions 3) read [B, C, T, H, W];
+        # an image is one frame.
+        if latents.dim() == 4 and getattr(self.base.latent_format, "latent_dimensions", 2) == 3:
+            latents = latents.unsqueeze(2)
         return self.base.process_latent_in(latents)
 
     def percent_to_sigma(self, percent: float) -> float:
@@ -144,7 +148,9 @@ class HostDiffusionModel:
         kwargs = {}
         for key, first in per_sample[0].items():
             others = [s[key] for s in per_sample[1:]]
-            kwargs[key] = first.concat(others).to(self.device) if others else first.cond.to(self.device)
+            value = first.concat(others) if others else first.cond
+            # CONDConstant values (e.g. Lumina2's num_tokens) are plain numbers.
+            kwargs[key] = value.to(self.device) if isinstance(value, torch.Tensor) else value
         return kwargs
 
     def predict_x0(self, x_t, sigma, conds):

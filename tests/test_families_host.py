@@ -12,7 +12,7 @@ import torch
 
 from conftest import REPO
 
-FAMILIES = ["flux1-dev", "flux1-schnell", "sd3"]
+FAMILIES = ["flux1-dev", "flux1-schnell", "sd3", "z-image", "qwen-image", "lumina2"]
 
 
 def _loaded(family):
@@ -23,7 +23,10 @@ def _loaded(family):
         pytest.skip(reason)
     assets = ff.ensure_family_assets(family, REPO / ".cache" / "test-assets")
     with torch.inference_mode():
-        model = nodes.UNETLoader().load_unet(assets.unet_name, "default")[0]
+        if ff.FAMILIES[family].config_class:
+            model = ff.config_built_model(family)
+        else:
+            model = nodes.UNETLoader().load_unet(assets.unet_name, "default")[0]
         vae = nodes.VAELoader().load_vae(assets.vae_name)[0]
     clip = ff.tiny_text_encoder(family)
     return model, clip, vae

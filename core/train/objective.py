@@ -79,6 +79,10 @@ def elementwise_loss(spec: ObjectiveSpec, residual: torch.Tensor) -> torch.Tenso
 
 def make_noise(spec: ObjectiveSpec, like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Gaussian noise with the optional offset and multi-resolution (pyramid) terms, on CPU for repeatability."""
+    if like.dim() == 5:
+        # Video-latent families ([B, C, T, H, W]; T=1 for still images): frames as extra channels.
+        b, c, t, h, w = like.shape
+        return make_noise(spec, like.reshape(b, c * t, h, w), gen).reshape(like.shape)
     b, c, h, w = like.shape
     noise = torch.randn(like.shape, generator=gen, dtype=torch.float32)
     if spec.noise_offset:
