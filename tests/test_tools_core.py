@@ -99,10 +99,10 @@ def test_extract_recovers_a_known_low_rank_delta():
     from kiln_pack.core.tools.extract import checkpoint_names
     lora, report = extract_lora(tuned, base, checkpoint_names(base), ExtractSpec("fixed", 4, conv_rank=2, clamp_quantile=1.0))
     d = deltas(lora)
-    torch.testing.assert_close(d["lora_unet_middle_block_1_proj_in"], low, rtol=1e-3, atol=1e-3)
-    torch.testing.assert_close(d["lora_unet_input_blocks_1_0_in_layers_2"].reshape(32, 16, 3, 3), conv_low, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(d["lora_unet_mid_block_attentions_0_proj_in"], low, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(d["lora_unet_down_blocks_0_resnets_0_conv1"].reshape(32, 16, 3, 3), conv_low, rtol=1e-3, atol=1e-3)
     dyn, rep = extract_lora(tuned, base, checkpoint_names(base), ExtractSpec("sv_fro", 0.999, conv_rank=8, clamp_quantile=1.0))
-    assert {r.module: r.new_rank for r in rep} == {"lora_unet_middle_block_1_proj_in": 4, "lora_unet_input_blocks_1_0_in_layers_2": 2}
+    assert {r.module: r.new_rank for r in rep} == {"lora_unet_mid_block_attentions_0_proj_in": 4, "lora_unet_down_blocks_0_resnets_0_conv1": 2}
 
 
 def test_randomized_svd_matches_top_singular_values():

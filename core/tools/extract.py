@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..lora.unet_names import kohya_unet_names
 from ..lora.value import KilnLora
 from ..net.targets import wanted_weight
 from .lowrank import randomized_svd
@@ -26,16 +27,21 @@ class ExtractSpec:
 
 
 def checkpoint_names(keys) -> dict[str, str]:
-    """kohya module name -> state-dict key for a checkpoint file: the UNet in LDM naming (which the host and
-    A1111 read), SD1.x's CLIP-L as ``lora_te_``, SDXL's CLIP-L as ``lora_te1_``. SDXL's OpenCLIP-G stores
+    """kohya module name -> state-dict key for a checkpoint file: the UNet with kohya's diffusers-style names
+    (core.lora.unet_names), SD1.x's CLIP-L as ``lora_te_``, SDXL's CLIP-L as ``lora_te1_``. SDXL's OpenCLIP-G stores
     fused q/k/v projections under other names and is not extracted from a file (the node, which reads the
     host's CLIP, covers it)."""
     out = {}
+    unet = [k[len("model.diffusion_model."):-len(".weight")] for k in keys
+            if k.startswith("model.diffusion_model.") and k.endswith(".weight")]
+    # kohya's diffusers-style names, the ones training writes (kohya, LyCORIS and diffusers read only these).
+    for path, kohya in kohya_unet_names(unet).items():
+        out[kohya] = f"model.diffusion_model.{path}.weight"
     for k in keys:
         if not k.endswith(".weight"):
             continue
         if k.startswith("model.diffusion_model."):
-            out["lora_unet_" + k[len("model.diffusion_model."):-len(".weight")].replace(".", "_")] = k
+            continue
         elif k.startswith("cond_stage_model.transformer.text_model.encoder.layers."):
             out["lora_te_" + k[len("cond_stage_model.transformer."):-len(".weight")].replace(".", "_")] = k
         elif k.startswith("conditioner.embedders.0.transformer.text_model.encoder.layers."):
