@@ -51,6 +51,13 @@ FAMILIES: dict[str, FamilySpec] = {
                             out_layer="final_layer.linear"),
     "flux1-schnell": FamilySpec("flux1-schnell", "comfy.ldm.flux.model.Flux", _flux(False), 64, 64,
                                 out_layer="final_layer.linear"),
+    # FLUX.2 dev (guidance_in) and Klein (none): 128 latent channels, patch 1, global modulation.
+    "flux2": FamilySpec("flux2", "comfy.ldm.flux.model.Flux", dict(
+        image_model="flux2", in_channels=128, out_channels=128, vec_in_dim=None, context_in_dim=64,
+        hidden_size=128, mlp_ratio=3.0, num_heads=1, depth=1, depth_single_blocks=1, axes_dim=[32, 32, 32, 32],
+        theta=2000, patch_size=1, qkv_bias=False, guidance_embed=True, txt_ids_dims=[3], global_modulation=True,
+        mlp_silu_act=True, ops_bias=False, default_ref_method="index", ref_index_scale=10.0), 64,
+        latent_channels=128, out_layer="final_layer.linear"),
     # SD3.5-style MMDiT (x_block attn2 in the first block, as SD3.5 medium has); widths follow depth
     # (hidden = 64 * depth), as the host's detection expects.
     "sd3": FamilySpec("sd3", "comfy.ldm.modules.diffusionmodules.mmdit.MMDiT",
@@ -75,6 +82,16 @@ FAMILIES: dict[str, FamilySpec] = {
         image_model="qwen_image", in_channels=64, out_channels=16, num_layers=1, attention_head_dim=64,
         num_attention_heads=1, joint_attention_dim=64, axes_dims_rope=(16, 24, 24)), 64,
         out_layer="proj_out", config_class="QwenImage"),
+    "wan": FamilySpec("wan", "comfy.ldm.wan.model.WanModel", dict(
+        image_model="wan2.1", model_type="t2v", patch_size=(1, 2, 2), in_dim=16, dim=128, ffn_dim=256,
+        freq_dim=256, text_dim=64, out_dim=16, num_heads=1, num_layers=1, window_size=(-1, -1), qk_norm=True,
+        cross_attn_norm=True, eps=1e-6), 64, out_layer="head.head", config_class="WAN21_T2V"),
+    # Chroma: Flux's blocks, modulations from the distilled guidance layer (out_dim = hidden size).
+    "chroma": FamilySpec("chroma", "comfy.ldm.chroma.model.Chroma", dict(
+        image_model="chroma", in_channels=64, out_channels=64, context_in_dim=64, hidden_size=128,
+        mlp_ratio=4.0, num_heads=1, depth=1, depth_single_blocks=1, axes_dim=[16, 56, 56], theta=10000,
+        patch_size=2, qkv_bias=True, in_dim=64, out_dim=128, hidden_dim=256, n_layers=1, txt_ids_dims=[],
+        vec_in_dim=None), 64, out_layer="final_layer.linear", config_class="Chroma"),
 }
 
 
@@ -173,6 +190,19 @@ def ensure_family_assets(family: str, cache_dir: str | Path) -> FamilyAssets:
     stamp = hashlib.sha256(f"{FAMILY_FIXTURE_VERSION}|{spec!r}".encode()).hexdigest()[:16]
     if not spec.config_class and (not unet.is_file() or _meta(unet).get("kiln_fixture") != stamp):
         _write(unet, diffusion_model_state_dict(family), {"kiln_fixture": stamp})
+    if spec.latent_channels == 128:
+        # FLUX.2's TAE packs 32 channels 2x2 into 128; the host's VAELoader builds it as "taef2" from a
+        # taef2_encoder/_decoder pair in vae_approx (a single file would be read as 32 channels).
+        approx = cache_dir / "vae_approx"
+        sd = tiny_vae_state_dict(128)
+        for part in ("encoder", "decoder"):
+            path = approx / f"taef2_{part}.safetensors"
+            if not path.is_file() or _meta(path).get("kiln_fixture") != FAMILY_FIXTURE_VERSION:
+                _write(path, {k[len(f"taesd_{part}."):]: v for k, v in sd.items() if k.startswith(f"taesd_{part}.")},
+                       {"kiln_fixture": FAMILY_FIXTURE_VERSION})
+        folder_paths.add_model_folder_path("vae_approx", str(approx), is_default=True)
+        folder_paths.add_model_folder_path("diffusion_models", str(unet_dir), is_default=True)
+        return FamilyAssets(family, unet.name, "taef2")
     if not vae.is_file() or _meta(vae).get("kiln_fixture") != FAMILY_FIXTURE_VERSION:
         _write(vae, tiny_vae_state_dict(spec.latent_channels), {"kiln_fixture": FAMILY_FIXTURE_VERSION})
     folder_paths.add_model_folder_path("diffusion_models", str(unet_dir), is_default=True)

@@ -12,7 +12,7 @@ import torch
 
 from conftest import REPO
 
-FAMILIES = ["flux1-dev", "flux1-schnell", "sd3", "z-image", "qwen-image", "lumina2"]
+FAMILIES = ["flux1-dev", "flux1-schnell", "sd3", "z-image", "qwen-image", "lumina2", "wan", "chroma", "flux2"]
 
 
 def _loaded(family):
@@ -37,7 +37,9 @@ def _sample(model, clip, vae, seed=5):
     with torch.inference_mode():
         pos = nodes.CLIPTextEncode().encode(clip, "kiln shapes, red circle")[0]
         neg = nodes.CLIPTextEncode().encode(clip, "")[0]
-        latent = {"samples": torch.zeros(1, 16, 8, 8)}
+        fmt = model.model.latent_format
+        frames = (1,) if getattr(fmt, "latent_dimensions", 2) == 3 else ()
+        latent = {"samples": torch.zeros(1, fmt.latent_channels, *frames, 8, 8)}
         out = nodes.KSampler().sample(model, seed, 4, 1.0, "euler", "simple", pos, neg, latent)[0]
         return out["samples"].float().cpu().numpy()
 
