@@ -48,6 +48,8 @@ def test_model_folders_and_offline_error(tmp_path, monkeypatch):
     (tmp_path / "Florence-2-base" / "config.json").write_text(json.dumps({"model_type": "florence2"}))
     (tmp_path / "Qwen-VL" / "my-qwen").mkdir(parents=True)
     (tmp_path / "Qwen-VL" / "my-qwen" / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
+    (tmp_path / "text-only-llm").mkdir()   # a prompt-writing node's model: can't caption, not listed
+    (tmp_path / "text-only-llm" / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
     assert local_names([tmp_path]) == ["Florence-2-base", "Qwen-VL/my-qwen"]
     assert ensure_model("Qwen-VL/my-qwen", [tmp_path]) == tmp_path / "Qwen-VL" / "my-qwen"
     assert family_of(tmp_path / "Florence-2-base") == "florence2"

@@ -47,13 +47,25 @@ def family_of(folder: Path) -> str:
     return FAMILIES.get(read_config(folder).get("model_type", ""), "chat")
 
 
+def is_captioner(folder: Path) -> bool:
+    """Whether transformers loads the model in ``folder`` as image-text-to-text (models/LLM also holds the
+    text-only models of prompt-writing nodes, which can't caption)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+    try:
+        return read_config(folder).get("model_type", "") in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+    except ValueError:
+        return False
+
+
 def local_names(dirs: list[Path]) -> list[str]:
+    """The caption models in ``dirs`` (one or two levels down), by their path below the folder."""
     found = set()
     for d in dirs:
         if not d.is_dir():
             continue
         for cfg in list(d.glob("*/config.json")) + list(d.glob("*/*/config.json")):
-            found.add(cfg.parent.relative_to(d).as_posix())
+            if is_captioner(cfg.parent):
+                found.add(cfg.parent.relative_to(d).as_posix())
     return sorted(found)
 
 
