@@ -97,7 +97,7 @@ def run_config(path, base, checkpointing, batch, args, clip, vae, dataset, laten
 
 def main(argv=None):
     p = argparse.ArgumentParser()
-    p.add_argument("--size", type=int, default=64, help="image size in pixels (latents are size/8)")
+    p.add_argument("--size", type=int, default=128, help="image size in pixels (latents are size/8)")
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--quick", action="store_true", help="fp32 and fp8 at batch 4 only (the test's smoke run)")
