@@ -95,3 +95,19 @@ def test_train_workflows_have_the_four_groups():
 
 def test_overlap_check_can_fail():
     assert overlaps([("a", 0, 0, 100, 100), ("b", 99, 99, 10, 10), ("c", 100, 0, 5, 5)]) == [("a", "b")]
+
+
+def test_live_history_keeps_every_sample_step_and_the_validation_line(host):
+    """What a reloaded page redraws from: all sample steps (not just the latest) and the validation losses."""
+    from kiln_pack.host import live
+    live.start("kiln-test-node", 20, "x")
+    for step in (10, 20):
+        live.step("kiln-test-node", step, 20, 1.0 / step, 1)
+        live.validation("kiln-test-node", step, 0.5 / step)
+        live.samples("kiln-test-node", [{"filename": f"step{step:06d}_{p:02d}.png", "subfolder": "kiln_samples/x",
+                                         "type": "output", "step": step, "prompt": p} for p in (0, 1)], ["a", "b"])
+    live.finish("kiln-test-node")
+    h = live.history()["kiln-test-node"]
+    assert h["validation"] == [[10, 0.05], [20, 0.025]]
+    assert [(r["step"], r["prompt"]) for r in h["samples"]] == [(10, 0), (10, 1), (20, 0), (20, 1)]
+    assert h["prompts"] == ["a", "b"] and h["running"] is False
