@@ -68,3 +68,10 @@ def test_fit_image_only_shrinks():
     assert fit_image(Image.new("RGB", (1600, 800)), 768).size == (768, 384)
     assert fit_image(Image.new("RGB", (100, 50)), 768).size == (100, 50)
     assert fit_image(Image.new("RGB", (1600, 800)), 0).size == (1600, 800)
+
+
+def test_a_text_only_model_is_refused_with_the_reason(tmp_path):
+    from kiln_pack.core.caption.vlm import CaptionModelError, Captioner
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(CaptionModelError, match="no image-text-to-text model of type 'bert'"):
+        Captioner(tmp_path)

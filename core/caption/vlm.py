@@ -65,9 +65,18 @@ class Captioner:
             self.processor = AutoProcessor.from_pretrained(self.folder)
             self.model = AutoModelForImageTextToText.from_pretrained(self.folder, dtype=self.dtype)
         except (ValueError, KeyError, OSError, TypeError) as exc:
-            hint = (" It ships its own modelling code (auto_map in config.json), which Kiln does not run: use a "
-                    "version converted to transformers' native format (for Florence-2: florence-community/"
-                    "Florence-2-base or -large)." if config.get("auto_map") else "")
+            import transformers
+            from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+            model_type = config.get("model_type", "")
+            if config.get("auto_map"):
+                hint = (" It ships its own modelling code (auto_map in config.json), which Kiln does not run: use "
+                        "a version converted to transformers' native format (for Florence-2: florence-community/"
+                        "Florence-2-base or -large).")
+            elif model_type not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+                hint = (f" transformers {transformers.__version__} has no image-text-to-text model of type "
+                        f"{model_type!r}: a newer transformers may know it, or it is not a captioning model.")
+            else:
+                hint = ""
             raise CaptionModelError(f"{self.folder}: transformers could not load this captioning model "
                                     f"({type(exc).__name__}: {exc}).{hint}") from exc
         self.model.to(self.device).eval()
