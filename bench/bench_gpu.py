@@ -1,0 +1,173 @@
+"""Speed and peak memory of training at real model widths: Kiln's Train vs the host's TrainLoraNode, at the
+VRAM presets, bf16 and fp8 base weights. Models are built from the host's own supported_models configs with
+random weights (nothing is downloaded); the text encoder is a one-layer CLIP from the host's class whose
+width matches what the diffusion model reads.
+
+    python bench/bench_gpu.py                      # a CUDA machine: real widths (Flux.1 12B, Qwen-Image 20B)
+    python bench/bench_gpu.py --tiny --steps 1     # anywhere: the same code at tiny widths (what the test runs)
+
+Prints, per family / base dtype / preset: steps/s and peak memory (max allocated on CUDA, the allocator's
+records on CPU) for both trainers and their ratios. A configuration that runs out of memory prints OOM.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+GIB = 2 ** 30
+
+# family -> (the host's supported_models config class, real-width overrides of the tiny fixture's kwargs,
+# image size at real width). The pooled-vector width follows the context width, because the bench's
+# text encoder pools at its own width (a single Linear of the model is a little wider than the original).
+REAL = {
+    "flux1-dev": ("Flux", dict(hidden_size=3072, num_heads=24, depth=19, depth_single_blocks=38, context_in_dim=4096,
+                               vec_in_dim=4096), 1024),
+    "qwen-image": ("QwenImage", dict(num_layers=60, attention_head_dim=128, num_attention_heads=24,
+                                     joint_attention_dim=3584), 1024),
+}
+DTYPES = {"bf16": "bfloat16", "fp8": "float8_e4m3fn"}
+PRESETS = ("8 GB", "12 GB", "16 GB", "24 GB")
+
+
+def build(family: str, tiny: bool, base: str, device):
+    """(MODEL, CLIP, VAE, image size) for the family at tiny or real width, weights stored as ``base``."""
+    import torch
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.sd
+    import comfy.supported_models as sm
+    from kiln_pack.host import family_fixtures as ff
+    config_name, real, size = REAL[family]
+    spec = ff.FAMILIES[family]
+    kwargs = dict(spec.kwargs) if tiny else {**spec.kwargs, **real}
+    width = kwargs.get("context_in_dim", kwargs.get("joint_attention_dim"))
+    config = getattr(sm, config_name)(dict(kwargs))
+    dtype = getattr(torch, DTYPES[base])
+    compute = torch.bfloat16 if device.type == "cuda" else torch.float32
+    config.set_inference_dtype(dtype, compute if dtype != compute else None)
+    model = config.get_model({}, device=device)
+    with torch.no_grad():
+        gen = torch.Generator(device=device).manual_seed(0)
+        for name, p in model.diffusion_model.named_parameters():
+            if "norm" in name.lower() and p.dim() == 1:
+                p.fill_(1.0)
+            elif p.dim() >= 2:
+                w = torch.randn(p.shape, generator=gen, device=device, dtype=torch.float32) / math.sqrt(p[0].numel())
+                p.copy_(w.to(p.dtype))
+            else:
+                p.zero_()
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
+    clip = ff.tiny_text_encoder(family) if tiny else _clip_of_width(ff, family, width)
+    vae = comfy.sd.VAE(sd=ff.tiny_vae_state_dict(spec.latent_channels))
+    return patcher, clip, vae, (64 if tiny else size)
+
+
+def _clip_of_width(ff, family, width):
+    saved = ff.FAMILIES[family]
+    ff.FAMILIES[family] = replace(saved, context_dim=width)
+    try:
+        return ff.tiny_text_encoder(family)
+    finally:
+        ff.FAMILIES[family] = saved
+
+
+def timed(fn, device):
+    from kiln_pack.core.train.memory import measure_peak
+    started = time.perf_counter()
+    try:
+        with measure_peak(device) as peak:
+            fn()
+    except Exception as exc:   # noqa: BLE001  the table says which configuration failed and why
+        if "out of memory" in str(exc).lower():
+            return None, None, "OOM"
+        raise
+    return time.perf_counter() - started, peak.peak_bytes, ""
+
+
+def run(family, base, preset, args, device, data_root):
+    import torch
+    from kiln_pack.core.data import DatasetConfig, load_dataset
+    from kiln_pack.core.net.spec import NetworkSpec
+    from kiln_pack.core.train.loop import TrainConfig
+    from kiln_pack.core.train.optim import OptimizerSpec
+    from kiln_pack.core.train.presets import apply_vram_class
+    from kiln_pack.host import fixtures
+    from kiln_pack.host.bake import SaveSpec, bake
+    from kiln_pack.host.native import native_options, train_lora_native
+    model, clip, vae, size = build(family, args.tiny, base, device)
+    data = fixtures.write_shapes_dataset(data_root / f"{size}", size=size)
+    dataset = load_dataset(DatasetConfig(path=str(data), resolution=size, min_bucket_reso=size, max_bucket_reso=size,
+                                         bucket_reso_steps=min(64, size)))
+    compute = "bf16" if device.type == "cuda" else "fp32"
+    cfg = apply_vram_class(TrainConfig(max_steps=args.steps, seed=0, probe_samples=0, mixed_precision=compute), preset)
+    row = {"batch": cfg.batch_size, "ckpt": cfg.gradient_checkpointing}
+    seconds, peak, err = timed(lambda: bake(
+        model, clip, vae, dataset, NetworkSpec(rank=args.rank, alpha=1.0, targets="attn_mlp"),
+        OptimizerSpec(name="adamw", lr=1e-4, scheduler="constant", max_grad_norm=0), cfg,
+        SaveSpec(output_name=f"bench_gpu_{family}", save_state=False)), device)
+    row["kiln"] = (args.steps / seconds if seconds else None, peak, err)
+    if base == "fp8" and "bypass_mode" not in native_options():
+        row["native"] = (None, None, "n/a")
+        return row
+    with torch.inference_mode():
+        refs = [r for b in dataset.epoch_plan(0, 1, 0) for r in b][: len(dataset)]
+        latents = vae.encode(torch.stack([dataset.load_pixels(r) for r in refs]))
+        positive = []
+        for r in refs:
+            positive += clip.encode_from_tokens_scheduled(clip.tokenize(dataset.caption(r, 0)))
+        seconds, peak, err = timed(lambda: train_lora_native(
+            model, latents, positive, batch_size=cfg.batch_size, steps=args.steps, lr=1e-4, rank=args.rank,
+            training_dtype=compute, gradient_checkpointing=cfg.gradient_checkpointing, bypass=base == "fp8"), device)
+    row["native"] = (args.steps / seconds if seconds else None, peak, err)
+    return row
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("--tiny", action="store_true", help="tiny widths (CPU test); default real widths")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--families", nargs="+", default=list(REAL), choices=list(REAL))
+    p.add_argument("--bases", nargs="+", default=list(DTYPES), choices=list(DTYPES))
+    p.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    args = p.parse_args(argv)
+    sys.path.insert(0, str(REPO))
+    import torch
+    import kiln
+    kiln.load_pack()
+    from kiln_pack.host import runner
+    work = Path(tempfile.mkdtemp(prefix="kiln-bench-gpu-"))
+    runner.boot_host(work)
+    from kiln_pack.host import family_fixtures as ff
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"device {device}, {'tiny' if args.tiny else 'real'} widths, {args.steps} steps, rank {args.rank}")
+    rows = {}
+    for family in args.families:
+        missing = ff.available(family)
+        if missing:
+            print(f"{family}: skipped, {missing}")
+            continue
+        for base in args.bases:
+            for preset in args.presets:
+                r = rows[family, base, preset] = run(family, base, preset, args, device, work / "data")
+
+                def fmt(t):
+                    sps, peak, err = t
+                    return err or f"{sps:.3f} steps/s, peak {peak / GIB:.3f} GiB"
+                ratio = ""
+                if not r["kiln"][2] and not r["native"][2]:
+                    ratio = (f"; kiln/native speed {r['kiln'][0] / r['native'][0]:.2f}x, "
+                             f"memory {r['kiln'][1] / max(1, r['native'][1]):.2f}")
+                print(f"{family} {base} {preset} (batch {r['batch']}, checkpointing {r['ckpt']}): "
+                      f"kiln {fmt(r['kiln'])}; native {fmt(r['native'])}{ratio}", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
