@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import time
+from glob import escape as glob_escape
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import comfy.sample
 import comfy.utils
 import folder_paths
 
-from ..core.lora.io import save_lora
+from ..core.lora.io import MAX_STEM_BYTES, remove_stale_temp_files, save_lora, short_file_stem
 from ..core.lora.metadata import training_metadata
 from ..core.lora.value import KilnLora
 from ..core.net.network import Network
@@ -68,6 +70,7 @@ class BakeResult:
     sample_files: list = field(default_factory=list)
     sample_keys: list = field(default_factory=list)   # (step, prompt index) of each sample file
     saved_files: list = field(default_factory=list)
+    save_errors: list = field(default_factory=list)   # saves that failed (path and reason); the LoRA is still output
 
 
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -76,6 +79,15 @@ _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 def base_model_version(model) -> str:
     """kohya's ss_base_model_version for the MODEL's family (host.families)."""
     return families.base_model_version(model)
+
+
+def checkpoint_name(model) -> str:
+    """The checkpoint file the MODEL was loaded from (kohya's ss_sd_model_name: its file name), where the
+    host records it (ModelPatcher.cached_patcher_init holds the loader and its path); "" otherwise."""
+    init = getattr(model, "cached_patcher_init", None)
+    if isinstance(init, tuple) and len(init) > 1 and init[1] and isinstance(init[1][0], str):
+        return Path(init[1][0]).name
+    return ""
 
 
 def make_autograd_safe(module: torch.nn.Module) -> int:
@@ -98,31 +110,85 @@ def make_autograd_safe(module: torch.nn.Module) -> int:
 
 
 def _safe_name(name: str) -> str:
-    cleaned = re.sub(r"[^\w\-. ]+", "_", name).strip(" .")
-    if not cleaned:
-        raise ValueError(f"output name {name!r} has no usable characters; use letters, digits, '-' or '_'")
-    return cleaned
+    """The output name as a file-name stem: unsafe characters replaced, and names too long for a file
+    system (a 250-byte or 90-CJK-character name) shortened with a hash (see short_file_stem)."""
+    return short_file_stem(name)
 
 
 def checkpoint_dir(output_name: str) -> Path:
+    """The first run's folder for ``output_name``; later runs of the same name get ``<name>_runN``."""
     return Path(folder_paths.get_folder_paths("loras")[0]) / "kiln_checkpoints" / _safe_name(output_name)
 
 
+def _holds_saves(folder: Path) -> bool:
+    """A LoRA file or a finished resumable state (an unfinished one, without state.json, is no save)."""
+    return folder.is_dir() and any(p.suffix == ".safetensors" or (p / "state.json").is_file() for p in folder.iterdir())
+
+
+def run_checkpoint_dir(output_name: str, resume_from: str = "") -> Path:
+    """Where this run saves. A resumed run continues in the folder its state came from (when that is a
+    folder of this name); any other run never writes into a folder holding another run's saves or
+    resumable states, it takes the next free ``<name>_runN`` instead."""
+    base = checkpoint_dir(output_name)
+    runs = re.compile(re.escape(base.name) + r"(_run\d+)?")
+    if resume_from:
+        parent = Path(resume_from).expanduser().resolve().parent
+        if parent.parent == base.parent.resolve() and runs.fullmatch(parent.name):
+            return base.parent / parent.name
+    if not _holds_saves(base):
+        return base
+    n = 2
+    while _holds_saves(base.with_name(f"{base.name}_run{n}")):
+        n += 1
+    run = base.with_name(f"{base.name}_run{n}")
+    log.warning("Kiln: %s already holds saves of an earlier run named %r; they are kept, and this run saves to %s",
+                base, output_name, run)
+    return run
+
+
 class _Saver:
-    """Periodic, interrupt and final saves: LoRA file + resumable state, atomic, keep the last K."""
+    """Periodic, interrupt and final saves: LoRA file + resumable state, atomic, keep the last K.
+
+    A save that fails (full disk, permissions) is logged with the path it tried, leaves no partial files
+    and keeps the last good save; training and the in-graph LoRA go on."""
 
     def __init__(self, spec: SaveSpec, make_lora, make_state):
         self.spec = spec
-        self.dir = checkpoint_dir(spec.output_name)
+        self.name = _safe_name(spec.output_name)
+        if self.name != re.sub(r"[^\w\-. ]+", "_", spec.output_name).strip(" ."):
+            log.warning("Kiln: output name %r is longer than %d bytes; its files are named %r",
+                        spec.output_name, MAX_STEM_BYTES, self.name)
+        self.dir = run_checkpoint_dir(spec.output_name, spec.resume_from)
+        # Temp files of writes killed midway: this run's folder at once, sibling runs' when clearly stale.
+        base = checkpoint_dir(spec.output_name)
+        stale = remove_stale_temp_files(self.dir)
+        for sibling in base.parent.glob(glob_escape(base.name) + "*") if base.parent.is_dir() else []:
+            if sibling != self.dir and sibling.is_dir():
+                stale += remove_stale_temp_files(sibling, older_than_s=3600)
+        if stale:
+            log.info("Kiln: removed %d temp files left by an interrupted write (%s)", len(stale), stale[0].parent)
         self.make_lora, self.make_state = make_lora, make_state
         self.files: list[Path] = []
+        self.errors: list[str] = []
 
-    def __call__(self, step: int, final: bool) -> Path:
-        name = _safe_name(self.spec.output_name)
-        path = self.dir / f"{name}-{step:06d}.safetensors"
-        save_lora(self.make_lora(step), path)
-        if self.spec.save_state:
-            save_state(self.dir / f"{name}-{step:06d}-state", self.make_state(step))
+    def __call__(self, step: int, final: bool) -> Path | None:
+        path = self.dir / f"{self.name}-{step:06d}.safetensors"
+        state_dir = self.dir / f"{self.name}-{step:06d}-state"
+        try:
+            save_lora(self.make_lora(step), path)
+            if self.spec.save_state:
+                save_state(state_dir, self.make_state(step))
+        except OSError as exc:
+            # Leave only complete saves behind, so rotation and resume never pick up a half-written one.
+            path.unlink(missing_ok=True)
+            if state_dir.is_dir():
+                shutil.rmtree(state_dir, ignore_errors=True)
+            kept = f"the last good save {self.files[-1]} is kept" if self.files else "no earlier save of this run exists"
+            message = f"could not save step {step} to {path} ({exc.strerror or exc}); {kept}"
+            self.errors.append(message)
+            log.error("Kiln: %s. The trained LoRA is still output by the node: save it elsewhere with Kiln Save "
+                      "LoRA, or free space and resume.", message)
+            return None
         self.files.append(path)
         log.info("Kiln: saved %s", path)
         self._rotate(keep_latest=path)
@@ -216,6 +282,7 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
             meta = training_metadata(
                 network=net, optimizer=opt, train=cfg, dataset_meta=dataset.training_metadata(),
                 base_model_version=base_model_version(model), output_name=save.output_name, steps=step,
+                model_name=checkpoint_name(model),
                 epoch=trainer_box["t"].epochs_done(step), total_steps=trainer_box["t"].total_steps, started_at=started,
                 clip_skip=(-clip.layer_idx if getattr(clip, "layer_idx", None) else None),
                 v_parameterization=hm.kind == "v")
@@ -284,7 +351,8 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
                       loss_plot(result.losses, title=f"{save.output_name} loss", validation=result.validation),
                       samples=list(sampler.images) if sampler else [],
                       sample_files=list(sampler.files) if sampler else [],
-                      sample_keys=list(sampler.keys) if sampler else [], saved_files=list(saver.files))
+                      sample_keys=list(sampler.keys) if sampler else [], saved_files=list(saver.files),
+                      save_errors=list(saver.errors))
 
 
 class _NoNetwork:

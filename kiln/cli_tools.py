@@ -43,7 +43,7 @@ def _extract(args):
     _core()
     from safetensors import safe_open
     from kiln_pack.core.lora.io import save_lora
-    from kiln_pack.core.tools.extract import ExtractSpec, checkpoint_names, extract_lora
+    from kiln_pack.core.tools.extract import ExtractSpec, base_model_version_of_checkpoint, checkpoint_names, extract_lora
     from kiln_pack.core.tools.resize import format_report
 
     class Lazy(dict):
@@ -65,7 +65,8 @@ def _extract(args):
             raise SystemExit(f"{p}: only .safetensors checkpoints are read (pickles can run code); convert it first.")
     a, b = Lazy(args.tuned), Lazy(args.base)
     lora, report = extract_lora(a, b, checkpoint_names(b.names), ExtractSpec(
-        args.method, args.value, args.max_rank, args.conv_rank, clamp_quantile=args.clamp_quantile))
+        args.method, args.value, args.max_rank, args.conv_rank, clamp_quantile=args.clamp_quantile),
+        base_model_version=base_model_version_of_checkpoint(b.names), title=Path(args.output).stem)
     save_lora(lora, args.output)
     print(format_report(report))
     print(f"wrote {args.output}")

@@ -124,8 +124,10 @@ class KilnExtractLora:
         pbar = host.progress_bar(len(names))
         spec = ExtractSpec(method, value, max_rank, conv_rank, clamp_quantile=clamp_quantile, oversample=oversample,
                            power_iters=power_iterations, text_encoder=clip_tuned is not None)
+        from ..host.bake import base_model_version
         lora, report = extract_lora(sd_a, sd_b, names, spec, host_names=host_names,
-                                    progress=lambda: (host.throw_if_interrupted(), pbar.update(1)))
+                                    progress=lambda: (host.throw_if_interrupted(), pbar.update(1)),
+                                    base_model_version=base_model_version(model_base), title="extracted LoRA")
         text = format_report(report)
         return {"ui": {"text": [text]}, "result": (lora, text)}
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 # LyCORIS algorithms are saved for kohya/A1111 as the "lycoris.kohya" network module with an algo arg.
@@ -12,10 +13,78 @@ def network_module_for(algorithm: str) -> str:
     return NETWORK_MODULES.get(algorithm, "lycoris.kohya")
 
 
+# modelspec (Stability AI's ModelSpec, the modelspec.* keys kohya's sd-scripts and musubi-tuner write and
+# model browsers read) per model family string (host.families names them from the loaded MODEL):
+# family -> (architecture, implementation, default training resolution (w, h), prediction type or None).
+# Architectures are the strings sd-scripts (SD, SDXL, SD3, Flux.1, Chroma, Lumina 2) and musubi-tuner
+# (Flux.2, Qwen-Image, Z-Image, Wan) write; HiDream has no trainer convention, so its repository name is used.
+# Flow-matching families get no prediction type, as sd-scripts writes none for Flux.
+_SAI = "https://github.com/Stability-AI/generative-models"
+MODELSPEC_ARCHITECTURE: dict[str, tuple[str, str, tuple[int, int], str | None]] = {
+    "sd1": ("stable-diffusion-v1", "diffusers", (512, 512), "epsilon"),
+    "sd2": ("stable-diffusion-v2-512", "diffusers", (512, 512), "epsilon"),
+    "sd2-v": ("stable-diffusion-v2-768-v", "diffusers", (768, 768), "v"),
+    "sdxl": ("stable-diffusion-xl-v1-base", _SAI, (1024, 1024), "epsilon"),
+    "sd3": ("stable-diffusion-3", _SAI, (1024, 1024), None),
+    "flux1-dev": ("flux-1-dev", "https://github.com/black-forest-labs/flux", (1024, 1024), None),
+    "flux1-schnell": ("flux-1-schnell", "https://github.com/black-forest-labs/flux", (1024, 1024), None),
+    "chroma": ("chroma", "https://huggingface.co/lodestones/Chroma", (1024, 1024), None),
+    "flux2": ("Flux.2-dev", "https://github.com/black-forest-labs/flux2", (1024, 1024), None),
+    "qwen-image": ("Qwen-Image", "https://github.com/QwenLM/Qwen-Image", (1328, 1328), None),
+    "z-image": ("Z-Image", "https://github.com/Tongyi-MAI/Z-Image", (1024, 1024), None),
+    "wan": ("wan2.1", "https://github.com/Wan-Video/Wan2.1", (1280, 720), None),
+    "lumina2": ("lumina-2", "https://github.com/Alpha-VLLM/Lumina-Image-2.0", (1024, 1024), None),
+    "hidream": ("hidream-i1", "https://github.com/HiDream-ai/HiDream-I1", (1024, 1024), None),
+}
+
+# kohya's ss_base_model_version -> family string, for files that name only the former (extract, resize,
+# merge inputs).
+FAMILY_OF_BASE_MODEL_VERSION = {
+    "sd_v1": "sd1", "sd_v2": "sd2", "sdxl_base_v1-0": "sdxl", "sdxl_refiner_v1-0": "sdxl", "sd3": "sd3",
+    "flux1": "flux1-dev", "chroma": "chroma", "flux2": "flux2", "qwen_image": "qwen-image", "z_image": "z-image",
+    "wan": "wan", "lumina2": "lumina2", "hidream": "hidream",
+}
+
+
+def modelspec_metadata(family: str, *, title: str, created_at: float, resolution: int | tuple[int, int] | None = None,
+                       v_parameterization: bool = False, clip_skip: int | None = None,
+                       timestep_range: tuple[int, int] | None = None, trigger_phrase: str = "",
+                       tags: str = "") -> dict[str, str]:
+    """The modelspec.* keys of a LoRA for ``family`` (empty for a family the table does not know)."""
+    key = "sd2-v" if family == "sd2" and v_parameterization else family
+    if key not in MODELSPEC_ARCHITECTURE:
+        return {}
+    arch, impl, default_reso, prediction = MODELSPEC_ARCHITECTURE[key]
+    if prediction == "epsilon" and v_parameterization:
+        prediction = "v"
+    w, h = (resolution, resolution) if isinstance(resolution, int) else (resolution or default_reso)
+    meta = {
+        "modelspec.sai_model_spec": "1.0.1",
+        "modelspec.architecture": f"{arch}/lora",
+        "modelspec.implementation": impl,
+        "modelspec.title": title,
+        "modelspec.resolution": f"{w}x{h}",
+        "modelspec.date": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(int(created_at))),
+        "modelspec.implementation_version": "kiln",
+    }
+    if prediction:
+        meta["modelspec.prediction_type"] = prediction
+    if clip_skip is not None:
+        meta["modelspec.encoder_layer"] = str(clip_skip)
+    if timestep_range is not None:
+        meta["modelspec.timestep_range"] = f"{timestep_range[0]},{timestep_range[1]}"
+    if trigger_phrase:
+        meta["modelspec.trigger_phrase"] = trigger_phrase
+    if tags:
+        meta["modelspec.tags"] = tags
+    return meta
+
+
 def training_metadata(*, network, optimizer, train, dataset_meta: dict, base_model_version: str,
                       output_name: str, steps: int, epoch: int, total_steps: int, started_at: float,
                       model_name: str = "", clip_skip: int | None = None, v_parameterization: bool = False,
-                      extra: dict | None = None) -> dict[str, str]:
+                      extra: dict | None = None, family: str = "") -> dict[str, str]:
+    """kohya's ss_* keys and the modelspec.* keys (``family``, or the family ss_base_model_version names)."""
     args = {"algo": network.algorithm} if network_module_for(network.algorithm) != "networks.lora" else {}
     if network.conv_rank > 0:
         args.update(conv_dim=str(network.conv_rank), conv_alpha=str(network.conv_alpha))
@@ -70,6 +139,14 @@ def training_metadata(*, network, optimizer, train, dataset_meta: dict, base_mod
     if clip_skip is not None:
         meta["ss_clip_skip"] = str(clip_skip)
     meta.update({k: str(v) for k, v in dataset_meta.items()})
+    m = re.match(r"\((\d+), (\d+)\)", meta.get("ss_resolution", ""))
+    t = train.objective
+    meta.update(modelspec_metadata(
+        family or FAMILY_OF_BASE_MODEL_VERSION.get(base_model_version, ""), title=output_name, created_at=started_at,
+        resolution=(int(m.group(1)), int(m.group(2))) if m else None, v_parameterization=v_parameterization,
+        clip_skip=clip_skip,
+        timestep_range=(round(t.min_timestep * 1000), round(t.max_timestep * 1000))
+        if (t.min_timestep, t.max_timestep) != (0.0, 1.0) else None))
     if extra:
         meta.update({k: str(v) for k, v in extra.items()})
     return meta

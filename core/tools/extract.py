@@ -1,10 +1,12 @@
 """Extracting a LoRA from the difference of two models (A - B), with a randomized SVD per layer."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
 
+from ..lora.metadata import FAMILY_OF_BASE_MODEL_VERSION, modelspec_metadata
 from ..lora.unet_names import kohya_unet_names
 from ..lora.value import KilnLora
 from ..net.targets import wanted_weight
@@ -71,9 +73,11 @@ def _clamp(up: torch.Tensor, down: torch.Tensor, q: float):
 
 
 def extract_lora(weights_a, weights_b, names: dict[str, str], spec: ExtractSpec, seed: int = 0,
-                 host_names: dict[str, str] | None = None, progress=None) -> tuple[KilnLora, list[LayerReport]]:
+                 host_names: dict[str, str] | None = None, progress=None, base_model_version: str = "",
+                 title: str = "") -> tuple[KilnLora, list[LayerReport]]:
     """weights_*: name -> tensor (state dicts or lazy mappings); names: kohya module -> weight key;
-    host_names (optional): kohya module -> the host module path used for target selection."""
+    host_names (optional): kohya module -> the host module path used for target selection;
+    base_model_version: kohya's name for model B's family (written with the modelspec.* keys)."""
     gen = torch.Generator().manual_seed(seed)
     out, report = {}, []
     for kohya, key in sorted(names.items()):
@@ -114,4 +118,24 @@ def extract_lora(weights_a, weights_b, names: dict[str, str], spec: ExtractSpec,
     ranks = [r.new_rank for r in report]
     meta = {"ss_network_module": "networks.lora", "ss_network_dim": str(max(ranks)),
             "ss_network_alpha": str(float(max(ranks))), "kiln_extract": f"{spec.method}:{spec.value}"}
+    if base_model_version:
+        # kohya's tools, A1111 and model browsers tell the base model from these, and Kiln's merge checks it.
+        now = time.time()
+        meta.update(ss_base_model_version=base_model_version, ss_v2=str(base_model_version.startswith("sd_v2")),
+                    ss_training_started_at=str(now), ss_output_name=title)
+        meta.update(modelspec_metadata(FAMILY_OF_BASE_MODEL_VERSION.get(base_model_version, ""),
+                                       title=title or "extracted LoRA", created_at=now))
     return KilnLora(out, meta), report
+
+
+def base_model_version_of_checkpoint(keys) -> str:
+    """kohya's ss_base_model_version of a checkpoint file, from its text-encoder keys: SDXL's two
+    embedders, SD2's OpenCLIP, SD1's CLIP-L; "" when none of these is there."""
+    keys = list(keys)
+    if any(k.startswith("conditioner.embedders.1.") for k in keys):
+        return "sdxl_base_v1-0"
+    if any(k.startswith("cond_stage_model.model.") for k in keys):
+        return "sd_v2"
+    if any(k.startswith("cond_stage_model.transformer.") for k in keys):
+        return "sd_v1"
+    return ""
