@@ -14,6 +14,19 @@ from ..core.hostpath import HostNotFound, find_comfyui
 PACK_DIR = Path(__file__).resolve().parent.parent
 
 
+def _one_gpu_per_rank() -> None:
+    """Under torchrun each rank drives the GPU of its local rank, made the only one it sees (what the host's
+    --cuda-device does), so the host's cuda:0 is that GPU. Set before CUDA starts; a list the user gave in
+    CUDA_VISIBLE_DEVICES is indexed by the local rank."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "LOCAL_RANK" not in os.environ:
+        return
+    local = int(os.environ["LOCAL_RANK"])
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    if "CUDA_VISIBLE_DEVICES" in os.environ and len(visible) <= 1:
+        return   # already one (or no) GPU per process
+    os.environ["CUDA_VISIBLE_DEVICES"] = visible[local] if local < len(visible) else str(local)
+
+
 def _boot() -> Path:
     if "folder_paths" in sys.modules and "comfy.model_management" in sys.modules:
         return Path(sys.modules["folder_paths"].__file__).resolve().parent
@@ -27,6 +40,7 @@ def _boot() -> Path:
     import comfy.options
     comfy.options.enable_args_parsing(False)
     from comfy.cli_args import args
+    _one_gpu_per_rank()
     # A CUDA build of torch on a machine without a GPU must be told before model_management loads.
     if not torch.cuda.is_available():
         args.cpu = True

@@ -35,6 +35,7 @@ from ..core.train.prompts import SamplePrompt
 from ..core.train.timeline import sample_file_name
 from ..core.train.state import load_state, save_state
 from . import families, live
+from .distributed import agreed_interrupt, join_training
 from .training import (HostDiffusionModel, apply_lora, gradient_checkpointing, target_layers,
                        text_encoder_grad_safe, vae_encoder)
 
@@ -144,6 +145,15 @@ def run_checkpoint_dir(output_name: str, resume_from: str = "") -> Path:
     log.warning("Kiln: %s already holds saves of an earlier run named %r; they are kept, and this run saves to %s",
                 base, output_name, run)
     return run
+
+
+class _NoSaver:
+    """The saver of a data-parallel rank other than 0: rank 0 writes every file."""
+    files: list = []
+    errors: list = []
+
+    def __call__(self, step: int, final: bool):
+        return None
 
 
 class _Saver:
@@ -268,6 +278,7 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
     with torch.inference_mode(False):
         hm = HostDiffusionModel(model, clip, net.train_text_encoder)
         make_autograd_safe(hm.base.diffusion_model)
+        shard = join_training(hm.device)   # Shard(0, 1) unless under torchrun
         if net.train_text_encoder:
             make_autograd_safe(clip.cond_stage_model)
         network = Network(net, target_layers(hm.patcher if net.train_unet else None,
@@ -275,7 +286,8 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
         encode, encoder_id = vae_encoder(vae)
         latents = _latent_cache(encode, encoder_id, save.cache_latents_to_disk)
         pbar = comfy.utils.ProgressBar(1)
-        sampler = _Sampler(samples, hm, clip, vae, save.output_name) if samples and samples.prompts else None
+        sampler = _Sampler(samples, hm, clip, vae, save.output_name) if samples and samples.prompts and shard.is_main \
+            else None
         trainer_box = {}
 
         def make_lora(step):
@@ -292,11 +304,13 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
         def make_state(step):
             return trainer_box["t"].state(step, {"output_name": save.output_name, "algorithm": net.algorithm})
 
-        saver = _Saver(save, make_lora, make_state)
+        saver = _Saver(save, make_lora, make_state) if shard.is_main else _NoSaver()
         last_preview = [None]
         node_id = live.current_node_id()
 
         def progress(step, total, loss):
+            if not shard.is_main:
+                return
             pbar.update_absolute(step, total, last_preview[0])
             live.step(node_id, step, total, loss, trainer_box["t"].epoch_of_step(step))
             if on_step:
@@ -313,11 +327,13 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
                                        for f, k in zip(sampler.files[-len(pils):], sampler.keys[-len(pils):])],
                              [p.prompt for p in sampler.spec.prompts])
 
-        hooks = TrainHooks(progress=progress, check_interrupt=throw_if_interrupted,
+        hooks = TrainHooks(progress=progress,
+                           check_interrupt=agreed_interrupt(throw_if_interrupted, shard, hm.device,
+                                                            interrupt_exception_type()),
                            interrupt_types=(interrupt_exception_type(),), save=saver,
                            sample=sample if sampler else (lambda step: None), log=log.info,
                            validation=lambda step, loss: live.validation(node_id, step, loss))
-        trainer = Trainer(cfg, dataset, network, opt, hm, latents, hooks, validation=validation)
+        trainer = Trainer(cfg, dataset, network, opt, hm, latents, hooks, validation=validation, shard=shard)
         log.info("Kiln: %s", trainer.plan_text(len(dataset)))
         checks: list[Preflight] = []
         measure = PreflightMeter(trainer, hm, opt)

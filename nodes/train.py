@@ -18,6 +18,7 @@ from ..core.train.optim import OptimizerSpec
 from ..core.train.presets import VRAM_CLASSES, apply_vram_class
 from ..core.train.prompts import SamplePrompt, parse_prompts
 from ..host.bake import SampleSpec, SaveSpec, bake
+from ..host.distributed import is_main_process
 from ..host.training import apply_lora
 
 log = logging.getLogger("kiln")
@@ -191,7 +192,8 @@ class KilnSaveLora:
             while target.exists():
                 target = target.with_name(f"{Path(rel).name}_{n:03d}.safetensors")
                 n += 1
-        save_lora(lora, target)
+        if is_main_process():   # under torchrun every rank runs the graph; rank 0 writes the file
+            save_lora(lora, target)
         name = target.relative_to(root.resolve()).as_posix()
         log.info("Kiln: saved LoRA %s", target)
         return {"ui": {"text": [name], "kiln_files": [{"filename": name, "subfolder": "", "type": "loras"}]},
