@@ -38,26 +38,32 @@ class FamilySpec:
     # single block is hundreds of MB) are built from the host's own supported_models config class with
     # a tiny unet_config instead of a file through UNETLoader (what the loader does after detection).
     config_class: str = ""
+    host_class: str = ""        # the supported_models class the host must have (availability check)
+    params_class: str = ""      # dataclass the model class reads its kwargs into (Flux, Chroma)
+    te_attention_mask: bool = False   # the family's extra_conds reads the text attention mask
 
 
 def _flux(guidance: bool) -> dict:
-    return dict(in_channels=16, out_channels=16, vec_in_dim=64, context_in_dim=64, hidden_size=128,
+    return dict(image_model="flux", in_channels=16, out_channels=16, vec_in_dim=64, context_in_dim=64, hidden_size=128,
                 mlp_ratio=4.0, num_heads=1, depth=1, depth_single_blocks=1, axes_dim=[16, 56, 56],
                 theta=10000, patch_size=2, qkv_bias=True, guidance_embed=guidance, txt_ids_dims=[])
 
 
 FAMILIES: dict[str, FamilySpec] = {
     "flux1-dev": FamilySpec("flux1-dev", "comfy.ldm.flux.model.Flux", _flux(True), 64, 64,
-                            out_layer="final_layer.linear"),
+                            out_layer="final_layer.linear", host_class="Flux",
+                            params_class="comfy.ldm.flux.model.FluxParams"),
     "flux1-schnell": FamilySpec("flux1-schnell", "comfy.ldm.flux.model.Flux", _flux(False), 64, 64,
-                                out_layer="final_layer.linear"),
+                                out_layer="final_layer.linear", host_class="FluxSchnell",
+                                params_class="comfy.ldm.flux.model.FluxParams"),
     # FLUX.2 dev (guidance_in) and Klein (none): 128 latent channels, patch 1, global modulation.
     "flux2": FamilySpec("flux2", "comfy.ldm.flux.model.Flux", dict(
         image_model="flux2", in_channels=128, out_channels=128, vec_in_dim=None, context_in_dim=64,
         hidden_size=128, mlp_ratio=3.0, num_heads=1, depth=1, depth_single_blocks=1, axes_dim=[32, 32, 32, 32],
         theta=2000, patch_size=1, qkv_bias=False, guidance_embed=True, txt_ids_dims=[3], global_modulation=True,
         mlp_silu_act=True, ops_bias=False, default_ref_method="index", ref_index_scale=10.0), 64,
-        latent_channels=128, out_layer="final_layer.linear"),
+        latent_channels=128, out_layer="final_layer.linear", host_class="Flux2",
+        params_class="comfy.ldm.flux.model.FluxParams"),
     # SD3.5-style MMDiT (x_block attn2 in the first block, as SD3.5 medium has); widths follow depth
     # (hidden = 64 * depth), as the host's detection expects.
     "sd3": FamilySpec("sd3", "comfy.ldm.modules.diffusionmodules.mmdit.MMDiT",
@@ -66,18 +72,18 @@ FAMILIES: dict[str, FamilySpec] = {
                            context_embedder_config={"target": "torch.nn.Linear",
                                                     "params": {"in_features": 64, "out_features": 128}},
                            qk_norm="rms", x_block_self_attn_layers=[0]),
-                      64, 64, out_layer="final_layer.linear"),
+                      64, 64, out_layer="final_layer.linear", host_class="SD3"),
     "z-image": FamilySpec("z-image", "comfy.ldm.lumina.model.NextDiT", dict(
         # dim 256: Z-Image's modulation reads a 256-wide time embedding (min(dim, 256) in the host)
         image_model="lumina2", patch_size=2, in_channels=16, dim=256, cap_feat_dim=64, n_layers=1,
         n_refiner_layers=1, n_heads=4, n_kv_heads=4, multiple_of=16, qk_norm=True, axes_dims=[16, 24, 24],
         axes_lens=[1536, 512, 512], rope_theta=256.0, ffn_dim_multiplier=8.0 / 3.0, z_image_modulation=True,
-        time_scale=1000.0), 64, out_layer="final_layer.linear", config_class="ZImage"),
+        time_scale=1000.0), 64, out_layer="final_layer.linear", config_class="ZImage", te_attention_mask=True),
     "lumina2": FamilySpec("lumina2", "comfy.ldm.lumina.model.NextDiT", dict(
         image_model="lumina2", patch_size=2, in_channels=16, dim=64, cap_feat_dim=64, n_layers=1,
         n_refiner_layers=1, n_heads=1, n_kv_heads=1, multiple_of=16, qk_norm=True, axes_dims=[16, 24, 24],
         axes_lens=[300, 512, 512], rope_theta=10000.0, ffn_dim_multiplier=4.0), 64,
-        out_layer="final_layer.linear", config_class="Lumina2"),
+        out_layer="final_layer.linear", config_class="Lumina2", te_attention_mask=True),
     "qwen-image": FamilySpec("qwen-image", "comfy.ldm.qwen_image.model.QwenImageTransformer2DModel", dict(
         image_model="qwen_image", in_channels=64, out_channels=16, num_layers=1, attention_head_dim=64,
         num_attention_heads=1, joint_attention_dim=64, axes_dims_rope=(16, 24, 24)), 64,
@@ -91,8 +97,25 @@ FAMILIES: dict[str, FamilySpec] = {
         image_model="chroma", in_channels=64, out_channels=64, context_in_dim=64, hidden_size=128,
         mlp_ratio=4.0, num_heads=1, depth=1, depth_single_blocks=1, axes_dim=[16, 56, 56], theta=10000,
         patch_size=2, qkv_bias=True, in_dim=64, out_dim=128, hidden_dim=256, n_layers=1, txt_ids_dims=[],
-        vec_in_dim=None), 64, out_layer="final_layer.linear", config_class="Chroma"),
+        vec_in_dim=None), 64, out_layer="final_layer.linear", config_class="Chroma",
+        params_class="comfy.ldm.chroma.model.ChromaParams"),
 }
+
+
+def load_model(family: str, unet_name: str):
+    """The family's MODEL: through the host's UNETLoader where the host reads the widths from the file;
+    built from the config class where it fixes them (the 2025-10 host's Flux and SD3 detection reads
+    no widths). Returns (MODEL, how it was loaded)."""
+    import nodes
+    spec = FAMILIES[family]
+    if not spec.config_class:
+        try:
+            with torch.inference_mode():
+                return nodes.UNETLoader().load_unet(unet_name, "default")[0], "UNETLoader"
+        except RuntimeError as exc:
+            if "size mismatch" not in str(exc):
+                raise
+    return config_built_model(family), "config"
 
 
 def config_built_model(family: str, seed: int = 0):
@@ -102,7 +125,7 @@ def config_built_model(family: str, seed: int = 0):
     import comfy.model_patcher
     import comfy.supported_models as sm
     spec = FAMILIES[family]
-    config = getattr(sm, spec.config_class)(dict(spec.kwargs))
+    config = getattr(sm, spec.config_class or spec.host_class)(host_kwargs(family))
     config.set_inference_dtype(torch.float32, None)
     model = config.get_model({})
     _init_tiny(model.diffusion_model, seed)
@@ -124,6 +147,18 @@ def _init_tiny(model: torch.nn.Module, seed: int) -> None:
                         p.fill_(1.0)
 
 
+def host_kwargs(family: str) -> dict:
+    """The spec's constructor arguments this host's class takes: older hosts lack some newer options
+    (e.g. the 2025-10 NextDiT has no rope_theta, its ChromaParams no txt_ids_dims) and use defaults."""
+    import dataclasses
+    import inspect
+    spec = FAMILIES[family]
+    names = set(inspect.signature(_import(spec.model_class).__init__).parameters)
+    if spec.params_class:
+        names |= {f.name for f in dataclasses.fields(_import(spec.params_class))}
+    return {k: v for k, v in spec.kwargs.items() if k in names}
+
+
 def _import(path: str):
     module, _, name = path.rpartition(".")
     import importlib
@@ -135,10 +170,11 @@ def available(family: str) -> str | None:
     spec = FAMILIES[family]
     try:
         _import(spec.model_class)
-        if spec.config_class:
-            _import("comfy.supported_models." + spec.config_class)
+        for name in filter(None, (spec.config_class, spec.host_class)):
+            _import("comfy.supported_models." + name)
     except (ImportError, AttributeError):
-        return f"this ComfyUI has no {spec.model_class} / {spec.config_class or 'config'} (family {family})"
+        return (f"this ComfyUI has no {spec.model_class} / supported_models."
+                f"{spec.config_class or spec.host_class} (family {family})")
     return None
 
 
@@ -147,7 +183,7 @@ def diffusion_model_state_dict(family: str, seed: int = 0) -> dict[str, torch.Te
     spec = FAMILIES[family]
     cls = _import(spec.model_class)
     torch.manual_seed(seed)
-    model = cls(**spec.kwargs, dtype=torch.float32, device="cpu", operations=comfy.ops.disable_weight_init)
+    model = cls(**host_kwargs(family), dtype=torch.float32, device="cpu", operations=comfy.ops.disable_weight_init)
     _init_tiny(model, seed)
     if spec.out_layer:
         with torch.no_grad():
@@ -181,7 +217,11 @@ class FamilyAssets:
 def ensure_family_assets(family: str, cache_dir: str | Path) -> FamilyAssets:
     """Write the family's tiny diffusion model and VAE once per cache dir; register the folders."""
     import folder_paths
-    cache_dir = Path(cache_dir)
+    from . import COMFYUI_ROOT
+    # Files are built by this host's classes (key names differ between hosts, e.g. RMSNorm scale/weight),
+    # so each host gets its own folder.
+    host_id = hashlib.sha256(str(Path(COMFYUI_ROOT).resolve()).encode()).hexdigest()[:8]
+    cache_dir = Path(cache_dir) / f"families-{host_id}"
     spec = FAMILIES[family]
     unet_dir, vae_dir = cache_dir / "diffusion_models", cache_dir / "vae"
     unet = unet_dir / f"kiln-tiny-{family}.safetensors"
@@ -232,7 +272,8 @@ def tiny_text_encoder(family: str, seed: int = 2):
     class Target:
         params = {}
         clip = functools.partial(sd1_clip.SD1ClipModel, clip_model=sd1_clip.SDClipModel,
-                                 textmodel_json_config=config)
+                                 textmodel_json_config=config, enable_attention_masks=spec.te_attention_mask,
+                                 return_attention_masks=spec.te_attention_mask)
         tokenizer = sd1_clip.SD1Tokenizer
 
     clip = comfy.sd.CLIP(target=Target(), embedding_directory=None, model_options={"dtype": torch.float32})
