@@ -37,6 +37,21 @@ def base_model_version(model_patcher) -> str:
     return BASE_MODEL_VERSION.get(family, family)
 
 
+# Training noise-level sampling per family (what "auto" means; SD-family UNets and unknown families draw
+# uniformly). Flow families go through the host's model_sampling, which applies the family's shift
+# (SD3 3.0, Flux's resolution shift, Qwen-Image/Wan/Z-Image/Lumina2 their own), as kohya's and
+# musubi-tuner's "shift" sampling does with the family's shift value. SD3 trains logit-normal (its
+# paper's and sd-scripts' logit_normal weighting); Flux-type models sigmoid (kohya's --timestep_sampling
+# sigmoid, the FLUX training guides' and ai-toolkit's choice).
+TIMESTEP_SAMPLING = {"sd3": "logit_normal", "flux1-dev": "sigmoid", "flux1-schnell": "sigmoid",
+                     "chroma": "sigmoid", "flux2": "sigmoid", "qwen-image": "uniform", "wan": "uniform",
+                     "z-image": "uniform", "lumina2": "uniform", "hidream": "uniform"}
+
+
+def timestep_sampling(family: str) -> str:
+    return TIMESTEP_SAMPLING.get(family, "uniform")
+
+
 # Flux.1 dev reads a distilled guidance strength; kohya trains it with guidance 1.0 (--guidance_scale).
 TRAIN_GUIDANCE = {"flux1-dev": 1.0, "flux2": 1.0}
 

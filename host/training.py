@@ -16,7 +16,7 @@ import comfy.sd
 from ..core.lora.value import KilnLora
 from ..core.net.blocks import block_of
 from ..core.net.network import TargetLayer
-from .families import family_of, training_conds
+from .families import family_of, timestep_sampling, training_conds
 
 log = logging.getLogger("kiln")
 
@@ -101,6 +101,7 @@ class HostDiffusionModel:
         self.model_sampling = self.patcher.get_model_object("model_sampling")
         self.family = family_of(self.patcher)
         self.family_conds = training_conds(self.family)    # e.g. Flux dev's guidance 1.0, as kohya trains
+        self.timestep_sampling = timestep_sampling(self.family)   # what the objective's "auto" means
         # Base weights never train; only adapters carry gradients.
         self.patcher.model.requires_grad_(False)
         if clip is not None:

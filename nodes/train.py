@@ -13,7 +13,7 @@ from .. import host
 from ..core.lora.io import save_lora
 from ..core.net.spec import NetworkSpec
 from ..core.train.loop import TrainConfig
-from ..core.train.objective import LOSSES, ObjectiveSpec
+from ..core.train.objective import LOSSES, TIMESTEP_SAMPLINGS, ObjectiveSpec
 from ..core.train.optim import OptimizerSpec
 from ..core.train.presets import VRAM_CLASSES, apply_vram_class
 from ..core.train.prompts import SamplePrompt, parse_prompts
@@ -46,6 +46,10 @@ class KilnTrainingObjective:
             "multires_noise_discount": ("FLOAT", {"default": 0.3, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "Discount per pyramid level."}),
             "min_timestep": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Lowest noise level trained, as a fraction of the schedule."}),
             "max_timestep": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Highest noise level trained, as a fraction of the schedule."}),
+        }, "optional": {
+            "timestep_sampling": (list(TIMESTEP_SAMPLINGS), {"default": "auto", "tooltip": "How noise levels are drawn: auto = the model family's default (SD3 logit-normal, Flux/Chroma/FLUX.2 sigmoid, others uniform; flow families get their shift from the model), uniform, logit_normal, sigmoid."}),
+            "logit_mean": ("FLOAT", {"default": 0.0, "min": -5.0, "max": 5.0, "step": 0.05, "tooltip": "logit_normal/sigmoid: mean of the normal draw (positive trains noisier)."}),
+            "logit_std": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 5.0, "step": 0.05, "tooltip": "logit_normal/sigmoid: spread of the normal draw (kohya's sigmoid_scale)."}),
         }}
 
     RETURN_TYPES = ("KILN_OBJECTIVE",)

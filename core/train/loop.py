@@ -200,7 +200,7 @@ class Trainer:
         like = x0 if part is None else x0.new_empty((full, *x0.shape[1:]))
         noise = make_noise(obj, like, gen)[start:end].to(x0.device)
         if percents is None:
-            percents = sample_percents(obj, full, gen)
+            percents = sample_percents(obj, full, gen, getattr(self.model, "timestep_sampling", "uniform"))
         percents = percents[start:end]
         sigma = torch.tensor([self.model.percent_to_sigma(p) for p in percents],
                              device=x0.device, dtype=torch.float32)

@@ -30,6 +30,13 @@ class ObjectiveSpec:
     multires_noise_discount: float = 0.3
     min_timestep: float = 0.0         # as a fraction of the schedule, 0..1
     max_timestep: float = 1.0
+    # How training noise levels are drawn: "auto" (the model family's default, see
+    # host.families.TIMESTEP_SAMPLING), "uniform" (uniform over the schedule; for flow families the
+    # host's model_sampling then applies the family's shift: kohya/musubi's "shift"), "logit_normal"
+    # (SD3's t = sigmoid(N(logit_mean, logit_std))) or "sigmoid" (kohya's sigmoid(scale * N(0, 1))).
+    timestep_sampling: str = "auto"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0            # kohya's sigmoid_scale for "sigmoid"
 
 
 def residual_scale(kind: str, sigma: torch.Tensor, sigma_data: float = 1.0) -> torch.Tensor:
@@ -99,11 +106,25 @@ def make_noise(spec: ObjectiveSpec, like: torch.Tensor, gen: torch.Generator) ->
     return noise
 
 
-def sample_percents(spec: ObjectiveSpec, n: int, gen: torch.Generator) -> list[float]:
+TIMESTEP_SAMPLINGS = ("auto", "uniform", "logit_normal", "sigmoid")
+
+
+def sample_percents(spec: ObjectiveSpec, n: int, gen: torch.Generator, family_default: str = "uniform") -> list[float]:
+    """Fractions of the schedule (0 = the noisiest end, as the host's percent_to_sigma reads them);
+    ``family_default`` is what "auto" means for the model being trained."""
     lo, hi = spec.min_timestep, spec.max_timestep
     if not 0.0 <= lo < hi <= 1.0:
         raise ValueError(f"timestep range must satisfy 0 <= min < max <= 1 (got {lo}, {hi})")
-    return [lo + (hi - lo) * float(u) for u in torch.rand(n, generator=gen)]
+    scheme = family_default if spec.timestep_sampling == "auto" else spec.timestep_sampling
+    if scheme == "uniform":
+        u = torch.rand(n, generator=gen)
+    elif scheme in ("logit_normal", "sigmoid"):
+        # t (1 = pure noise) = sigmoid(mean + std * z); the schedule fraction is 1 - t.
+        t = torch.sigmoid(spec.logit_mean + spec.logit_std * torch.randn(n, generator=gen))
+        u = 1.0 - t
+    else:
+        raise ValueError(f"unknown timestep sampling {scheme!r}; choose one of {TIMESTEP_SAMPLINGS}")
+    return [lo + (hi - lo) * float(x) for x in u]
 
 
 def batch_loss(spec: ObjectiveSpec, kind: str, x0_hat: torch.Tensor, x0: torch.Tensor, sigma: torch.Tensor,
