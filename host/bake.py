@@ -297,7 +297,7 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
                 model_name=checkpoint_name(model),
                 epoch=trainer_box["t"].epochs_done(step), total_steps=trainer_box["t"].total_steps, started_at=started,
                 clip_skip=(-clip.layer_idx if getattr(clip, "layer_idx", None) else None),
-                v_parameterization=hm.kind == "v")
+                v_parameterization=hm.kind == "v", family=hm.family)
             with trainer_box["t"].ema_applied():
                 return KilnLora(network.export(_DTYPES[save.save_dtype]), meta)
 

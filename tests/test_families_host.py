@@ -71,7 +71,10 @@ def test_family_trains_saves_and_samples(family, host, tiny_assets, caplog):
     assert result.result.probe_end < result.result.probe_start, (result.result.probe_start, result.result.probe_end)
     path = result.saved_files[-1]
     lora = load_lora_file(path)
-    assert lora.metadata["ss_base_model_version"]
+    from kiln_pack.core.lora.metadata import MODELSPEC_ARCHITECTURE
+    from kiln_pack.host.families import BASE_MODEL_VERSION
+    assert lora.metadata["ss_base_model_version"] == BASE_MODEL_VERSION[family]
+    assert lora.metadata["modelspec.architecture"] == MODELSPEC_ARCHITECTURE[family][0] + "/lora"
     rel = path.relative_to(host.loras_dir()).as_posix()
     with caplog.at_level(logging.WARNING), torch.inference_mode():
         lm, _ = nodes.LoraLoader().load_lora(model, clip, rel, 1.0, 0.0)
