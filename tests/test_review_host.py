@@ -41,3 +41,88 @@ def test_epoch_metadata_and_plan_line_with_gradient_accumulation(loaded, caplog)
     epochs = [load_lora_file(f).metadata["ss_epoch"] for f in files]
     steps = [load_lora_file(f).metadata["ss_steps"] for f in files]
     assert list(zip(steps, epochs)) == [("2", "1"), ("4", "2")]
+
+
+def test_validation_images_are_never_trained_on(loaded, monkeypatch):
+    from kiln_pack.core.data.cache import LatentCache
+    from kiln_pack.core.data.dataset import KilnDataset
+    from kiln_pack.core.train.loop import TrainConfig
+    splits, requested = [], []
+    split = KilnDataset.split_validation
+
+    def spy_split(self, fraction, seed=0):
+        out = split(self, fraction, seed)
+        splits.append(out)
+        return out
+    get = LatentCache.get
+
+    def spy_get(self, dataset, refs):
+        requested.append((dataset, [dataset.images[r.index].path for r in refs]))
+        return get(self, dataset, refs)
+    monkeypatch.setattr(KilnDataset, "split_validation", spy_split)
+    monkeypatch.setattr(LatentCache, "get", spy_get)
+    result = _bake(loaded, "held_out", TrainConfig(max_steps=6, seed=0, probe_samples=2, validation_split=0.3,
+                                                   validation_every_n_steps=3))
+    (train, val), = splits
+    held = {e.path for e in val.images}
+    trained = {p for ds, paths in requested if ds is train for p in paths}
+    validated = {p for ds, paths in requested if ds is val for p in paths}
+    assert len(held) == 3 and trained and not trained & held
+    assert validated == held                       # the validation loss did read the held-out images
+    assert [s for s, _ in result.result.validation] == [3, 6]
+
+
+def test_keep_last_keeps_the_newest_saves_and_their_states(loaded):
+    from kiln_pack.core.train.loop import TrainConfig
+    from kiln_pack.host.bake import checkpoint_dir
+    _bake(loaded, "keep2", TrainConfig(max_steps=5, seed=0, probe_samples=0, save_every_n_steps=1), keep_last=2)
+    folder = checkpoint_dir("keep2")
+    assert sorted(p.name for p in folder.glob("*.safetensors")) == ["keep2-000004.safetensors",
+                                                                  "keep2-000005.safetensors"]
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["keep2-000004-state", "keep2-000005-state"]
+
+
+def test_clip_skip_set_upstream_applies_to_training(loaded, monkeypatch):
+    import nodes
+    from kiln_pack.core.lora.io import load_lora_file
+    from kiln_pack.core.train.loop import TrainConfig
+    from kiln_pack.host import training
+    model, clip, vae, dataset = loaded
+    with torch.inference_mode():
+        skipped = nodes.CLIPSetLastLayer().set_last_layer(clip, -2)[0]
+    encoded = []
+    encode = training.HostDiffusionModel.encode_text
+
+    def spy(self, captions):
+        out = encode(self, captions)
+        encoded.append((captions[0], out[0]))
+        return out
+    monkeypatch.setattr(training.HostDiffusionModel, "encode_text", spy)
+    cfg = TrainConfig(max_steps=2, seed=0, probe_samples=0)
+    result = _bake((model, skipped, vae, dataset), "skip2", cfg)
+    assert load_lora_file(result.saved_files[-1]).metadata["ss_clip_skip"] == "2"
+    caption, cond = encoded[0]
+    with torch.inference_mode():
+        want = skipped.encode_from_tokens(skipped.tokenize(caption))
+        full = clip.encode_from_tokens(clip.tokenize(caption))
+    got = cond[0].to(want.dtype)   # (cond, extras) per caption
+    assert (want - full).abs().max() > 1e-3                      # the two layers really differ here
+    torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3)   # and training used the skipped one
+
+
+def test_vram_preset_turns_gradient_checkpointing_on_in_the_train_node(loaded, monkeypatch):
+    import torch.utils.checkpoint as tuc
+    from kiln_pack.nodes.train import KilnTrainLora
+    calls = []
+    checkpoint = tuc.checkpoint
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return checkpoint(*args, **kwargs)
+    monkeypatch.setattr(tuc, "checkpoint", spy)
+    model, clip, vae, dataset = loaded
+    with torch.inference_mode():
+        out = KilnTrainLora().train(model, clip, vae, dataset, "vram8", 1, 1, 4, 1, 0, "fp32", False,
+                                    vram_preset="8 GB", save_dtype="fp32")["result"]
+    assert calls, "the 8 GB preset did not checkpoint"
+    assert out[3]["steps"] == [1]
