@@ -63,9 +63,16 @@ def build(family: str, tiny: bool, base: str, device):
             else:
                 p.zero_()
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
+    # The 2026 host's TrainLoraNode rebuilds its own copy of the model through this (as from a loader).
+    patcher.cached_patcher_init = (_rebuild, (family, tiny, base, str(device)))
     clip = ff.tiny_text_encoder(family) if tiny else _clip_of_width(ff, family, width)
     vae = comfy.sd.VAE(sd=ff.tiny_vae_state_dict(spec.latent_channels))
     return patcher, clip, vae, (64 if tiny else size)
+
+
+def _rebuild(family, tiny, base, device, disable_dynamic=True):
+    import torch
+    return build(family, tiny, base, torch.device(device))[0]
 
 
 def _clip_of_width(ff, family, width):
@@ -86,7 +93,7 @@ def timed(fn, device):
     except Exception as exc:   # noqa: BLE001  the table says which configuration failed and why
         if "out of memory" in str(exc).lower():
             return None, None, "OOM"
-        raise
+        return None, None, f"failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
     return time.perf_counter() - started, peak.peak_bytes, ""
 
 

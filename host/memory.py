@@ -80,6 +80,17 @@ class CheckpointStats:
     recomputed: int = 0     # forwards run again in backward: checkpointing did its work
 
 
+def _copy_if_activation(value):
+    return value.clone() if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dim() >= 3 else value
+
+
+@contextlib.contextmanager
+def _recompute_contexts(unit: nn.Module):
+    from .training import host_training_flag, residuals_grad_safe
+    with host_training_flag(True), residuals_grad_safe(unit, True):
+        yield
+
+
 @contextlib.contextmanager
 def gradient_checkpointing(model_patcher, enabled: bool, depth: int = 1):
     """Recompute each checkpoint unit's activations in backward instead of keeping them; yields the stats."""
@@ -93,16 +104,27 @@ def gradient_checkpointing(model_patcher, enabled: bool, depth: int = 1):
     for unit in units:
         original = unit.forward
 
-        def run(*args, _fwd=original, **kwargs):
-            stats.recomputed += 1
-            return _fwd(*args, **kwargs)
+        def wrapped(*args, _fwd=original, _unit=unit, **kwargs):
+            if not torch.is_grad_enabled():
+                return _fwd(*args, **kwargs)
+            stats.forwards += 1
+            calls = [0]
 
-        def wrapped(*args, _fwd=original, _run=run, **kwargs):
-            if torch.is_grad_enabled():
-                stats.forwards += 1
-                stats.recomputed -= 1   # the first call of _run is this forward, not a recomputation
-                return torch.utils.checkpoint.checkpoint(_run, *args, use_reentrant=False, **kwargs)
-            return _fwd(*args, **kwargs)
+            def run(*a, **k):
+                calls[0] += 1
+                # Blocks that add residuals in place onto their input (Flux's single blocks:
+                # ``x += gate * out``) would change the input the checkpoint keeps for the recomputation;
+                # the block gets a copy, the checkpoint keeps the original.
+                a = tuple(_copy_if_activation(v) for v in a)
+                k = {key: _copy_if_activation(v) for key, v in k.items()}
+                if calls[0] == 1:
+                    return _fwd(*a, **k)
+                stats.recomputed += 1
+                # Backward runs outside the forward's training contexts; the recomputation must take the
+                # same path (differentiable kernels, norm-input copies) or autograd finds other tensors.
+                with _recompute_contexts(_unit):
+                    return _fwd(*a, **k)
+            return torch.utils.checkpoint.checkpoint(run, *args, use_reentrant=False, **kwargs)
         unit.forward = wrapped
     try:
         yield stats
