@@ -142,7 +142,9 @@ class Trainer:
         steps = (f"{self.total_steps} optimizer steps (max_steps)" if cfg.max_steps > 0 else
                  f"{self.micro_per_epoch * cfg.epochs} batches / accumulation {cfg.grad_accum} = "
                  f"{self.total_steps} optimizer steps")
-        return (f"{images} images, {self.micro_per_epoch} batches of {cfg.batch_size} per epoch "
+        batch = (f"{self.plan_batch} ({cfg.batch_size} on each of {self.shard.world} ranks)" if self.shard.world > 1
+                 else f"{cfg.batch_size}")
+        return (f"{images} images, {self.micro_per_epoch} batches of {batch} per epoch "
                 f"({self.micro_per_epoch / cfg.grad_accum:g} optimizer steps) x {cfg.epochs} epochs: {steps}")
 
     # -- pieces -------------------------------------------------------------------------------------
