@@ -28,7 +28,7 @@ def test_forward_that_skips_the_hooked_layers_stops_after_the_first_step():
         trainer.run()
     msg = str(err.value)
     assert "the loss does not depend on any adapter" in msg
-    assert "Hooked 3 layers" in msg and "ran 0 of them" in msg
+    assert "Hooked 3 layers" in msg and "ran 0 of them" in msg and "the forward (ToyModel)" in msg
     assert "lora_unet_input_blocks_0_0" in msg and "1x Conv2d(4, 16, 1, 1)" in msg
     assert trainer.last_result.step == 0 and saves == []
 

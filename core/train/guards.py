@@ -104,11 +104,27 @@ class GradientGuard:
         for k in self.ran_layers:
             kinds[k] = kinds.get(k, 0) + 1
         ran_layers = ", ".join(f"{n}x {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:6])
-        describe = getattr(self.model, "describe_forward", None)
-        forward = describe() if callable(describe) else type(self.model).__name__
+        forward = _describe(self.model)
         return (f"Hooked {len(adapters)} layers ({hooked}); the forward ({forward}) ran {len(ran)} of them and "
                 f"{len(self.ran_layers)} Linear/Conv calls in all ({ran_layers or 'none'}). "
                 "Nothing was saved as a result. If the forward ran none of the hooked layers, the model "
                 "executes other modules than its state dict names (report the model type); if it ran them, "
                 "the output does not depend on the adapters (check the model loads in fp32/bf16, try "
                 "mixed_precision fp32, and a larger learning rate).")
+
+
+def _describe(model) -> str:
+    """The model's forward as a chain of class names, e.g. HostDiffusionModel -> BaseModel (SD15) -> UNetModel
+    (duck-typed: the host model keeps its ComfyUI model as ``base``, which holds ``diffusion_model``)."""
+    describe = getattr(model, "describe_forward", None)
+    if callable(describe):
+        return describe()
+    parts = [type(model).__name__]
+    base = getattr(model, "base", None)
+    if base is not None:
+        config = getattr(base, "model_config", None)
+        parts.append(type(base).__name__ + (f" ({type(config).__name__})" if config is not None else ""))
+        inner = getattr(base, "diffusion_model", None)
+        if inner is not None:
+            parts.append(type(inner).__name__)
+    return " -> ".join(parts)
