@@ -21,7 +21,7 @@ import torch
 from ..core.lora.io import atomic_write_bytes
 from .fixtures import _seeded_init
 
-FAMILY_FIXTURE_VERSION = "2"
+FAMILY_FIXTURE_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,13 @@ def _init_tiny(model: torch.nn.Module, seed: int) -> None:
     """Seeded random weights; every normalisation layer's scale (the families bring their own RMSNorm
     classes, which the generic init would zero) starts at one, so no block is silenced."""
     _seeded_init(model, seed)
+    gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
+        # Buffers the host allocates with torch.empty and fills from the file (MMDiT's pos_embed) would
+        # otherwise hold whatever memory held: seeded values, so the fixture is the same every time.
+        for name, buf in model.named_buffers():
+            if name.endswith("pos_embed") and buf.is_floating_point():
+                buf.copy_(torch.randn(buf.shape, generator=gen) * 0.1)
         for sub in model.modules():
             if "Norm" in type(sub).__name__:
                 for leaf, p in sub.named_parameters(recurse=False):
@@ -280,3 +286,41 @@ def tiny_text_encoder(family: str, seed: int = 2):
     with torch.no_grad():
         _seeded_init(clip.cond_stage_model, seed)
     return clip
+
+
+# The shipped train_then_sample_sd3 workflow loads with the host's own loaders only: UNETLoader (a tiny
+# MMDiT reading SD3's real text widths: 4096 context, 2048 pooled), CLIPLoader type "sd3" with a CLIP-L
+# file (the host pads CLIP-L's output to those widths when CLIP-G and T5 are absent) and VAELoader.
+SD3_WORKFLOW_UNET = "kiln-tiny-sd3-te.safetensors"
+SD3_WORKFLOW_CLIP = "kiln-tiny-clip-l.safetensors"
+SD3_WORKFLOW_VAE = "kiln-tiny-taesd16.safetensors"
+
+
+def ensure_sd3_workflow_assets(cache_dir: str | Path) -> None:
+    """Write (once) and register the files train_then_sample_sd3.json names."""
+    import folder_paths
+    from .fixtures import clip_l_state_dict
+    cache_dir = Path(cache_dir) / "sd3-workflow"
+    spec = FAMILIES["sd3"]
+    kwargs = dict(spec.kwargs, adm_in_channels=2048, context_embedder_config={
+        "target": "torch.nn.Linear", "params": {"in_features": 4096, "out_features": 128}})
+    stamp = hashlib.sha256(f"{FAMILY_FIXTURE_VERSION}|{kwargs!r}".encode()).hexdigest()[:16]
+    unet = cache_dir / "diffusion_models" / SD3_WORKFLOW_UNET
+    if not unet.is_file() or _meta(unet).get("kiln_fixture") != stamp:
+        import comfy.ops
+        model = _import(spec.model_class)(**kwargs, dtype=torch.float32, device="cpu",
+                                          operations=comfy.ops.disable_weight_init)
+        _init_tiny(model, 0)
+        with torch.no_grad():
+            model.get_submodule(spec.out_layer).weight.mul_(0.1)
+        _write(unet, model.state_dict(), {"kiln_fixture": stamp})
+    clip = cache_dir / "text_encoders" / SD3_WORKFLOW_CLIP
+    if not clip.is_file() or _meta(clip).get("kiln_fixture") != FAMILY_FIXTURE_VERSION:
+        prefix = "cond_stage_model.transformer."
+        sd = {k[len(prefix):]: v.half() if v.is_floating_point() else v for k, v in clip_l_state_dict().items()}
+        _write(clip, sd, {"kiln_fixture": FAMILY_FIXTURE_VERSION})
+    vae = cache_dir / "vae" / SD3_WORKFLOW_VAE
+    if not vae.is_file() or _meta(vae).get("kiln_fixture") != FAMILY_FIXTURE_VERSION:
+        _write(vae, tiny_vae_state_dict(16), {"kiln_fixture": FAMILY_FIXTURE_VERSION})
+    for kind, folder in (("diffusion_models", unet.parent), ("text_encoders", clip.parent), ("vae", vae.parent)):
+        folder_paths.add_model_folder_path(kind, str(folder), is_default=True)

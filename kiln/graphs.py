@@ -43,6 +43,36 @@ TRAIN_THEN_SAMPLE = [
 ]
 
 
+# The same bake on an SD3-family model, loaded as diffusion model + text encoder + VAE with the host's
+# own loaders: swapping the base model is rewiring these three loaders (Flux: DualCLIPLoader + UNETLoader).
+TRAIN_THEN_SAMPLE_SD3 = [
+    {"id": "unet", "type": "UNETLoader", "widgets": {"unet_name": "kiln-tiny-sd3-te.safetensors"}},
+    {"id": "te", "type": "CLIPLoader", "widgets": {"clip_name": "kiln-tiny-clip-l.safetensors", "type": "sd3"}},
+    {"id": "vae", "type": "VAELoader", "widgets": {"vae_name": "kiln-tiny-taesd16.safetensors"}},
+    {"id": "data", "type": "KilnLoadDataset", "widgets": {"path": "kiln_demo_dataset", "resolution": 64,
+                                                          "min_bucket_reso": 64, "max_bucket_reso": 64,
+                                                          "bucket_reso_steps": 64}},
+    {"id": "net", "type": "KilnNetworkConfig", "widgets": {"rank": 4, "alpha": 4.0}},
+    {"id": "opt", "type": "KilnOptimizerConfig", "widgets": {"learning_rate": 2e-3, "scheduler": "constant"}},
+    {"id": "train", "type": "KilnTrainLora", "title": "Kiln Train LoRA (tiny SD3 demo)",
+     "widgets": {"output_name": "kiln_demo_sd3", "epochs": 1, "max_steps": 10, "seed": 0},
+     "inputs": {"model": ("unet", 0), "clip": ("te", 0), "vae": ("vae", 0), "dataset": ("data", 0),
+                "network": ("net", 0), "optimizer": ("opt", 0)}},
+    {"id": "save", "type": "KilnSaveLora", "widgets": {"filename": "kiln_demo_sd3"}, "inputs": {"lora": ("train", 2)}},
+    {"id": "loss_png", "type": "SaveImage", "widgets": {"filename_prefix": "kiln_demo_sd3_loss"},
+     "inputs": {"images": ("train", 4)}},
+    {"id": "pos", "type": "CLIPTextEncode", "widgets": {"text": "kiln shapes, red circle"}, "inputs": {"clip": ("te", 0)}},
+    {"id": "neg", "type": "CLIPTextEncode", "widgets": {"text": ""}, "inputs": {"clip": ("te", 0)}},
+    {"id": "latent", "type": "EmptySD3LatentImage", "widgets": {"width": 64, "height": 64, "batch_size": 1}},
+    {"id": "ks_lora", "type": "KSampler", "title": "KSampler (with the trained LoRA)",
+     "widgets": {"seed": 42, "steps": 8, "cfg": 4.0, "sampler_name": "euler", "scheduler": "simple"},
+     "inputs": {"model": ("train", 0), "positive": ("pos", 0), "negative": ("neg", 0), "latent_image": ("latent", 0)}},
+    {"id": "dec_lora", "type": "VAEDecode", "inputs": {"samples": ("ks_lora", 0), "vae": ("vae", 0)}},
+    {"id": "png_lora", "type": "SaveImage", "widgets": {"filename_prefix": "kiln_demo_sd3_lora"},
+     "inputs": {"images": ("dec_lora", 0)}},
+]
+
+
 TAG_FILTER_TRAIN = [
     {"id": "ckpt", "type": "CheckpointLoaderSimple", "widgets": {"ckpt_name": TINY}},
     {"id": "data", "type": "KilnLoadDataset", "widgets": {"path": "kiln_demo_dataset", "resolution": 64,
@@ -163,6 +193,13 @@ GRAPHS = {
         "Train": ["ckpt", "prompts", "train", "save"],
         RESULT: ["loss_png", "timeline", "timeline_png", "pos", "neg", "latent", "ks_base", "ks_lora",
                  "dec_base", "dec_lora", "png_base", "png_lora"]}, TRAIN_NOTE),
+    "train_then_sample_sd3": _arranged(TRAIN_THEN_SAMPLE_SD3, {
+        "Models": ["unet", "te", "vae"], "Dataset": ["data"], "Network and optimizer": ["net", "opt"],
+        "Train": ["train", "save"], RESULT: ["loss_png", "pos", "neg", "latent", "ks_lora", "dec_lora", "png_lora"]},
+        "Change first:\n1. Load Diffusion Model / Load CLIP / Load VAE: your SD3.5 files (CLIP type sd3; "
+        "TripleCLIPLoader for clip_l + clip_g + t5xxl). For Flux: DualCLIPLoader (clip_l + t5xxl, type flux) "
+        "and the Flux VAE; Qwen-Image, Z-Image, Wan: CLIPLoader with their type.\n2. Kiln Load Dataset: "
+        "your folder, resolution 1024.\n3. Kiln Train LoRA: output_name, epochs."),
     "tag_filter_train": _arranged(TAG_FILTER_TRAIN, {
         "Dataset": ["data", "tagger", "filter", "preview", "freq_png"], "Network and optimizer": ["net", "opt"],
         "Train": ["ckpt", "train", "save"], RESULT: ["loss_png"]},

@@ -86,3 +86,25 @@ def test_family_trains_saves_and_samples(family, host, tiny_assets, caplog):
     base = _sample(model, clip, vae)
     assert np.abs(in_graph - base).max() > 1e-4, f"{family}: training changed nothing"
     np.testing.assert_allclose(from_file, in_graph, atol=1e-4)
+
+
+def test_shipped_sd3_workflow_runs_headless_with_the_hosts_loaders(host, tiny_assets, caplog):
+    """workflows/train_then_sample_sd3.json: UNETLoader + CLIPLoader (sd3) + VAELoader -> Kiln -> KSampler,
+    through the real executor; the saved file names SD3 and loads in LoraLoader with every key."""
+    import nodes
+    from kiln_pack.core.lora.io import load_lora_file
+    from kiln_pack.host import family_fixtures as ff, runner
+    if ff.available("sd3"):
+        pytest.skip(ff.available("sd3"))
+    ff.ensure_sd3_workflow_assets(REPO / ".cache" / "test-assets")
+    result = runner.run_workflow(REPO / "workflows" / "train_then_sample_sd3.json")
+    assert result.success, result.error
+    path = host.loras_dir() / "kiln_demo_sd3.safetensors"
+    lora = load_lora_file(path)
+    assert lora.metadata["modelspec.architecture"] == "stable-diffusion-3/lora"
+    assert any(k.startswith("lora_unet_joint_blocks_0_x_block_attn_qkv") for k in lora.tensors)
+    with caplog.at_level(logging.WARNING), torch.inference_mode():
+        model = nodes.UNETLoader().load_unet(ff.SD3_WORKFLOW_UNET, "default")[0]
+        lm, _ = nodes.LoraLoader().load_lora(model, None, path.name, 1.0, 0.0)
+    assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()]
+    assert len(lm.patches) == len({k.split(".", 1)[0] for k in lora.tensors})
