@@ -45,7 +45,9 @@ def build(family: str, tiny: bool, base: str, device):
     from kiln_pack.host import family_fixtures as ff
     config_name, real, size = REAL[family]
     spec = ff.FAMILIES[family]
-    kwargs = dict(spec.kwargs) if tiny else {**spec.kwargs, **real}
+    # The constructor options this host's class takes (older hosts lack some, e.g. Flux's txt_ids_dims).
+    tiny_kwargs = ff.host_kwargs(family) if hasattr(ff, "host_kwargs") else dict(spec.kwargs)
+    kwargs = tiny_kwargs if tiny else {**tiny_kwargs, **real}
     width = kwargs.get("context_in_dim", kwargs.get("joint_attention_dim"))
     config = getattr(sm, config_name)(dict(kwargs))
     dtype = getattr(torch, DTYPES[base])
