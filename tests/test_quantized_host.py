@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import REPO
+
 STEPS = 4
 
 
@@ -102,3 +104,42 @@ def test_training_on_quantized_base_weights(quant, full_precision, file_kind, we
     ref = torch.cat([full_precision.lora.tensors[k].flatten() for k in ups])
     cos = float(torch.nn.functional.cosine_similarity(mine, ref, dim=0))
     assert cos > 0.75, f"the LoRA trained on {file_kind}/{weight_dtype} points elsewhere than the fp16 one ({cos:.3f})"
+
+
+FLUX_CASES = [("fp16", "fp8_e4m3fn"), ("mixed_fp8", "default")]
+
+
+@pytest.mark.parametrize("file_kind,weight_dtype", FLUX_CASES, ids=[f"{c[0]}-{c[1]}" for c in FLUX_CASES])
+def test_flux_trains_on_quantized_base_weights(file_kind, weight_dtype, quant, host, tmp_path_factory):
+    """A second family: the tiny Flux.1 model, fp8 through UNETLoader and as a mixed-precision file, against
+    the same model at full precision; all of its block Linears (quantized ones) get adapters."""
+    import folder_paths
+    import nodes
+    from kiln_pack.host import family_fixtures as ff
+    from kiln_pack.host.quant_fixtures import host_loads_mixed_precision, write_quantized_unet_files
+    if ff.available("flux1-dev"):
+        pytest.skip(ff.available("flux1-dev"))
+    if file_kind == "mixed_fp8" and not host_loads_mixed_precision():
+        pytest.skip("this host has no quantized mixed-precision checkpoints (comfy.quant_ops)")
+    assets = ff.ensure_family_assets("flux1-dev", REPO / ".cache" / "test-assets")
+    _, how = ff.load_model("flux1-dev", assets.unet_name)
+    if how != "UNETLoader":
+        pytest.skip("this host's loader fixes Flux's widths (the tiny model is config-built, not loaded from a file)")
+    folder = tmp_path_factory.mktemp("flux_quant")
+    folder_paths.add_model_folder_path("diffusion_models", str(folder), is_default=True)
+    files = write_quantized_unet_files(folder, ff.diffusion_model_state_dict("flux1-dev"), "kiln-tiny-flux1")
+    with torch.inference_mode():
+        vae = nodes.VAELoader().load_vae(assets.vae_name)[0]
+    clip = ff.tiny_text_encoder("flux1-dev")
+    flux = (files, clip, vae, quant[3])
+    full = _bake(_load(files.fp16), flux, "qf_fp16")
+    model = _load(getattr(files, file_kind), weight_dtype)
+    found = _storages(model, files.quantized_layers)
+    assert found and found <= {"float8_e4m3fn", "quantized"}, found
+    result = _bake(model, flux, f"qf_{file_kind}_{weight_dtype}")
+    assert _storages(model, files.quantized_layers) == found
+    assert set(result.lora.tensors) == set(full.lora.tensors)
+    losses = np.array([v for _, v in result.result.losses])
+    reference = np.array([v for _, v in full.result.losses])
+    assert np.isfinite(losses).all()
+    np.testing.assert_allclose(losses, reference, rtol=0.05)
