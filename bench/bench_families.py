@@ -1,0 +1,133 @@
+"""Per model family: Kiln's Train (bake) against the host's own TrainLoraNode on the same tiny model
+(host/family_fixtures.py: built with the host's classes, random weights), images, rank, batch, learning
+rate and steps, in one run. Each trainer runs in its own process, so peak memory is its own.
+
+    python bench/bench_families.py [--families flux1-dev,sd3,...] [--steps 10]
+
+Prints per family: steps/s and peak memory growth (RSS on CPU, max allocated on CUDA) of both, and the
+ratios kiln/native. Where the host's node cannot train a family (it raises), the native column says so
+and Kiln's figures stand alone. Kiln trains its family default targets (attn_mlp) at the given rank; the
+native node trains every Linear/Conv weight of the diffusion model, so Kiln does less work per step by
+design (what the field's trainers train), which the printed adapter counts show."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_train import RssSampler  # noqa: E402
+
+FAMILIES = ["flux1-dev", "sd3", "chroma", "flux2", "qwen-image", "z-image", "wan", "lumina2"]
+
+
+def child(args) -> dict:
+    sys.path.insert(0, str(REPO))
+    import torch
+    import kiln
+    kiln.load_pack()
+    from kiln_pack.host import family_fixtures as ff, fixtures, runner
+    runner.boot_host(Path(tempfile.mkdtemp(prefix="kiln-bench-")))
+    reason = ff.available(args.family)
+    if reason:
+        return {"which": args.which, "skipped": reason}
+    assets = fixtures.ensure_demo_assets(REPO / ".cache" / "test-assets")
+    fam = ff.ensure_family_assets(args.family, REPO / ".cache" / "test-assets")
+    import nodes
+    from kiln_pack.core.data import DatasetConfig, load_dataset
+    dataset = load_dataset(DatasetConfig(path=str(assets.dataset_dir), resolution=64, min_bucket_reso=64,
+                                         max_bucket_reso=64, bucket_reso_steps=64))
+    cuda = torch.cuda.is_available()
+    model, _ = ff.load_model(args.family, fam.unet_name)
+    clip = ff.tiny_text_encoder(args.family)
+    with torch.inference_mode():
+        vae = nodes.VAELoader().load_vae(fam.vae_name)[0]
+        if args.which == "native":
+            # The native node takes latents and conditioning made beforehand (not timed for it).
+            refs = [b[0] for b in dataset.epoch_plan(0, 1, 0)][: args.batch * 2]
+            samples = vae.encode(torch.stack([dataset.load_pixels(r) for r in refs]))
+            if getattr(model.model.latent_format, "latent_dimensions", 2) == 3 and samples.dim() == 4:
+                samples = samples.unsqueeze(2)
+            positive = []
+            for r in refs:
+                positive += clip.encode_from_tokens_scheduled(clip.tokenize(dataset.caption(r, 0)))
+    sampler = RssSampler()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base_alloc = torch.cuda.memory_allocated()
+    started = time.perf_counter()
+    adapters = None
+    try:
+        with torch.inference_mode():
+            if args.which == "kiln":
+                from kiln_pack.core.net.spec import NetworkSpec
+                from kiln_pack.core.train.loop import TrainConfig
+                from kiln_pack.core.train.optim import OptimizerSpec
+                from kiln_pack.host.bake import SaveSpec, bake
+                res = bake(model, clip, vae, dataset, NetworkSpec(rank=args.rank, alpha=args.rank),
+                           OptimizerSpec(name="adamw", lr=args.lr, scheduler="constant", max_grad_norm=0),
+                           TrainConfig(max_steps=args.steps, batch_size=args.batch, seed=0, probe_samples=0),
+                           SaveSpec(output_name=f"bench_{args.family}", save_state=False))
+                adapters = len({k.split(".", 1)[0] for k in res.lora.tensors})
+            else:
+                from kiln_pack.host.native_train import train_native_lora
+                train_native_lora(model, {"samples": samples}, positive, args.batch, args.steps, args.lr, args.rank,
+                                  "bf16" if cuda else "fp32", False)
+    except Exception as exc:  # the host's node may not train a family: say so, keep Kiln's figures
+        sampler.stop()
+        return {"which": args.which, "skipped": f"{type(exc).__name__}: {str(exc)[:160]}"}
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    rss_peak = sampler.stop()
+    peak = (torch.cuda.max_memory_allocated() - base_alloc) if cuda else rss_peak
+    return {"which": args.which, "steps_per_s": args.steps / seconds, "peak_bytes": peak, "adapters": adapters,
+            "device": "cuda" if cuda else "cpu"}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--families", default=",".join(FAMILIES))
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--rank", type=int, default=4)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--which", choices=["kiln", "native"])
+    p.add_argument("--family")
+    args = p.parse_args()
+    if args.which:
+        print("RESULT " + json.dumps(child(args)))
+        return
+    print(f"steps {args.steps}, rank {args.rank}, batch {args.batch}, lr {args.lr}; one process per trainer")
+    for family in args.families.split(","):
+        res = {}
+        for which in ("native", "kiln"):
+            cmd = [sys.executable, __file__, "--which", which, "--family", family, "--steps", str(args.steps),
+                   "--rank", str(args.rank), "--batch", str(args.batch), "--lr", str(args.lr)]
+            out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+            res[which] = json.loads(line[0][7:]) if line else {"skipped": f"exit {out.returncode}: {out.stderr[-300:]}"}
+        k, n = res["kiln"], res["native"]
+        if "skipped" in k:
+            print(f"{family:>13}: skipped ({k['skipped']})")
+            continue
+        line = (f"{family:>13}: kiln {k['steps_per_s']:.2f} steps/s, peak +{k['peak_bytes'] / 2**20:.0f} MiB, "
+                f"{k['adapters']} adapters")
+        if "skipped" in n:
+            line += f" | native: not run ({n['skipped']})"
+        else:
+            line += (f" | native {n['steps_per_s']:.2f} steps/s, peak +{n['peak_bytes'] / 2**20:.0f} MiB | "
+                     f"speed {k['steps_per_s'] / n['steps_per_s']:.2f}x, memory {k['peak_bytes'] / max(1, n['peak_bytes']):.2f}x")
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
