@@ -73,3 +73,16 @@ def test_timestep_sampling_schemes():
     assert min(ranged) >= 0.2 and max(ranged) <= 0.4
     with pytest.raises(ValueError, match="timestep sampling"):
         sample_percents(ObjectiveSpec(timestep_sampling="cosmic"), 1, gen())
+
+
+def test_transformer_prefixed_loras_read_as_kohya_names():
+    """ai-toolkit/diffusers ``transformer.`` keys (Qwen-Image: the host's names) -> musubi/kohya names."""
+    from kiln_pack.core.lora.formats import to_kohya
+    from kiln_pack.core.lora.value import KilnLora
+    down, up = torch.randn(4, 64), torch.randn(64, 4)
+    out = to_kohya(KilnLora({"transformer.transformer_blocks.0.attn.to_q.lora_A.weight": down,
+                             "transformer.transformer_blocks.0.attn.to_q.lora_B.weight": up}, {}))
+    name = "lora_unet_transformer_blocks_0_attn_to_q"
+    assert torch.equal(out.tensors[f"{name}.lora_down.weight"], down)
+    assert torch.equal(out.tensors[f"{name}.lora_up.weight"], up)
+    assert float(out.tensors[f"{name}.alpha"]) == 4.0, "PEFT files: alpha = rank (scale 1)"

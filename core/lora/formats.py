@@ -54,6 +54,12 @@ def _module_prefix(path: str, two_encoders: bool = False) -> str | None:
         rest = rest[len("transformer."):] if rest.startswith("transformer.") else rest
         prefix = {"clip_l": "lora_te1_" if two_encoders else "lora_te_", "clip_g": "lora_te2_"}.get(enc, "lora_te_")
         return prefix + rest.replace(".", "_")
+    if path.startswith("transformer."):
+        # ai-toolkit / diffusers / SimpleTuner transformer LoRAs: the module path under the diffusion
+        # model. For Qwen-Image and HiDream the host's module names are these names, so LoraLoader's
+        # kohya names (lora_unet_<path>) apply them; Flux/SD3/Wan/Z-Image diffusers names differ from the
+        # host's (fused qkv) and the fit check names them.
+        return "lora_unet_" + path[len("transformer."):].replace(".", "_")
     return None
 
 
