@@ -86,3 +86,18 @@ def test_transformer_prefixed_loras_read_as_kohya_names():
     assert torch.equal(out.tensors[f"{name}.lora_down.weight"], down)
     assert torch.equal(out.tensors[f"{name}.lora_up.weight"], up)
     assert float(out.tensors[f"{name}.alpha"]) == 4.0, "PEFT files: alpha = rank (scale 1)"
+
+
+def test_family_block_weights_reach_the_network():
+    """A block weight named as inspect names the block (SINGLE00) drops or scales that block's layers."""
+    from kiln_pack.core.net.blocks import block_of
+    from kiln_pack.core.net.network import Network, TargetLayer
+    from kiln_pack.core.net.spec import NetworkSpec
+    layers = []
+    for host_name in ("diffusion_model.double_blocks.0.img_attn.qkv", "diffusion_model.single_blocks.0.linear1"):
+        kohya = "lora_unet_" + host_name[len("diffusion_model."):].replace(".", "_")
+        layers.append(TargetLayer(kohya, host_name, torch.nn.Linear(8, 8), False,
+                                  block_of(host_name, False, "flux1-dev"), "flux1-dev"))
+    assert [layer.block for layer in layers] == ["DOUBLE00", "SINGLE00"]
+    net = Network(NetworkSpec(rank=2, alpha=2.0, block_rank_weights=(("SINGLE00", 0.0),)), layers)
+    assert list(net.adapters) == ["lora_unet_double_blocks_0_img_attn_qkv"]
