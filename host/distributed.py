@@ -13,7 +13,7 @@ import tempfile
 
 import folder_paths
 
-from ..core.train.distributed import Shard, env_world, join
+from ..core.train.distributed import Shard, agreed_interrupt, env_world, join  # noqa: F401 (agreed_interrupt: for bake)
 
 log = logging.getLogger("kiln")
 _redirected: list[str] = []
@@ -42,20 +42,3 @@ def join_training(device) -> Shard:
         log.info("Kiln: data-parallel rank %d of %d (%s)", shard.rank, shard.world, "writes the files" if
                  shard.is_main else "computes only")
     return shard
-
-
-def agreed_interrupt(check, shard: Shard, device, exception_type):
-    """``check`` (the host's interrupt check) made collective: when any rank sees an interrupt every rank
-    raises it at the same micro-batch, so none is left waiting in a gradient all-reduce."""
-    if shard.world == 1:
-        return check
-
-    def check_all():
-        try:
-            check()
-            seen = False
-        except exception_type:
-            seen = True
-        if shard.any(seen, device):
-            raise exception_type()
-    return check_all

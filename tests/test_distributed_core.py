@@ -1,6 +1,7 @@
 """Data-parallel training over gloo on CPU: 2 ranks with batch B train the same adapters as 1 process
 with batch 2B (same seed), their saved state is the same, and a resumed 2-rank run equals an
-uninterrupted one. Toy model, a few steps; two spawns of 2 processes in all (start-up dominates)."""
+uninterrupted one, also after an interrupt that only one rank saw. Toy model, a few steps; three spawns
+of 2 processes in all (start-up dominates)."""
 import socket
 from pathlib import Path
 
@@ -26,10 +27,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def spawn(out: Path, world=2, batch=2, save_every=0, resume=None):
+def spawn(out: Path, world=2, batch=2, save_every=0, resume=None, stop_at=0):
     out.mkdir(parents=True, exist_ok=True)
     mp.spawn(dist_toy_worker.main, args=(world, free_port(), str(out), batch, STEPS, save_every, 5,
-                                         str(resume) if resume else None), nprocs=world, join=True)
+                                         str(resume) if resume else None, stop_at), nprocs=world, join=True)
     return out
 
 
@@ -77,10 +78,17 @@ def test_two_gloo_ranks_equal_one_process_and_resume_exactly(tmp_path):
     with pytest.raises(AssertionError):
         assert_same_run(single(tmp_path / "other", batch=2), two)
 
-    # Resume the 2-rank run from its step-3 state (written by rank 0 only) on 2 ranks again.
-    assert (two / f"state{SAVE_AT}" / "state.json").is_file()
-    resumed = spawn(tmp_path / "resumed", resume=two / f"state{SAVE_AT}")
+    assert (two / f"state{SAVE_AT}" / "state.json").is_file()   # the periodic save, rank 0 only
+
+    # Rank 1 alone sees an interrupt before micro-batch 4: both ranks stop there, rank 0 saves step 3.
+    stopped = spawn(tmp_path / "stopped", stop_at=4)
+    assert sorted(p.name for p in stopped.iterdir()) == ["state3", "stopped-rank0", "stopped-rank1"]
+    # Resumed on 2 ranks from that state, the run ends where the uninterrupted one does.
+    resumed = spawn(tmp_path / "resumed", resume=stopped / "state3")
     assert [line.split()[0] for line in (resumed / "losses.txt").read_text().splitlines()] == ["4", "5", "6"]
     fa, fb = load_file(str(two / "final.safetensors")), load_file(str(resumed / "final.safetensors"))
     for k in fa:
         torch.testing.assert_close(fa[k], fb[k], rtol=0, atol=1e-6, msg=k)
+    periodic, interrupted = load_state(two / f"state{SAVE_AT}"), load_state(stopped / "state3")
+    for k in periodic.network:
+        torch.testing.assert_close(interrupted.network[k], periodic.network[k], rtol=0, atol=0)

@@ -82,6 +82,24 @@ class Shard:
             dist.barrier()
 
 
+def agreed_interrupt(check, shard: Shard, device, exception_type):
+    """``check`` (an interrupt check that raises ``exception_type``) made collective: when any rank sees an
+    interrupt every rank raises it at the same micro-batch, so none is left waiting in a gradient
+    all-reduce, and each takes the loop's interrupt path (rank 0 saves the last complete step)."""
+    if shard.world == 1:
+        return check
+
+    def check_all():
+        try:
+            check()
+            seen = False
+        except exception_type:
+            seen = True
+        if shard.any(seen, device):
+            raise exception_type()
+    return check_all
+
+
 def env_world() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) outside it."""
     return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
