@@ -65,8 +65,12 @@ def test_every_algorithm_loads_in_lora_loader(loaded, algo, caplog, host):
     from_file = _sample(lm, lc, vae)
     in_graph = _sample(result.model, result.clip, vae)
     base = _sample(model, clip, vae)
-    assert np.abs(in_graph - base).max() > 1e-3, f"{algo}: training changed nothing"
-    np.testing.assert_allclose(from_file, in_graph, atol=2e-3)
+    change = np.abs(in_graph - base).max()
+    assert change > 1e-3, f"{algo}: training changed nothing"
+    # The file's image matches the in-graph one to a small fraction of what training changed (an absolute
+    # tolerance near the change itself would pass a file that applied nothing).
+    gap = np.abs(from_file - in_graph).max()
+    assert gap <= 0.01 * change, f"{algo}: file vs in-graph {gap:.3g}, training changed {change:.3g}"
 
 
 def test_text_encoder_training_changes_clip(loaded):
@@ -113,11 +117,34 @@ def test_interrupt_keeps_a_loadable_lora_and_resume_continues(loaded, host, capl
         torch.testing.assert_close(resumed.lora.tensors[k], v, rtol=0, atol=1e-5)
 
 
-def test_gradient_checkpointing_gives_the_same_lora(loaded):
+def test_gradient_checkpointing_gives_the_same_lora(loaded, monkeypatch):
+    import torch.utils.checkpoint as tuc
     from kiln_pack.core.net.spec import NetworkSpec
     spec = NetworkSpec(rank=4, alpha=4.0)
-    plain = _bake(loaded, spec, steps=6, name="gc_off")
-    checkpointed = _bake(loaded, spec, steps=6, name="gc_on", gradient_checkpointing=True)
+    calls = []
+    checkpoint = tuc.checkpoint
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return checkpoint(*args, **kwargs)
+    monkeypatch.setattr(tuc, "checkpoint", counting)
+
+    def bake_measuring(**kw):
+        """Bytes autograd keeps for backward outside checkpointed blocks (inside them the checkpoint's own
+        hooks keep only the block inputs): the activation memory checkpointing is there to cut, on any device."""
+        kept = [0]
+
+        def pack(t):
+            kept[0] += t.numel() * t.element_size()
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            result = _bake(loaded, spec, steps=6, **kw)
+        return result, kept[0]
+    plain, plain_bytes = bake_measuring(name="gc_off")
+    assert not calls
+    checkpointed, checkpointed_bytes = bake_measuring(name="gc_on", gradient_checkpointing=True)
+    assert len(calls) >= 6 * 3, "checkpointing did not run on the UNet's blocks"
+    assert checkpointed_bytes < 0.5 * plain_bytes, (checkpointed_bytes, plain_bytes)
     for k, v in plain.lora.tensors.items():
         # Recomputed blocks sum their gradients in another order: float noise of ~1e-6 on near-zero entries.
         torch.testing.assert_close(checkpointed.lora.tensors[k], v, rtol=1e-4, atol=1e-5)
@@ -132,12 +159,25 @@ def test_latents_cached_on_disk_are_reused_by_the_next_run(loaded, host):
     from kiln_pack.host.bake import SaveSpec, bake
     model, clip, vae, dataset = loaded
     cache_dir = Path(folder_paths.get_temp_directory()).parent / "kiln_latent_cache"
-    runs = []
+    for f in cache_dir.glob("*.safetensors") if cache_dir.is_dir() else []:
+        f.unlink()   # other tests' runs must not have filled it
+    encoded = []
+    encode = vae.encode
+
+    def counting_encode(pixels, *a, **k):
+        encoded.append(pixels.shape[0])
+        return encode(pixels, *a, **k)
+    vae.encode = counting_encode
+    runs, per_run = [], []
     for name in ("disk1", "disk2"):
+        encoded.clear()
         with torch.inference_mode():
             runs.append(bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0), OptimizerSpec(lr=1e-3),
                              TrainConfig(max_steps=4, seed=0, probe_samples=0),
                              SaveSpec(output_name=name, save_dtype="fp32", cache_latents_to_disk=True)))
+        per_run.append(sum(encoded))
+    del vae.encode
+    assert per_run[0] > 0 and per_run[1] == 0, per_run   # the second run encoded nothing: all from disk
     assert len(list(cache_dir.glob("*.safetensors"))) >= 1
     for k, v in runs[0].lora.tensors.items():
         torch.testing.assert_close(runs[1].lora.tensors[k], v)
