@@ -5,6 +5,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 
+def to_uint8(array) -> np.ndarray:
+    """An image of floats in 0..1 as 8-bit pixels (clipped, rounded to the nearest level)."""
+    return (np.clip(np.asarray(array, dtype=np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
 def horizontal_bars(values: dict[str, float], title: str, width: int = 640, row: int = 16,
                     colour=(40, 110, 200), rows: int | None = None) -> np.ndarray:
     """``rows`` fixes the height (charts that sit side by side must match)."""

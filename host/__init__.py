@@ -64,8 +64,10 @@ def throw_if_interrupted() -> None:
     model_management.throw_exception_if_processing_interrupted()
 
 
-def interrupt_requested() -> bool:
-    return model_management.processing_interrupted()
+def image_batch(array):
+    """An [H, W, 3] float array as the host's IMAGE: a [1, H, W, 3] tensor."""
+    import torch
+    return torch.from_numpy(array)[None]
 
 
 def interrupt_exception_type():
@@ -112,10 +114,6 @@ def temp_dir() -> Path:
 
 def loras_dir() -> Path:
     return Path(folder_paths.get_folder_paths("loras")[0])
-
-
-def torch_device():
-    return model_management.get_torch_device()
 
 
 def sampler_names() -> list[str]:

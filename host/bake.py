@@ -30,6 +30,7 @@ from ..core.net.spec import NetworkSpec
 from ..core.train.loop import TrainConfig, Trainer, TrainHooks, TrainResult
 from ..core.train.optim import OptimizerSpec
 from ..core.train.estimate import Preflight, adapter_bytes
+from ..core.plots import to_uint8
 from ..core.train.plot import loss_plot
 from ..core.train.prompts import SamplePrompt
 from ..core.train.timeline import sample_file_name
@@ -217,7 +218,7 @@ class _Saver:
 
 
 def _to_pil(image: torch.Tensor) -> Image.Image:
-    return Image.fromarray((image.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8))
+    return Image.fromarray(to_uint8(image.float().cpu().numpy()))
 
 
 class _Sampler:

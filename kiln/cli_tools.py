@@ -80,14 +80,12 @@ def _inspect(args):
     lora = load_lora_file(args.input)
     print(inspect_text(lora, Path(args.input).name))
     if args.plot:
-        import numpy as np
         from PIL import Image
         from kiln_pack.core.lora.io import atomic_write_bytes
-        from kiln_pack.core.plots import bar_chart
+        from kiln_pack.core.plots import bar_chart, to_uint8
         from kiln_pack.core.tools.inspect import block_norms, module_infos
         import io
-        image = Image.fromarray((bar_chart(block_norms(module_infos(lora)), "sum of delta norms per block") * 255)
-                                .clip(0, 255).astype(np.uint8))
+        image = Image.fromarray(to_uint8(bar_chart(block_norms(module_infos(lora)), "sum of delta norms per block")))
         buf = io.BytesIO()
         image.save(buf, format="PNG")
         atomic_write_bytes(args.plot, buf.getvalue())

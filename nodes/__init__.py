@@ -10,11 +10,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {}
 for _family in ("dataset", "tagging", "captioning", "networks", "train", "tools", "export"):
     try:
         _mod = importlib.import_module(f".{_family}", __name__)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.endswith(f"nodes.{_family}"):
-            continue  # family not written yet
-        logging.exception("Kiln: the %s nodes failed to import", _family)
-        continue
     except Exception:
         logging.exception("Kiln: the %s nodes failed to import", _family)
         continue

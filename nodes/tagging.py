@@ -23,9 +23,6 @@ def _model_dirs() -> list[Path]:
     return host.model_folder_paths(MODELS_KEY)
 
 
-def _image(chart) -> torch.Tensor:
-    return torch.from_numpy(chart)[None]   # [1, H, W, 3], the host's IMAGE
-
 
 def _captions_in(text: str | None, dataset) -> tuple[list[str], list[str]]:
     """(line prefixes, captions) from text ('name: tags' lines from the tagger work too) and/or a dataset."""
@@ -154,7 +151,7 @@ class KilnTagFilter:
         if out_text is None:
             out_text = "\n".join(f"{e.path.name}: {e.caption}" for e in out_dataset.images)
         report = comparison_text(before, after)
-        chart = _image(comparison_chart(before, after))
+        chart = host.image_batch(comparison_chart(before, after))
         return {"ui": {"text": [report]}, "result": (out_text, out_dataset, report, chart)}
 
 
@@ -181,7 +178,7 @@ class KilnTagFrequency:
         _, captions = _captions_in(text, dataset)
         counts = frequency(captions)
         report = f"{len(captions)} captions, {len(counts)} distinct tags\n{frequency_text(counts, top)}"
-        return {"ui": {"text": [report]}, "result": (report, _image(frequency_chart(captions, rows=top)))}
+        return {"ui": {"text": [report]}, "result": (report, host.image_batch(frequency_chart(captions, rows=top)))}
 
 
 NODE_CLASS_MAPPINGS = {"KilnTagger": KilnTagger, "KilnTagFilter": KilnTagFilter, "KilnTagFrequency": KilnTagFrequency}

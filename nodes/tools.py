@@ -1,7 +1,6 @@
 """LoRA tool nodes: load any LoRA file, resize, merge, extract from two models, compare, inspect."""
 from __future__ import annotations
 
-import torch
 
 from .. import host
 from ..core.lora.formats import to_kohya
@@ -17,9 +16,6 @@ from ..host.training import apply_lora, kohya_names_for_model, patched_weights
 
 RANK_METHODS = ["fixed", "sv_ratio", "sv_fro", "sv_cumulative"]
 
-
-def _image(array):
-    return torch.from_numpy(array)[None]
 
 
 class KilnLoadLora:
@@ -148,7 +144,7 @@ class KilnCompareLoras:
     def compare(self, lora_a, lora_b):
         rows = compare_loras(lora_a, lora_b)
         text = comparison_text(rows)
-        return {"ui": {"text": [text]}, "result": (text, _image(comparison_plot(rows)))}
+        return {"ui": {"text": [text]}, "result": (text, host.image_batch(comparison_plot(rows)))}
 
 
 class KilnInspectLora:
@@ -166,7 +162,7 @@ class KilnInspectLora:
     def inspect(self, lora):
         text = inspect_text(lora)
         plot = bar_chart(block_norms(module_infos(lora)), "sum of delta norms per block")
-        return {"ui": {"text": [text]}, "result": (text, _image(plot))}
+        return {"ui": {"text": [text]}, "result": (text, host.image_batch(plot))}
 
 
 def _layer_shapes(model, clip) -> dict:
@@ -224,4 +220,5 @@ NODE_CLASS_MAPPINGS = {"KilnLoadLora": KilnLoadLora, "KilnResizeLora": KilnResiz
                        "KilnInspectLora": KilnInspectLora, "KilnMergeLoraIntoModel": KilnMergeLoraIntoModel}
 NODE_DISPLAY_NAME_MAPPINGS = {"KilnLoadLora": "Kiln Load LoRA", "KilnResizeLora": "Kiln Resize LoRA",
                               "KilnMergeLoras": "Kiln Merge LoRAs", "KilnExtractLora": "Kiln Extract LoRA",
-                              "KilnCompareLoras": "Kiln Compare LoRAs", "KilnInspectLora": "Kiln Inspect LoRA"}
+                              "KilnCompareLoras": "Kiln Compare LoRAs", "KilnInspectLora": "Kiln Inspect LoRA",
+                              "KilnMergeLoraIntoModel": "Kiln Merge LoRA Into Model"}

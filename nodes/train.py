@@ -12,6 +12,7 @@ from PIL import Image
 from .. import host
 from ..core.lora.io import save_lora
 from ..core.net.spec import NetworkSpec
+from ..core.plots import to_uint8
 from ..core.train.loop import TrainConfig
 from ..core.train.objective import LOSSES, TIMESTEP_SAMPLINGS, ObjectiveSpec
 from ..core.train.optim import OptimizerSpec
@@ -29,7 +30,7 @@ def _ui_image(array: np.ndarray, prefix: str) -> dict:
     folder = host.temp_dir()
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{prefix}_{uuid.uuid4().hex[:8]}.png"
-    Image.fromarray((np.clip(array, 0, 1) * 255).round().astype(np.uint8)).save(folder / name)
+    Image.fromarray(to_uint8(array)).save(folder / name)
     return {"filename": name, "subfolder": "", "type": "temp"}
 
 

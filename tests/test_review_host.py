@@ -126,3 +126,11 @@ def test_vram_preset_turns_gradient_checkpointing_on_in_the_train_node(loaded, m
                                     vram_preset="8 GB", save_dtype="fp32")["result"]
     assert calls, "the 8 GB preset did not checkpoint"
     assert out[3]["steps"] == [1]
+
+
+def test_every_node_has_a_kiln_display_name(host):
+    from kiln_pack import nodes as pack_nodes
+    assert "KilnMergeLoraIntoModel" in pack_nodes.NODE_CLASS_MAPPINGS
+    missing = sorted(set(pack_nodes.NODE_CLASS_MAPPINGS) - set(pack_nodes.NODE_DISPLAY_NAME_MAPPINGS))
+    assert not missing, missing
+    assert all(name.startswith("Kiln ") for name in pack_nodes.NODE_DISPLAY_NAME_MAPPINGS.values())

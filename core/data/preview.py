@@ -6,6 +6,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .dataset import KilnDataset, SampleRef
+from ..plots import to_uint8
 
 _BG = (16, 16, 16)
 _TEXT = (232, 232, 232)
@@ -69,7 +70,7 @@ def preview_grid(dataset: KilnDataset, per_bucket: int = 4, tile: int = 192, tex
     for bucket, refs in preview_refs(dataset, per_bucket, seed).items():
         cells = []
         for ref in refs:
-            image = Image.fromarray((dataset.load_pixels(ref).numpy() * 255 + 0.5).astype(np.uint8))
+            image = Image.fromarray(to_uint8(dataset.load_pixels(ref).numpy()))
             text = ("[reg] " if ref.is_reg else "") + (dataset.caption(ref, seed) or "(empty caption)")
             cells.append(_cell(image, text, tile, text_lines, font, line_h))
         row = Image.new("RGB", (tile * per_bucket, label_h + cells[0].height), _BG)
