@@ -37,6 +37,7 @@ from ..core.train.timeline import sample_file_name
 from ..core.train.state import load_state, save_state
 from . import families, live
 from .distributed import agreed_interrupt, join_training
+from .memory import recast_weights_in_backward
 from .training import (HostDiffusionModel, apply_lora, gradient_checkpointing, target_layers,
                        text_encoder_grad_safe, vae_encoder)
 
@@ -349,6 +350,7 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
         resume = load_state(save.resume_from) if save.resume_from else None
         try:
             with network, gradient_checkpointing(hm.patcher, cfg.gradient_checkpointing, cfg.checkpoint_depth), \
+                    recast_weights_in_backward(hm.patcher, not cfg.gradient_checkpointing), \
                     text_encoder_grad_safe(clip, net.train_text_encoder):
                 result = trainer.run(resume)
                 saver(result.step, True)

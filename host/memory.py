@@ -134,3 +134,61 @@ def gradient_checkpointing(model_patcher, enabled: bool, depth: int = 1):
 
 
 gradient_checkpointing.last = CheckpointStats()
+
+
+_LOW_PRECISION = {torch.float8_e4m3fn, torch.float8_e5m2, torch.bfloat16, torch.float16}
+
+
+@contextlib.contextmanager
+def recast_weights_in_backward(model_patcher, enabled: bool = True):
+    """Layers whose weights are stored in low precision and cast per forward (the host's manual cast, e.g.
+    UNETLoader's fp8 weight dtypes) hand the cast copy to F.linear/conv, and autograd keeps it for the
+    input's gradient: a full-precision copy of every weight, for the whole step, which undoes fp8's saving.
+    While such a layer runs, a saved tensor that is exactly its cast weight is replaced by a note, and the
+    backward casts the stored weight again. Layers with scales (scaled fp8, quantized tensors) are left to
+    the host: their saved tensor is not a plain cast. Off under gradient checkpointing, which already
+    drops these copies (and whose own saved-tensor hooks must not be shadowed)."""
+    if not enabled:
+        yield 0
+        return
+    layers = []
+    for module in model_patcher.model.diffusion_model.modules():
+        weight = getattr(module, "weight", None)
+        if (isinstance(weight, torch.Tensor) and type(weight).__name__ != "QuantizedTensor"
+                and weight.dtype in _LOW_PRECISION and weight.dim() >= 2 and not any(True for _ in module.children())
+                and not hasattr(module, "scale_weight") and not hasattr(module, "weight_scale")):
+            layers.append(module)
+    handles = []
+    active: list = []
+
+    def pre(module, args):
+        if not torch.is_grad_enabled():
+            return
+        weight = module.weight
+
+        def pack(t):
+            if (t.shape == weight.shape and t.dtype != weight.dtype and t.dtype.is_floating_point
+                    and torch.equal(t.flatten()[:16], weight.flatten()[:16].to(t.dtype))):
+                return ("kiln_recast", module, t.dtype, t.device)
+            return t
+
+        def unpack(saved):
+            if isinstance(saved, tuple) and saved and saved[0] == "kiln_recast":
+                _, m, dtype, device = saved
+                return m.weight.to(device=device, dtype=dtype)
+            return saved
+        ctx = torch.autograd.graph.saved_tensors_hooks(pack, unpack)
+        ctx.__enter__()
+        active.append(ctx)
+
+    def post(module, args, output):
+        if active:
+            active.pop().__exit__(None, None, None)
+    for module in layers:
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post))
+    try:
+        yield len(layers)
+    finally:
+        for h in handles:
+            h.remove()

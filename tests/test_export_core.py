@@ -183,6 +183,10 @@ def test_lycoris_algorithm_and_bad_graphs(dataset_dir):
     p["4"]["inputs"].update(algorithm="lokr", conv_rank=0)
     args = tomllib.loads(export_files(recipe_from_prompt(p, "sd1"), "/o", formats=("kohya",))[0]["kohya_args.toml"])
     assert args["network_module"] == "lycoris.kohya" and "algo=lokr" in args["network_args"]
+    # The network size preset is applied as the Network node applies it.
+    p["4"]["inputs"].update(algorithm="lora", size_preset="locon style (dim 32/16, conv 16/8)")
+    args = tomllib.loads(export_files(recipe_from_prompt(p, "sd1"), "/o", formats=("kohya",))[0]["kohya_args.toml"])
+    assert (args["network_dim"], args["network_alpha"]) == (32, 16.0) and "conv_dim=16" in args["network_args"]
     with pytest.raises(ExportError, match="no Kiln Train LoRA"):
         recipe_from_prompt({k: v for k, v in p.items() if k != "7"}, "sd1")
     two = dict(p, **{"8": p["7"]})

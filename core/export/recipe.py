@@ -14,6 +14,7 @@ from ..net.spec import NetworkSpec
 from ..train.loop import TrainConfig
 from ..train.objective import ObjectiveSpec
 from ..train.optim import OptimizerSpec
+from ..train.presets import apply_network_size, apply_vram_class
 
 TRAIN_NODE = "KilnTrainLora"
 DATASET_NODE = "KilnLoadDataset"
@@ -135,15 +136,17 @@ def recipe_from_prompt(prompt: dict, family: str, train_node: str | None = None,
 
     n = config_node("network", "KilnNetworkConfig")
     network = NetworkSpec(**_fields(NetworkSpec, n, {"lokr_factor": "factor", "seed": "init_seed"}))
-    if n.get("size_preset", "custom") not in ("custom", None):
-        notes.append(f"network size preset {n['size_preset']!r} is not applied; rank {network.rank} / alpha "
-                     f"{network.alpha} are written")
+    # The presets as the nodes apply them, so the export trains what Kiln would.
+    if isinstance(n.get("size_preset"), str):
+        network = apply_network_size(network, n["size_preset"])
     if network.algorithm == "dora":
         network = network.replace(dora=True)
     o = config_node("optimizer", "KilnOptimizerConfig")
     optimizer = OptimizerSpec(**_fields(OptimizerSpec, o, {"optimizer": "name", "learning_rate": "lr"}))
     objective = ObjectiveSpec(**_fields(ObjectiveSpec, config_node("objective", "KilnTrainingObjective")))
     train = dataclasses.replace(train, objective=objective)
+    if isinstance(t.get("vram_preset"), str):
+        train = apply_vram_class(train, t["vram_preset"])
 
     if not _is_link(t.get("dataset")):
         raise ExportError("the Train node's dataset input is not connected")
