@@ -125,6 +125,7 @@ class KilnTrainLora:
             "validation_every_n_steps": ("INT", {"default": 0, "min": 0, "max": 100000, "tooltip": "How often to compute the validation loss (0: never)."}),
             "cache_latents_to_disk": ("BOOLEAN", {"default": False, "tooltip": "Keep encoded latents on disk (ComfyUI's kiln_latent_cache folder) so later runs skip the VAE; the key covers content, bucket, crop, flip, VAE and settings."}),
             "masked_loss": ("BOOLEAN", {"default": False, "tooltip": "Weight the loss by each image's mask (its alpha channel or a mask file beside it)."}),
+            "checkpoint_depth": ("INT", {"default": 1, "min": 1, "max": 5, "tooltip": "With gradient checkpointing: 1 recomputes each block in backward, 2 each part of a block (attention, MLP), ... Deeper keeps less alive while a block is recomputed."}),
         }}
 
     RETURN_TYPES = ("MODEL", "CLIP", "KILN_LORA", "KILN_LOSS", "IMAGE")
@@ -141,9 +142,10 @@ class KilnTrainLora:
               seed, mixed_precision, gradient_checkpointing, network=None, optimizer=None, objective=None,
               sample_prompts=None, sample_every_n_steps=0, save_every_n_steps=0, save_every_n_epochs=0,
               keep_last=3, save_dtype="fp16", resume_from="", vram_preset="none", ema_decay=0.0, masked_loss=False,
-              validation_split=0.0, validation_every_n_steps=0, cache_latents_to_disk=False):
+              validation_split=0.0, validation_every_n_steps=0, cache_latents_to_disk=False, checkpoint_depth=1):
         cfg = TrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=gradient_accumulation,
                           seed=seed, mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
+                          checkpoint_depth=checkpoint_depth,
                           objective=objective or ObjectiveSpec(), save_every_n_steps=save_every_n_steps,
                           save_every_n_epochs=save_every_n_epochs, sample_every_n_steps=sample_every_n_steps,
                           ema_decay=ema_decay, masked_loss=masked_loss, validation_split=validation_split,
