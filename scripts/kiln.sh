@@ -152,7 +152,7 @@ run_suite() {
   COMFYUI_PATH="$host" KILN_REQUIRE_HOST=1 "$vpy" -m pytest tests -q -p no:cacheprovider "$@" 2>&1 | tee "$log"
   local code=${PIPESTATUS[0]}
   set -e
-  local line; line="$(grep -E '^(=+ )?[0-9]+ (passed|failed|error)' "$log" | tail -n 1 | sed -E 's/^=+ //; s/ =+$//')"
+  local line; line="$(grep -E '^(=+ )?[0-9]+ (passed|failed|error)' "$log" | tail -n 1 | sed -E 's/^=+ //; s/ =+$//' || true)"
   rm -f "$log"
   if [ "$code" = 5 ]; then line="no tests were collected"; code=1; fi
   summary+="kiln: ComfyUI $label: ${line:-no result line} (exit $code)"$'\n'
@@ -162,11 +162,14 @@ run_suite() {
 
 totals=""
 print_totals() {
-  # One plain closing line over every part: "N passed, N failed".
-  local p f s
-  p=$(grep -oE '[0-9]+ passed' <<< "$totals" | awk '{s+=$1} END {print s+0}')
-  f=$(grep -oE '[0-9]+ (failed|error|errors)' <<< "$totals" | awk '{s+=$1} END {print s+0}')
-  s=$(grep -oE '[0-9]+ skipped' <<< "$totals" | awk '{s+=$1} END {print s+0}')
+  # One plain closing line over every part: "N passed, N failed". (awk alone: a grep that finds nothing
+  # would end the script under `set -e -o pipefail`.)
+  local counts p f s
+  counts="$(awk '{ for (i = 2; i <= NF; i++) { w = $i; sub(/[,;]$/, "", w);
+                    if (w == "passed") p += $(i-1); else if (w == "failed" || w == "error" || w == "errors") f += $(i-1);
+                    else if (w == "skipped") s += $(i-1) } }
+                END { printf "%d %d %d", p, f, s }' <<< "$totals")"
+  read -r p f s <<< "$counts"
   printf '%s' "$summary"
   if [ "$failed" != 0 ] && [ "$f" = 0 ]; then f=1; fi
   echo "total: $p passed, $f failed, $s skipped"

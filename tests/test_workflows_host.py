@@ -29,13 +29,25 @@ def _run(name):
 
 
 def test_tag_filter_train(demo_lora):
-    result = _run("tag_filter_train")
+    """The shipped tag workflow, with the tiny tagger's threshold lowered so that it produces every tag the
+    filter removes or replaces: the filter's work shows only if those tags were there before."""
     from kiln_pack.core.lora.io import load_lora_file
+    from kiln_pack.host import runner
     import kiln_pack.host as h
+    prompt = runner.load_workflow(REPO / "workflows" / "tag_filter_train.json")
+    tagger = next(k for k, v in prompt.items() if v["class_type"] == "KilnTagger")
+    prompt[tagger]["inputs"]["general_threshold"] = 0.05
+    result = runner.run_prompt(prompt)
+    assert result.success, result.error
+    # The tagger's text is one "<image>: tag, tag, ..." line per image.
+    before = {t for line in result.outputs[tagger]["text"][0].splitlines()
+              for t in line.split(": ", 1)[-1].split(", ")}
+    assert {"solo", "red dress"} <= before, sorted(before)
     lora = load_lora_file(h.loras_dir() / "kiln_tagged.safetensors")
     freq = json.loads(lora.metadata["ss_tag_frequency"])
     tags = {t for d in freq.values() for t in d}
-    assert "kiln shapes" in tags and "solo" not in tags
+    assert "kiln shapes" in tags and "solo" not in tags, sorted(tags)
+    assert "zyxdress" in tags and "red dress" not in tags, sorted(tags)
 
 
 def test_caption_filter_train(demo_lora, host):
