@@ -78,9 +78,9 @@ def child(args) -> dict:
                            SaveSpec(output_name=f"bench_{args.family}", save_state=False))
                 adapters = len({k.split(".", 1)[0] for k in res.lora.tensors})
             else:
-                from kiln_pack.host.native_train import train_native_lora
-                train_native_lora(model, {"samples": samples}, positive, args.batch, args.steps, args.lr, args.rank,
-                                  "bf16" if cuda else "fp32", False)
+                from kiln_pack.host.native import train_lora_native
+                train_lora_native(model, samples, positive, batch_size=args.batch, steps=args.steps, lr=args.lr,
+                                  rank=args.rank, training_dtype="bf16" if cuda else "fp32")
     except Exception as exc:  # the host's node may not train a family: say so, keep Kiln's figures
         sampler.stop()
         return {"which": args.which, "skipped": f"{type(exc).__name__}: {str(exc)[:160]}"}

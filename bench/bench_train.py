@@ -99,9 +99,10 @@ def child(args) -> dict:
             trained = res.model
             loop_seconds = res.result.seconds
         else:
-            from kiln_pack.host.native_train import train_native_lora
-            trained = train_native_lora(model, latents, positive, args.batch, args.steps, args.lr, args.rank,
-                                        "fp32" if not cuda else "bf16", args.checkpointing)
+            from kiln_pack.host.native import train_lora_native
+            trained = train_lora_native(model, latents, positive, batch_size=args.batch, steps=args.steps,
+                                        lr=args.lr, rank=args.rank, training_dtype="fp32" if not cuda else "bf16",
+                                        gradient_checkpointing=args.checkpointing)
             loop_seconds = None
         if cuda:
             torch.cuda.synchronize()

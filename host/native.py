@@ -25,24 +25,33 @@ def native_options() -> set[str]:
     return set(inspect.signature(fn).parameters) - {"self", "cls"}
 
 
-def train_lora_native(model, latents: torch.Tensor, positive: list, *, batch_size: int, steps: int, lr: float,
+def train_lora_native(model, latents, positive: list, *, batch_size: int, steps: int, lr: float,
                       rank: int, training_dtype: str = "fp32", gradient_checkpointing: bool = False,
                       checkpoint_depth: int = 1, bypass: bool = False, offloading: bool = False, seed: int = 0):
-    """Train with the host's node; returns its MODEL output. ``positive``: one conditioning per latent."""
+    """Train with the host's node (AdamW, MSE, LoRA, fp32 LoRA weights) and return the MODEL with the trained
+    LoRA applied at strength 1. ``latents``: a LATENT dict or its samples tensor; ``positive``: one conditioning
+    per latent. The classic node returns that MODEL; the V3 node (every input a list) returns the LoRA, which
+    its own LoraModelLoader applies."""
     node = native_node()
-    options = native_options()
-    if "bypass_mode" in options:
-        out = node.execute(model=[model], latents=[{"samples": latents}], positive=[positive], batch_size=[batch_size],
-                           steps=[steps], grad_accumulation_steps=[1], learning_rate=[lr], rank=[rank],
-                           optimizer=["AdamW"], loss_function=["MSE"], seed=[seed], training_dtype=[training_dtype],
-                           lora_dtype=["fp32"], quantized_backward=[False], algorithm=["LoRA"],
-                           gradient_checkpointing=[gradient_checkpointing], checkpoint_depth=[checkpoint_depth],
-                           offloading=[offloading], existing_lora=["[None]"], bucket_mode=[False],
-                           bypass_mode=[bypass])
-        return out[0] if isinstance(out, tuple) else out.result[0]
+    latents = latents if isinstance(latents, dict) else {"samples": latents}
+    if hasattr(node, "define_schema"):
+        options = native_options()
+        if (bypass and "bypass_mode" not in options) or (offloading and "offloading" not in options):
+            raise NotImplementedError("this host's TrainLoraNode has no bypass mode or offloading")
+        values = dict(model=model, latents=latents, positive=positive, batch_size=batch_size, steps=steps,
+                      grad_accumulation_steps=1, learning_rate=lr, rank=rank, optimizer="AdamW",
+                      loss_function="MSE", seed=seed, training_dtype=training_dtype, lora_dtype="fp32",
+                      quantized_backward=False, algorithm="LoRA", gradient_checkpointing=gradient_checkpointing,
+                      checkpoint_depth=checkpoint_depth, offloading=offloading, existing_lora="[None]",
+                      bucket_mode=False, bypass_mode=bypass)
+        out = node.execute(**{k: [v] for k, v in values.items() if k in options})
+        lora = out.args[0] if hasattr(out, "args") else out[0]
+        import comfy_extras.nodes_train as nodes_train
+        applied = nodes_train.LoraModelLoader.execute(model, lora, 1.0)
+        return applied.args[0] if hasattr(applied, "args") else applied[0]
     if bypass or offloading:
         raise NotImplementedError("this host's TrainLoraNode has no bypass mode or offloading")
-    return node().train(model, {"samples": latents}, positive, batch_size, steps, 1, lr, rank, "AdamW", "MSE", seed,
+    return node().train(model, latents, positive, batch_size, steps, 1, lr, rank, "AdamW", "MSE", seed,
                         training_dtype, "fp32", "LoRA", gradient_checkpointing, "[None]")[0]
 
 
