@@ -5,6 +5,7 @@ row that drifts away from the dataset. The Train node writes it and the Sample T
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,8 +57,9 @@ def timeline_image(entries: list[TimelineEntry], prompts: list[str] | None = Non
     for r, prompt in enumerate(rows):
         y = head_h + pad + r * (cell + pad)
         text = prompts[prompt] if prompt < len(prompts) else f"prompt {prompt + 1}"
-        for line_no, start in enumerate(range(0, min(len(text), 22 * 6), 22)):
-            d.text((pad, y + 4 + 14 * line_no), text[start:start + 22], fill=(200, 200, 200))
+        # Wrapped at word boundaries (a word longer than a line is still cut), at most six lines.
+        for line_no, line in enumerate(textwrap.wrap(text, 22)[:6]):
+            d.text((pad, y + 4 + 14 * line_no), line, fill=(200, 200, 200))
         for c, step in enumerate(steps):
             x = label_w + pad + c * (cell + pad)
             d.rectangle((x, y, x + cell - 1, y + cell - 1), fill=(17, 17, 17))
