@@ -3,6 +3,7 @@ the server keeps so a reloaded page can redraw the chart, the validation line an
 mid-run. Also the caption editor's routes (the file work itself is core.data.caption_edit)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -44,53 +45,53 @@ def start(node_id: str | None, total: int, name: str) -> None:
     _send(node_id)
 
 
+@contextlib.contextmanager
+def _updating(node_id: str | None):
+    """The node's history, under the lock, for an update that is then sent; None (nothing sent) when the node
+    has no live history (headless, or no start())."""
+    h = None
+    if node_id is not None:
+        with _LOCK:
+            h = _HISTORY.get(node_id)
+            yield h
+    else:
+        yield None
+    if h is not None:
+        _send(node_id, last_only=True)
+
+
 def step(node_id: str | None, step_: int, total: int, loss: float, epoch: int) -> None:
-    if node_id is None:
-        return
-    with _LOCK:
-        h = _HISTORY.get(node_id)
+    with _updating(node_id) as h:
         if h is None:
             return
         h["points"].append([step_, loss])
         del h["points"][:-_MAX_POINTS]
         elapsed = time.time() - h["started"]
         h.update(step=step_, total=total, epoch=epoch, eta=elapsed / max(1, step_) * (total - step_))
-    _send(node_id, last_only=True)
 
 
 def samples(node_id: str | None, refs: list[dict], prompts: list[str] | None = None) -> None:
     """refs: this sample step's images ({filename, subfolder, type, step, prompt}); the history keeps every
     step's, so the frontend can draw each prompt across the steps."""
-    if node_id is None:
-        return
-    with _LOCK:
-        h = _HISTORY.get(node_id)
+    with _updating(node_id) as h:
         if h is None:
             return
         h["samples"] = (h["samples"] + list(refs))[-_MAX_SAMPLES:]
         if prompts is not None:
             h["prompts"] = list(prompts)
-    _send(node_id, last_only=True)
 
 
 def validation(node_id: str | None, step_: int, loss: float) -> None:
-    if node_id is None:
-        return
-    with _LOCK:
-        h = _HISTORY.get(node_id)
+    with _updating(node_id) as h:
         if h is None:
             return
         h["validation"].append([step_, loss])
-    _send(node_id, last_only=True)
 
 
 def finish(node_id: str | None) -> None:
-    if node_id is None:
-        return
-    with _LOCK:
-        if node_id in _HISTORY:
-            _HISTORY[node_id]["running"] = False
-    _send(node_id, last_only=True)
+    with _updating(node_id) as h:
+        if h is not None:
+            h["running"] = False
 
 
 def history() -> dict:

@@ -41,6 +41,20 @@ def tiny_assets(host):
     return fixtures.ensure_demo_assets(REPO / ".cache" / "test-assets")
 
 
+
+@pytest.fixture(scope="module")
+def loaded(host, tiny_assets):
+    """The tiny checkpoint loaded by the host's Load Checkpoint node (MODEL, CLIP, VAE) and its image set at
+    64 px with 64/128 buckets: what the training host tests bake on (one load per test module)."""
+    import torch
+    import nodes
+    from kiln_pack.core.data import DatasetConfig, load_dataset
+    with torch.inference_mode():
+        model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(tiny_assets.checkpoint_name)[:3]
+    dataset = load_dataset(DatasetConfig(path=str(tiny_assets.dataset_dir), resolution=64, min_bucket_reso=64,
+                                         max_bucket_reso=128, bucket_reso_steps=64))
+    return model, clip, vae, dataset
+
 # --- Host tests: marked, and required where the set-up script provided a host -------------------------------
 # `pytest -m host` runs only the tests that use the real ComfyUI (kiln.sh runs them against every older host).
 # With KILN_REQUIRE_HOST=1 (set by scripts/kiln.sh, so by CI) a host test skipped for want of the host or the

@@ -5,17 +5,6 @@ import pytest
 import torch
 
 
-@pytest.fixture(scope="module")
-def loaded(host, tiny_assets):
-    import nodes
-    from kiln_pack.core.data import DatasetConfig, load_dataset
-    with torch.inference_mode():
-        model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(tiny_assets.checkpoint_name)[:3]
-    dataset = load_dataset(DatasetConfig(path=str(tiny_assets.dataset_dir), resolution=64, min_bucket_reso=64,
-                                         max_bucket_reso=128, bucket_reso_steps=64))
-    return model, clip, vae, dataset
-
-
 def _bake(loaded, name, cfg, spec=None, opt=None, **save):
     from kiln_pack.core.net.spec import NetworkSpec
     from kiln_pack.core.train.optim import OptimizerSpec

@@ -10,17 +10,6 @@ import torch
 ALGORITHMS = ["lora", "locon", "loha", "lokr", "ia3", "dylora", "dora", "full"]
 
 
-@pytest.fixture(scope="module")
-def loaded(host, tiny_assets):
-    import nodes
-    from kiln_pack.core.data import DatasetConfig, load_dataset
-    with torch.inference_mode():
-        model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(tiny_assets.checkpoint_name)[:3]
-    dataset = load_dataset(DatasetConfig(path=str(tiny_assets.dataset_dir), resolution=64, min_bucket_reso=64,
-                                         max_bucket_reso=128, bucket_reso_steps=64))
-    return model, clip, vae, dataset
-
-
 def _sample(model, clip, vae, seed=5):
     import nodes
     with torch.inference_mode():
