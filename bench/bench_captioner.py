@@ -22,11 +22,11 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
-import kiln  # noqa: E402
+import cli  # noqa: E402
 
-kiln.load_pack()
-from kiln_pack.core.caption.combine import clean_caption  # noqa: E402
-from kiln_pack.core.caption.vlm import CaptionSettings, Captioner, caption_images, fit_image  # noqa: E402
+cli.load_pack()
+from kiln.core.caption.combine import clean_caption  # noqa: E402
+from kiln.core.caption.vlm import CaptionSettings, Captioner, caption_images, fit_image  # noqa: E402
 from tiny_vlm import FAMILIES, write_tiny_vlm  # noqa: E402
 
 

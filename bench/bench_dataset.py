@@ -18,11 +18,11 @@ from PIL import Image, ImageOps
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-import kiln  # noqa: E402
+import cli  # noqa: E402
 
-kiln.load_pack()
-from kiln_pack.core.data import DatasetConfig, load_dataset  # noqa: E402
-from kiln_pack.core.data.buckets import assign_bucket, cover_size, make_buckets  # noqa: E402
+cli.load_pack()
+from kiln.core.data import DatasetConfig, load_dataset  # noqa: E402
+from kiln.core.data.buckets import assign_bucket, cover_size, make_buckets  # noqa: E402
 
 SIZES = [(3000, 2000), (2048, 2048), (1200, 1800), (1920, 1080), (800, 600), (640, 960), (4000, 3000), (1024, 768)]
 

@@ -37,9 +37,9 @@ def child(n: int, folder: str, resolution: int, keep_mb: float | None) -> None:
     """Load the dataset once; print seconds and the process's peak RSS in KiB (last token)."""
     make_images(Path(folder), n)
     sys.path.insert(0, str(REPO))
-    import kiln
-    kiln.load_pack()
-    from kiln_pack.core.data import DatasetConfig, load_dataset
+    import cli
+    cli.load_pack()
+    from kiln.core.data import DatasetConfig, load_dataset
     t0 = time.perf_counter()
     ds = load_dataset(DatasetConfig(path=folder, resolution=resolution), warn=lambda m: None,
                       keep_bytes=None if keep_mb is None else int(keep_mb * 1024 ** 2))

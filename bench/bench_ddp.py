@@ -1,4 +1,4 @@
-"""Data-parallel scaling: the same tiny-model training through `torchrun --nproc_per_node N -m kiln run`
+"""Data-parallel scaling: the same tiny-model training through `torchrun --nproc_per_node N -m cli run`
 for N = 1 and 2 (or --nprocs), per-rank batch fixed, so N ranks process N times the samples per step.
 
     .venv/bin/python bench/bench_ddp.py [--nprocs 1 2] [--steps 20] [--batch 2] [--rounds 1]
@@ -29,9 +29,9 @@ TRAINED = re.compile(r"Kiln: trained (\d+) steps in ([\d.]+) s")
 def prepare(work: Path) -> str:
     """The tiny checkpoint and image set in ``work`` (models/checkpoints, input/); returns the checkpoint name."""
     sys.path.insert(0, str(REPO))
-    import kiln
-    kiln.load_pack()
-    from kiln_pack.host import fixtures, runner
+    import cli
+    cli.load_pack()
+    from kiln.host import fixtures, runner
     runner.boot_host(work)
     assets = fixtures.ensure_demo_assets(REPO / ".cache" / "test-assets")
     shutil.copy(assets.checkpoint_path, work / "models" / "checkpoints" / assets.checkpoint_name)
@@ -67,7 +67,7 @@ def run(nprocs: int, wf: Path, work: Path, threads: int) -> tuple[int, float]:
         port = s.getsockname()[1]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nprocs),
-                           "--master_port", str(port), "-m", "kiln", "run", str(wf), "--work-dir", str(work)],
+                           "--master_port", str(port), "-m", "cli", "run", str(wf), "--work-dir", str(work)],
                           cwd=REPO, env=env, capture_output=True, text=True)
     found = TRAINED.findall(proc.stderr + proc.stdout)
     if proc.returncode != 0 or not found:

@@ -20,10 +20,10 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import kiln  # noqa: E402
+import cli  # noqa: E402
 
-kiln.load_pack()
-from kiln_pack.core.tools.lowrank import randomized_svd  # noqa: E402
+cli.load_pack()
+from kiln.core.tools.lowrank import randomized_svd  # noqa: E402
 from shapes import sd15_unet_layers  # noqa: E402
 
 

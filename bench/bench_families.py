@@ -31,9 +31,9 @@ FAMILIES = ["flux1-dev", "sd3", "chroma", "flux2", "qwen-image", "z-image", "wan
 def child(args) -> dict:
     sys.path.insert(0, str(REPO))
     import torch
-    import kiln
-    kiln.load_pack()
-    from kiln_pack.host import family_fixtures as ff, fixtures, runner
+    import cli
+    cli.load_pack()
+    from kiln.host import family_fixtures as ff, fixtures, runner
     runner.boot_host(Path(tempfile.mkdtemp(prefix="kiln-bench-")))
     reason = ff.available(args.family)
     if reason:
@@ -41,7 +41,7 @@ def child(args) -> dict:
     assets = fixtures.ensure_demo_assets(REPO / ".cache" / "test-assets")
     fam = ff.ensure_family_assets(args.family, REPO / ".cache" / "test-assets")
     import nodes
-    from kiln_pack.core.data import DatasetConfig, load_dataset
+    from kiln.core.data import DatasetConfig, load_dataset
     dataset = load_dataset(DatasetConfig(path=str(assets.dataset_dir), resolution=64, min_bucket_reso=64,
                                          max_bucket_reso=64, bucket_reso_steps=64))
     cuda = torch.cuda.is_available()
@@ -68,17 +68,17 @@ def child(args) -> dict:
     try:
         with torch.inference_mode():
             if args.which == "kiln":
-                from kiln_pack.core.net.spec import NetworkSpec
-                from kiln_pack.core.train.loop import TrainConfig
-                from kiln_pack.core.train.optim import OptimizerSpec
-                from kiln_pack.host.bake import SaveSpec, bake
+                from kiln.core.net.spec import NetworkSpec
+                from kiln.core.train.loop import TrainConfig
+                from kiln.core.train.optim import OptimizerSpec
+                from kiln.host.bake import SaveSpec, bake
                 res = bake(model, clip, vae, dataset, NetworkSpec(rank=args.rank, alpha=args.rank),
                            OptimizerSpec(name="adamw", lr=args.lr, scheduler="constant", max_grad_norm=0),
                            TrainConfig(max_steps=args.steps, batch_size=args.batch, seed=0, probe_samples=0),
                            SaveSpec(output_name=f"bench_{args.family}", save_state=False))
                 adapters = len({k.split(".", 1)[0] for k in res.lora.tensors})
             else:
-                from kiln_pack.host.native import train_lora_native
+                from kiln.host.native import train_lora_native
                 train_lora_native(model, samples, positive, batch_size=args.batch, steps=args.steps, lr=args.lr,
                                   rank=args.rank, training_dtype="bf16" if cuda else "fp32")
     except Exception as exc:  # the host's node may not train a family: say so, keep Kiln's figures

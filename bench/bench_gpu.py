@@ -42,7 +42,7 @@ def build(family: str, tiny: bool, base: str, device):
     import comfy.model_patcher
     import comfy.sd
     import comfy.supported_models as sm
-    from kiln_pack.host import family_fixtures as ff
+    from kiln.host import family_fixtures as ff
     config_name, real, size = REAL[family]
     spec = ff.FAMILIES[family]
     # The constructor options this host's class takes (older hosts lack some, e.g. Flux's txt_ids_dims).
@@ -87,7 +87,7 @@ def _clip_of_width(ff, family, width):
 
 
 def timed(fn, device):
-    from kiln_pack.core.train.memory import measure_peak
+    from kiln.core.train.memory import measure_peak
     started = time.perf_counter()
     try:
         with measure_peak(device) as peak:
@@ -101,14 +101,14 @@ def timed(fn, device):
 
 def run(family, base, preset, args, device, data_root):
     import torch
-    from kiln_pack.core.data import DatasetConfig, load_dataset
-    from kiln_pack.core.net.spec import NetworkSpec
-    from kiln_pack.core.train.loop import TrainConfig
-    from kiln_pack.core.train.optim import OptimizerSpec
-    from kiln_pack.core.train.presets import apply_vram_class
-    from kiln_pack.host import fixtures
-    from kiln_pack.host.bake import SaveSpec, bake
-    from kiln_pack.host.native import native_options, train_lora_native
+    from kiln.core.data import DatasetConfig, load_dataset
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.core.train.loop import TrainConfig
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.core.train.presets import apply_vram_class
+    from kiln.host import fixtures
+    from kiln.host.bake import SaveSpec, bake
+    from kiln.host.native import native_options, train_lora_native
     model, clip, vae, size = build(family, args.tiny, base, device)
     data = fixtures.write_shapes_dataset(data_root / f"{size}", size=size)
     dataset = load_dataset(DatasetConfig(path=str(data), resolution=size, min_bucket_reso=size, max_bucket_reso=size,
@@ -148,12 +148,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     sys.path.insert(0, str(REPO))
     import torch
-    import kiln
-    kiln.load_pack()
-    from kiln_pack.host import runner
+    import cli
+    cli.load_pack()
+    from kiln.host import runner
     work = Path(tempfile.mkdtemp(prefix="kiln-bench-gpu-"))
     runner.boot_host(work)
-    from kiln_pack.host import family_fixtures as ff
+    from kiln.host import family_fixtures as ff
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(f"device {device}, {'tiny' if args.tiny else 'real'} widths, {args.steps} steps, rank {args.rank}")
     rows = {}

@@ -26,15 +26,15 @@ MIB = 2 ** 20
 def setup(size: int):
     sys.path.insert(0, str(REPO))
     import torch
-    import kiln
-    kiln.load_pack()
-    from kiln_pack.host import fixtures, runner
+    import cli
+    cli.load_pack()
+    from kiln.host import fixtures, runner
     work = Path(tempfile.mkdtemp(prefix="kiln-bench-memory-"))
     runner.boot_host(work)
     assets = fixtures.ensure_demo_assets(REPO / ".cache" / "test-assets")
     import nodes
-    from kiln_pack.core.data import DatasetConfig, load_dataset
-    from kiln_pack.host.quant_fixtures import write_quantized_unet_files
+    from kiln.core.data import DatasetConfig, load_dataset
+    from kiln.host.quant_fixtures import write_quantized_unet_files
     data = fixtures.write_shapes_dataset(work / "data", size=size)
     dataset = load_dataset(DatasetConfig(path=str(data), resolution=size, min_bucket_reso=size, max_bucket_reso=size,
                                          bucket_reso_steps=min(64, size)))
@@ -52,7 +52,7 @@ def setup(size: int):
 
 
 def measure(fn):
-    from kiln_pack.core.train.memory import measure_peak
+    from kiln.core.train.memory import measure_peak
     import torch
     device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
@@ -68,11 +68,11 @@ BASES = {"fp32": ("float32", "fp32"), "bf16": ("bfloat16", "bf16"), "fp8": ("flo
 
 def run_config(path, base, checkpointing, batch, args, clip, vae, dataset, latents, positive):
     import torch
-    from kiln_pack.core.net.spec import NetworkSpec
-    from kiln_pack.core.train.loop import TrainConfig
-    from kiln_pack.core.train.optim import OptimizerSpec
-    from kiln_pack.host.bake import SaveSpec, bake
-    from kiln_pack.host.native import diffusion_weight_bytes, load_diffusion_model, native_options, train_lora_native
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.core.train.loop import TrainConfig
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.host.bake import SaveSpec, bake
+    from kiln.host.native import diffusion_weight_bytes, load_diffusion_model, native_options, train_lora_native
     dtype_name, compute = BASES[base]
     dtype = getattr(torch, dtype_name)
     if not torch.cuda.is_available():

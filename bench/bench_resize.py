@@ -20,12 +20,12 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import kiln  # noqa: E402
+import cli  # noqa: E402
 
-kiln.load_pack()
-from kiln_pack.core.lora.value import KilnLora  # noqa: E402
-from kiln_pack.core.tools.lowrank import FactoredSVD, lora_factors  # noqa: E402
-from kiln_pack.core.tools.resize import ResizeSpec, resize_lora  # noqa: E402
+cli.load_pack()
+from kiln.core.lora.value import KilnLora  # noqa: E402
+from kiln.core.tools.lowrank import FactoredSVD, lora_factors  # noqa: E402
+from kiln.core.tools.resize import ResizeSpec, resize_lora  # noqa: E402
 from shapes import sdxl_unet_lora_layers  # noqa: E402
 
 

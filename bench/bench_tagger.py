@@ -20,11 +20,11 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
-import kiln  # noqa: E402
+import cli  # noqa: E402
 
-kiln.load_pack()
-from kiln_pack.core.tags.labels import Labels  # noqa: E402
-from kiln_pack.core.tags.tagger import TagSettings, postprocess, preprocess, tag_images  # noqa: E402
+cli.load_pack()
+from kiln.core.tags.labels import Labels  # noqa: E402
+from kiln.core.tags.tagger import TagSettings, postprocess, preprocess, tag_images  # noqa: E402
 from tiny_tagger import write_conv_tagger  # noqa: E402
 
 

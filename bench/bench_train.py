@@ -53,15 +53,15 @@ class RssSampler:
 def child(args) -> dict:
     sys.path.insert(0, str(REPO))
     import torch
-    import kiln
-    kiln.load_pack()
-    from kiln_pack.host import fixtures, runner
+    import cli
+    cli.load_pack()
+    from kiln.host import fixtures, runner
     work = Path(tempfile.mkdtemp(prefix="kiln-bench-"))
     runner.boot_host(work)
     assets = fixtures.ensure_demo_assets(REPO / ".cache" / "test-assets")
     import nodes
-    from kiln_pack.core.data import DatasetConfig, load_dataset
-    from kiln_pack.host.bake import fixed_sample_loss
+    from kiln.core.data import DatasetConfig, load_dataset
+    from kiln.host.bake import fixed_sample_loss
     dataset = load_dataset(DatasetConfig(path=str(assets.dataset_dir), resolution=64, min_bucket_reso=64,
                                          max_bucket_reso=128, bucket_reso_steps=64))
     cuda = torch.cuda.is_available()
@@ -84,10 +84,10 @@ def child(args) -> dict:
             base_alloc = torch.cuda.memory_allocated()
         started = time.perf_counter()
         if args.which == "kiln":
-            from kiln_pack.core.net.spec import NetworkSpec
-            from kiln_pack.core.train.loop import TrainConfig
-            from kiln_pack.core.train.optim import OptimizerSpec
-            from kiln_pack.host.bake import SaveSpec, bake
+            from kiln.core.net.spec import NetworkSpec
+            from kiln.core.train.loop import TrainConfig
+            from kiln.core.train.optim import OptimizerSpec
+            from kiln.host.bake import SaveSpec, bake
             res = bake(model, clip, vae, dataset, NetworkSpec(rank=args.rank, alpha=1.0, targets=args.targets,
                                                               conv_rank=args.rank if args.targets == "full" else 0,
                                                               conv_alpha=1.0),
@@ -99,7 +99,7 @@ def child(args) -> dict:
             trained = res.model
             loop_seconds = res.result.seconds
         else:
-            from kiln_pack.host.native import train_lora_native
+            from kiln.host.native import train_lora_native
             trained = train_lora_native(model, latents, positive, batch_size=args.batch, steps=args.steps,
                                         lr=args.lr, rank=args.rank, training_dtype="fp32" if not cuda else "bf16",
                                         gradient_checkpointing=args.checkpointing)

@@ -8,11 +8,11 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import kiln  # noqa: E402
+import cli  # noqa: E402
 
-kiln.load_pack()
+cli.load_pack()
 
-from kiln_pack.core.hostpath import HostNotFound, find_comfyui  # noqa: E402
+from kiln.core.hostpath import HostNotFound, find_comfyui  # noqa: E402
 
 try:
     HOST_ROOT = find_comfyui(REPO)
@@ -24,20 +24,20 @@ except HostNotFound as exc:
 
 @pytest.fixture(scope="session")
 def host(tmp_path_factory):
-    """The booted host package (``kiln_pack.host``) with Kiln's nodes registered in the host's node table.
+    """The booted host package (``kiln.host``) with Kiln's nodes registered in the host's node table.
     Input, output and temp folders, and first-choice checkpoints/loras folders, live in a temp dir."""
     if HOST_ROOT is None:
         pytest.skip(f"host test skipped: {HOST_MISSING}")
-    from kiln_pack.host import runner
+    from kiln.host import runner
     runner.boot_host(tmp_path_factory.mktemp("kiln-host"))
-    import kiln_pack.host as h
+    import kiln.host as h
     return h
 
 
 @pytest.fixture(scope="session")
 def tiny_assets(host):
     """A tiny SD1.5-family checkpoint (built once per cache dir) and the tiny captioned image set."""
-    from kiln_pack.host import fixtures
+    from kiln.host import fixtures
     return fixtures.ensure_demo_assets(REPO / ".cache" / "test-assets")
 
 
@@ -48,7 +48,7 @@ def loaded(host, tiny_assets):
     64 px with 64/128 buckets: what the training host tests bake on (one load per test module)."""
     import torch
     import nodes
-    from kiln_pack.core.data import DatasetConfig, load_dataset
+    from kiln.core.data import DatasetConfig, load_dataset
     with torch.inference_mode():
         model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(tiny_assets.checkpoint_name)[:3]
     dataset = load_dataset(DatasetConfig(path=str(tiny_assets.dataset_dir), resolution=64, min_bucket_reso=64,

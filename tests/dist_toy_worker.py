@@ -4,20 +4,20 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import kiln  # noqa: E402
+import cli  # noqa: E402
 
-kiln.load_pack()
+cli.load_pack()
 
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-from kiln_pack.core.net.network import Network  # noqa: E402
-from kiln_pack.core.net.spec import NetworkSpec  # noqa: E402
-from kiln_pack.core.train.distributed import Shard, agreed_interrupt  # noqa: E402
-from kiln_pack.core.train.loop import TrainConfig, Trainer, TrainHooks  # noqa: E402
-from kiln_pack.core.train.optim import OptimizerSpec  # noqa: E402
-from kiln_pack.core.train.state import load_state, save_state  # noqa: E402
+from kiln.core.net.network import Network  # noqa: E402
+from kiln.core.net.spec import NetworkSpec  # noqa: E402
+from kiln.core.train.distributed import Shard, agreed_interrupt  # noqa: E402
+from kiln.core.train.loop import TrainConfig, Trainer, TrainHooks  # noqa: E402
+from kiln.core.train.optim import OptimizerSpec  # noqa: E402
+from kiln.core.train.state import load_state, save_state  # noqa: E402
 from toys import ToyDataset, ToyLatents, ToyModel  # noqa: E402
 
 SPEC = NetworkSpec(rank=4, alpha=4, conv_rank=4, conv_alpha=4, targets="full")

@@ -148,7 +148,7 @@ NODE_BOXES = """() => window.app.graph._nodes.map(n => {
 
 
 def _overlapping(boxes):
-    from kiln.make_workflows import overlaps
+    from kiln.cli.make_workflows import overlaps
     return overlaps([tuple(b) for b in boxes])
 
 

@@ -4,10 +4,10 @@ import json
 import pytest
 from PIL import Image
 
-from kiln_pack.core.caption.combine import clean_caption, combine_caption
-from kiln_pack.core.caption.models import CaptionModelMissing, ensure_model, family_of, local_names
-from kiln_pack.core.caption.prompts import chat_messages, florence_task, prompt_text
-from kiln_pack.core.caption.vlm import fit_image
+from kiln.core.caption.combine import clean_caption, combine_caption
+from kiln.core.caption.models import CaptionModelMissing, ensure_model, family_of, local_names
+from kiln.core.caption.prompts import chat_messages, florence_task, prompt_text
+from kiln.core.caption.vlm import fit_image
 
 
 def test_combine_orders_dedupes_and_puts_the_trigger_first():
@@ -71,7 +71,7 @@ def test_fit_image_only_shrinks():
 
 
 def test_a_text_only_model_is_refused_with_the_reason(tmp_path):
-    from kiln_pack.core.caption.vlm import CaptionModelError, Captioner
+    from kiln.core.caption.vlm import CaptionModelError, Captioner
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(CaptionModelError, match="no image-text-to-text model of type 'bert'"):
         Captioner(tmp_path)

@@ -5,9 +5,9 @@ import os
 import pytest
 from PIL import Image
 
-from kiln_pack.core.data import caption_edit as ce
-from kiln_pack.core.data.config import DatasetConfig
-from kiln_pack.core.data.dataset import load_dataset
+from kiln.core.data import caption_edit as ce
+from kiln.core.data.config import DatasetConfig
+from kiln.core.data.dataset import load_dataset
 
 
 @pytest.fixture

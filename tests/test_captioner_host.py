@@ -12,7 +12,7 @@ from tiny_vlm import FAMILIES, write_tiny_vlm
 @pytest.fixture(scope="module")
 def llm_dir(host, tmp_path_factory):
     import folder_paths
-    from kiln_pack.nodes.captioning import _model_dirs
+    from kiln.nodes.captioning import _model_dirs
     _model_dirs()   # registers the LLM folder key
     d = tmp_path_factory.mktemp("llm")
     folder_paths.add_model_folder_path("LLM", str(d), is_default=True)
@@ -28,7 +28,7 @@ def images(tiny_assets, tmp_path):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_family_captions_a_folder_batched_as_one_by_one(family, llm_dir, images):
-    from kiln_pack.nodes.captioning import KilnCaptioner
+    from kiln.nodes.captioning import KilnCaptioner
     name = f"tiny-{family}"
     write_tiny_vlm(llm_dir / name, family)
     assert name in KilnCaptioner.INPUT_TYPES()["required"]["model"][0]
@@ -47,8 +47,8 @@ def test_every_family_captions_a_folder_batched_as_one_by_one(family, llm_dir, i
 
 
 def test_dataset_in_tags_combined_and_dataset_out(llm_dir, images):
-    from kiln_pack.core.data import DatasetConfig, load_dataset
-    from kiln_pack.nodes.captioning import KilnCaptioner
+    from kiln.core.data import DatasetConfig, load_dataset
+    from kiln.nodes.captioning import KilnCaptioner
     write_tiny_vlm(llm_dir / "tiny-combine", "qwen2_vl")
     ds = load_dataset(DatasetConfig(path=str(images), resolution=64, min_bucket_reso=64))
     tagged = ds.with_captions({e.path: "red_dress, zyx, 1girl, red dress" for e in ds.images})
@@ -64,7 +64,7 @@ def test_dataset_in_tags_combined_and_dataset_out(llm_dir, images):
 
 
 def test_interrupt_stops_generation(llm_dir, images, host, monkeypatch):
-    from kiln_pack.nodes import captioning
+    from kiln.nodes import captioning
     write_tiny_vlm(llm_dir / "tiny-interrupt", "llava")
     before = {p: p.read_text() for p in images.rglob("*.txt")}
     calls = []
@@ -80,6 +80,6 @@ def test_interrupt_stops_generation(llm_dir, images, host, monkeypatch):
 
 
 def test_offline_missing_model_says_where(llm_dir, images):
-    from kiln_pack.nodes.captioning import KilnCaptioner
+    from kiln.nodes.captioning import KilnCaptioner
     with pytest.raises(FileNotFoundError, match=r"Qwen/Qwen3-VL-4B-Instruct.*Qwen3-VL-4B-Instruct"):
         KilnCaptioner().caption("Qwen3-VL-4B-Instruct", str(images), "short", 4, "", "none", offline=True)

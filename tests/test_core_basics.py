@@ -10,13 +10,13 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import REPO
-from kiln_pack.core.hostpath import HostNotFound, find_comfyui
-from kiln_pack.core.lora.io import load_lora_file, save_lora, safetensors_tensor_hashes
-from kiln_pack.core.lora.value import KilnLora
-from kiln_pack.core.train.objective import ObjectiveSpec, batch_loss, residual_scale, snr_weight
-from kiln_pack.core.train.plot import loss_plot
-from kiln_pack.core.train.prompts import SamplePrompt, parse_prompts
-from kiln_pack.core.workflow import WorkflowError, ui_to_api
+from kiln.core.hostpath import HostNotFound, find_comfyui
+from kiln.core.lora.io import load_lora_file, save_lora, safetensors_tensor_hashes
+from kiln.core.lora.value import KilnLora
+from kiln.core.train.objective import ObjectiveSpec, batch_loss, residual_scale, snr_weight
+from kiln.core.train.plot import loss_plot
+from kiln.core.train.prompts import SamplePrompt, parse_prompts
+from kiln.core.workflow import WorkflowError, ui_to_api
 
 
 def _lora():

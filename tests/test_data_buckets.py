@@ -1,7 +1,7 @@
 """Bucket table and assignment against values worked out by hand (kohya's BucketManager rules)."""
 import pytest
 
-from kiln_pack.core.data.buckets import assign_bucket, cover_size, make_buckets, scaled_size
+from kiln.core.data.buckets import assign_bucket, cover_size, make_buckets, scaled_size
 
 # resolution 512 (area 262144), sides 256..1024, step 64. For each width w: h = min(1024, 262144 // w // 64 * 64)
 # 256 -> 1024, 320 -> 768 (819.2), 384 -> 640 (682.7), 448 -> 576 (585.1), 512 -> 512, 576 -> 448, 640 -> 384,

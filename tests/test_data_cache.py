@@ -4,8 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from kiln_pack.core.data import DatasetConfig, load_dataset
-from kiln_pack.core.data.cache import LatentCache
+from kiln.core.data import DatasetConfig, load_dataset
+from kiln.core.data.cache import LatentCache
 
 BASE = dict(resolution=64, min_bucket_reso=32, max_bucket_reso=128, bucket_reso_steps=32)
 

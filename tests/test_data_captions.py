@@ -1,8 +1,8 @@
 """Per-step caption processing: shuffle with keep_tokens / a separator, caption and tag dropout, prefix/suffix."""
 import random
 
-from kiln_pack.core.data import DatasetConfig
-from kiln_pack.core.data.captions import captions_vary, process_caption
+from kiln.core.data import DatasetConfig
+from kiln.core.data.captions import captions_vary, process_caption
 
 
 def outs(caption, cfg, n=40):
@@ -56,7 +56,7 @@ def test_prefix_and_suffix_outside_the_shuffle():
 
 def test_dataset_caption_is_deterministic_in_the_seed(tmp_path):
     from PIL import Image
-    from kiln_pack.core.data import load_dataset
+    from kiln.core.data import load_dataset
     Image.new("RGB", (64, 64)).save(tmp_path / "a.png")
     (tmp_path / "a.txt").write_text("a, b, c, d, e, f")
     ds = load_dataset(DatasetConfig(path=str(tmp_path), resolution=64, min_bucket_reso=64, shuffle_caption=True))
@@ -68,7 +68,7 @@ def test_dataset_caption_is_deterministic_in_the_seed(tmp_path):
 
 def test_trigger_prefix_is_not_put_on_regularization_images(tmp_path):
     from PIL import Image
-    from kiln_pack.core.data import load_dataset
+    from kiln.core.data import load_dataset
     for sub in ("train/2_zyx woman", "reg/1_woman"):
         (tmp_path / sub).mkdir(parents=True)
         Image.new("RGB", (64, 64)).save(tmp_path / sub / "a.png")

@@ -5,7 +5,7 @@ import math
 import pytest
 from PIL import Image
 
-from kiln_pack.core.data import DatasetConfig, DatasetError, dataset_fingerprint, load_dataset
+from kiln.core.data import DatasetConfig, DatasetError, dataset_fingerprint, load_dataset
 
 # buckets at this size: 64x64, 96x32, 32x96, 128x32, 32x128 (a 192x64 image goes to 96x32)
 SMALL = dict(resolution=64, min_bucket_reso=32, max_bucket_reso=128, bucket_reso_steps=32)

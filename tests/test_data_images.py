@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from kiln_pack.core.data import DatasetConfig, DatasetError, load_dataset
+from kiln.core.data import DatasetConfig, DatasetError, load_dataset
 
 SMALL = dict(resolution=64, min_bucket_reso=32, max_bucket_reso=128, bucket_reso_steps=32)
 
@@ -122,7 +122,7 @@ def test_broken_files_skipped_with_one_warning_listing_them(tmp_path):
 
 
 def test_decompression_bomb_skipped_before_decoding(tmp_path, monkeypatch):
-    import kiln_pack.core.data.images as images
+    import kiln.core.data.images as images
     halves((64, 64)).save(tmp_path / "ok.png")
     Image.new("RGB", (300, 300)).save(tmp_path / "huge.png")
     monkeypatch.setattr(images, "MAX_PIXELS", 200 * 200)

@@ -32,7 +32,7 @@ def input_folder(host):
 
 
 def test_load_and_preview_through_the_executor(host, input_folder):
-    from kiln_pack.host import runner
+    from kiln.host import runner
     result = runner.run_prompt(_prompt("kiln_test_dataset"))
     assert result.success, result.error
     summary = result.outputs["2"]["text"][0]
@@ -43,7 +43,7 @@ def test_load_and_preview_through_the_executor(host, input_folder):
 
 
 def test_preview_grid_and_background_input(host, input_folder):
-    from kiln_pack.nodes.dataset import KilnDatasetPreview, KilnLoadDataset
+    from kiln.nodes.dataset import KilnDatasetPreview, KilnLoadDataset
     Image.new("RGBA", (64, 64), (0, 0, 0, 0)).save(input_folder / "5_zyx" / "clear.png")
     with torch.inference_mode():
         (ds,) = KilnLoadDataset().load("kiln_test_dataset", 128, "files", ".txt", 1, min_bucket_reso=64,
@@ -58,7 +58,7 @@ def test_preview_grid_and_background_input(host, input_folder):
 
 
 def test_broken_folder_fails_before_training_with_the_fix(host, tmp_path):
-    from kiln_pack.host import runner
+    from kiln.host import runner
     (tmp_path / "mychar").mkdir()
     Image.new("RGB", (64, 64)).save(tmp_path / "mychar" / "a.png")
     result = runner.run_prompt(_prompt(str(tmp_path)))
@@ -67,7 +67,7 @@ def test_broken_folder_fails_before_training_with_the_fix(host, tmp_path):
 
 
 def test_changed_files_rerun_the_node(host, input_folder):
-    from kiln_pack.nodes.dataset import KilnLoadDataset
+    from kiln.nodes.dataset import KilnLoadDataset
     before = KilnLoadDataset.IS_CHANGED(path="kiln_test_dataset")
     assert KilnLoadDataset.IS_CHANGED(path="kiln_test_dataset") == before
     (input_folder / "5_zyx" / "0.txt").write_text("zyx, edited caption")

@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-from kiln_pack.core.data import DatasetConfig, DatasetError, load_dataset
-from kiln_pack.core.data.buckets import assign_bucket, cover_size, make_buckets
-from kiln_pack.core.data.cache import LatentCache
-from kiln_pack.core.data.captions import process_caption
+from kiln.core.data import DatasetConfig, DatasetError, load_dataset
+from kiln.core.data.buckets import assign_bucket, cover_size, make_buckets
+from kiln.core.data.cache import LatentCache
+from kiln.core.data.captions import process_caption
 
 
 def img(path, size=(64, 64), mode="RGB", color=(200, 30, 30)):
@@ -107,7 +107,7 @@ def test_odd_images_are_converted_or_skipped_with_one_warning(tmp_path):
 
 
 def test_decompression_bomb_is_skipped(tmp_path, monkeypatch):
-    import kiln_pack.core.data.images as images
+    import kiln.core.data.images as images
     img(tmp_path / "1_x" / "ok.png")
     img(tmp_path / "1_x" / "huge.png", (300, 300))
     monkeypatch.setattr(images, "MAX_PIXELS", 200 * 200)

@@ -10,9 +10,9 @@ import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
-from kiln_pack.core.train.distributed import Shard
-from kiln_pack.core.train.loop import TrainConfig
-from kiln_pack.core.train.state import load_state
+from kiln.core.train.distributed import Shard
+from kiln.core.train.loop import TrainConfig
+from kiln.core.train.state import load_state
 
 import dist_toy_worker
 

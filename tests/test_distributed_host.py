@@ -1,4 +1,4 @@
-"""`torchrun --nproc_per_node 2 -m kiln run` through the real host on CPU (gloo): the LoRA and resumable
+"""`torchrun --nproc_per_node 2 -m cli run` through the real host on CPU (gloo): the LoRA and resumable
 state rank 0 saves equal those of one in-process run with twice the batch, and rank 1 writes nothing."""
 import json
 import os
@@ -40,7 +40,7 @@ def prompt(assets, name: str, batch: int) -> dict:
 
 
 def test_torchrun_two_ranks_equal_one_process_with_twice_the_batch(host, tiny_assets, tmp_path):
-    from kiln_pack.host import runner
+    from kiln.host import runner
     one = runner.run_prompt(prompt(tiny_assets, "ddp_one", 2))
     assert one.success, one.error
 
@@ -53,7 +53,7 @@ def test_torchrun_two_ranks_equal_one_process_with_twice_the_batch(host, tiny_as
         port = s.getsockname()[1]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          str(port), "-m", "kiln", "run", str(tmp_path / "ddp.json"), "--work-dir", str(work)],
+                          str(port), "-m", "cli", "run", str(tmp_path / "ddp.json"), "--work-dir", str(work)],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=540)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
     assert "rank 1 of 2" in run.stderr and "rank 0 of 2" in run.stderr

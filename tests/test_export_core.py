@@ -5,7 +5,7 @@ import tomllib
 import pytest
 import yaml
 
-from kiln_pack.core.export import ExportError, export_files, family_from_keys, recipe_from_prompt, write_export
+from kiln.core.export import ExportError, export_files, family_from_keys, recipe_from_prompt, write_export
 
 # Documented keys (sd-scripts train_network.py / library/config_util.py, musubi-tuner hv_train_network.py /
 # dataset/config_utils.py, accelerate's config file, diffusion-pipe examples/main_example.toml, dataset.toml).

@@ -1,5 +1,5 @@
 """Kiln Export through the real host: the node in a graph run by the executor (family from the loaded
-MODEL, paths from ComfyUI's folders, the Train node not run) and `python -m kiln export` on a shipped workflow."""
+MODEL, paths from ComfyUI's folders, the Train node not run) and `python -m cli export` on a shipped workflow."""
 import tomllib
 from pathlib import Path
 
@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_export_node_writes_the_train_nodes_recipe(host, tiny_assets):
-    from kiln_pack.host import runner
+    from kiln.host import runner
     prompt = {
         "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": tiny_assets.checkpoint_name}},
         "data": {"class_type": "KilnLoadDataset", "inputs": {"path": tiny_assets.dataset_input_name, "resolution": 64,
@@ -47,7 +47,7 @@ def test_export_node_writes_the_train_nodes_recipe(host, tiny_assets):
 
 
 def test_cli_export_reads_the_family_from_the_checkpoint(host, tiny_assets, tmp_path, capsys):
-    from kiln import __main__ as cli
+    from kiln.cli import main as cli
     assert cli.main(["export", str(REPO / "workflows" / "train_then_sample.json"), "--out", str(tmp_path / "x"),
                      "--formats", "kohya", "accelerate"]) == 0
     out = capsys.readouterr().out

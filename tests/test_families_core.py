@@ -5,10 +5,10 @@ import logging
 import pytest
 import torch
 
-from kiln_pack.core.net.families import family_block, wanted_in_family
-from kiln_pack.core.net.targets import wanted
-from kiln_pack.core.tools.blocks import block_of_kohya
-from kiln_pack.core.train.objective import ObjectiveSpec, sample_percents
+from kiln.core.net.families import family_block, wanted_in_family
+from kiln.core.net.targets import wanted
+from kiln.core.tools.blocks import block_of_kohya
+from kiln.core.train.objective import ObjectiveSpec, sample_percents
 
 FLUX = ["double_blocks.0.img_attn.qkv", "double_blocks.0.txt_attn.proj", "double_blocks.0.img_mlp.0",
         "double_blocks.0.img_mod.lin", "single_blocks.3.linear1", "single_blocks.3.modulation.lin", "img_in",
@@ -77,8 +77,8 @@ def test_timestep_sampling_schemes():
 
 def test_transformer_prefixed_loras_read_as_kohya_names():
     """ai-toolkit/diffusers ``transformer.`` keys (Qwen-Image: the host's names) -> musubi/kohya names."""
-    from kiln_pack.core.lora.formats import to_kohya
-    from kiln_pack.core.lora.value import KilnLora
+    from kiln.core.lora.formats import to_kohya
+    from kiln.core.lora.value import KilnLora
     down, up = torch.randn(4, 64), torch.randn(64, 4)
     out = to_kohya(KilnLora({"transformer.transformer_blocks.0.attn.to_q.lora_A.weight": down,
                              "transformer.transformer_blocks.0.attn.to_q.lora_B.weight": up}, {}))
@@ -90,9 +90,9 @@ def test_transformer_prefixed_loras_read_as_kohya_names():
 
 def test_family_block_weights_reach_the_network():
     """A block weight named as inspect names the block (SINGLE00) drops or scales that block's layers."""
-    from kiln_pack.core.net.blocks import block_of
-    from kiln_pack.core.net.network import Network, TargetLayer
-    from kiln_pack.core.net.spec import NetworkSpec
+    from kiln.core.net.blocks import block_of
+    from kiln.core.net.network import Network, TargetLayer
+    from kiln.core.net.spec import NetworkSpec
     layers = []
     for host_name in ("diffusion_model.double_blocks.0.img_attn.qkv", "diffusion_model.single_blocks.0.linear1"):
         kohya = "lora_unet_" + host_name[len("diffusion_model."):].replace(".", "_")

@@ -21,7 +21,7 @@ FAMILIES = ["flux1-dev", "flux1-schnell", "sd3", "z-image", "qwen-image", "lumin
 
 def _loaded(family):
     import nodes
-    from kiln_pack.host import family_fixtures as ff
+    from kiln.host import family_fixtures as ff
     reason = ff.available(family)
     if reason:
         pytest.skip(reason)
@@ -50,13 +50,13 @@ def _sample(model, clip, vae, seed=5):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_family_trains_saves_and_samples(family, host, tiny_assets, caplog):
     import nodes
-    from kiln_pack.core.data import DatasetConfig, load_dataset
-    from kiln_pack.core.lora.io import load_lora_file
-    from kiln_pack.core.net.spec import NetworkSpec
-    from kiln_pack.core.train.loop import TrainConfig
-    from kiln_pack.core.train.optim import OptimizerSpec
-    from kiln_pack.host.bake import SaveSpec, bake
-    from kiln_pack.host.families import family_of
+    from kiln.core.data import DatasetConfig, load_dataset
+    from kiln.core.lora.io import load_lora_file
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.core.train.loop import TrainConfig
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.host.bake import SaveSpec, bake
+    from kiln.host.families import family_of
     model, clip, vae = _loaded(family)
     assert family_of(model) == family, type(model.model.model_config).__name__
     dataset = load_dataset(DatasetConfig(path=str(tiny_assets.dataset_dir), resolution=64, min_bucket_reso=64,
@@ -71,8 +71,8 @@ def test_family_trains_saves_and_samples(family, host, tiny_assets, caplog):
     assert result.result.probe_end < result.result.probe_start, (result.result.probe_start, result.result.probe_end)
     path = result.saved_files[-1]
     lora = load_lora_file(path)
-    from kiln_pack.core.lora.metadata import MODELSPEC_ARCHITECTURE
-    from kiln_pack.host.families import BASE_MODEL_VERSION
+    from kiln.core.lora.metadata import MODELSPEC_ARCHITECTURE
+    from kiln.host.families import BASE_MODEL_VERSION
     assert lora.metadata["ss_base_model_version"] == BASE_MODEL_VERSION[family]
     assert lora.metadata["modelspec.architecture"] == MODELSPEC_ARCHITECTURE[family][0] + "/lora"
     rel = path.relative_to(host.loras_dir()).as_posix()
@@ -92,8 +92,8 @@ def test_shipped_sd3_workflow_runs_headless_with_the_hosts_loaders(host, tiny_as
     """workflows/train_then_sample_sd3.json: UNETLoader + CLIPLoader (sd3) + VAELoader -> Kiln -> KSampler,
     through the real executor; the saved file names SD3 and loads in LoraLoader with every key."""
     import nodes
-    from kiln_pack.core.lora.io import load_lora_file
-    from kiln_pack.host import family_fixtures as ff, runner
+    from kiln.core.lora.io import load_lora_file
+    from kiln.host import family_fixtures as ff, runner
     if ff.available("sd3"):
         pytest.skip(ff.available("sd3"))
     ff.ensure_sd3_workflow_assets(REPO / ".cache" / "test-assets")

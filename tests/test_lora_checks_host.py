@@ -9,10 +9,10 @@ from test_tools_host import _random_lora, base  # noqa: F401  (the module-scoped
 
 
 def test_nan_and_inf_loras_are_refused_naming_the_modules(host, base):  # noqa: F811
-    from kiln_pack.core.lora.io import save_lora
-    from kiln_pack.core.lora.value import KilnLora
-    from kiln_pack.nodes.tools import KilnInspectLora, KilnLoadLora, KilnMergeLoraIntoModel, KilnResizeLora
-    from kiln_pack.nodes.train import KilnApplyLora
+    from kiln.core.lora.io import save_lora
+    from kiln.core.lora.value import KilnLora
+    from kiln.nodes.tools import KilnInspectLora, KilnLoadLora, KilnMergeLoraIntoModel, KilnResizeLora
+    from kiln.nodes.train import KilnApplyLora
     model, clip = base
     lora = _random_lora(model, clip, 5)
     mods = sorted(m for m in lora.modules if m.startswith("lora_unet"))
@@ -33,9 +33,9 @@ def test_nan_and_inf_loras_are_refused_naming_the_modules(host, base):  # noqa: 
 
 
 def test_apply_lora_names_a_wrong_shaped_module_and_mismatched_ranks(host, base, caplog):  # noqa: F811
-    from kiln_pack.core.lora.value import KilnLora
-    from kiln_pack.nodes.tools import KilnInspectLora
-    from kiln_pack.nodes.train import KilnApplyLora
+    from kiln.core.lora.value import KilnLora
+    from kiln.nodes.tools import KilnInspectLora
+    from kiln.nodes.train import KilnApplyLora
     model, clip = base
     lora = _random_lora(model, clip, 6)
     with caplog.at_level(logging.WARNING), torch.inference_mode():

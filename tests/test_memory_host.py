@@ -8,8 +8,8 @@ import torch
 @pytest.fixture(scope="module")
 def setup(host, tiny_assets, tmp_path_factory):
     import nodes
-    from kiln_pack.core.data import DatasetConfig, load_dataset
-    from kiln_pack.host import fixtures
+    from kiln.core.data import DatasetConfig, load_dataset
+    from kiln.host import fixtures
     root = fixtures.write_shapes_dataset(tmp_path_factory.mktemp("mem_data"), size=128)
     # Loaded outside inference mode, so the bake swaps no tensors inside the measured region.
     model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(tiny_assets.checkpoint_name)[:3]
@@ -19,12 +19,12 @@ def setup(host, tiny_assets, tmp_path_factory):
 
 
 def _one_step_peak(setup, name, **cfg):
-    from kiln_pack.core.net.spec import NetworkSpec
-    from kiln_pack.core.train.loop import TrainConfig
-    from kiln_pack.core.train.memory import measure_peak
-    from kiln_pack.core.train.optim import OptimizerSpec
-    from kiln_pack.host import memory
-    from kiln_pack.host.bake import SaveSpec, bake
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.core.train.loop import TrainConfig
+    from kiln.core.train.memory import measure_peak
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.host import memory
+    from kiln.host.bake import SaveSpec, bake
     model, clip, vae, dataset = setup
     with measure_peak("cpu") as peak:
         bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0), OptimizerSpec(lr=1e-3, scheduler="constant"),
@@ -47,7 +47,7 @@ def test_checkpointing_lowers_peak_memory(setup):
 
 
 def test_checkpoint_units_by_depth(host):
-    from kiln_pack.host.memory import checkpoint_units, diffusion_blocks
+    from kiln.host.memory import checkpoint_units, diffusion_blocks
     class Block(torch.nn.Module):
         def __init__(self):
             super().__init__()

@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from kiln_pack.core.lora.metadata import MODELSPEC_ARCHITECTURE, modelspec_metadata, training_metadata
-from kiln_pack.core.net.spec import NetworkSpec
-from kiln_pack.core.train.loop import TrainConfig
-from kiln_pack.core.train.objective import ObjectiveSpec
-from kiln_pack.core.train.optim import OptimizerSpec
+from kiln.core.lora.metadata import MODELSPEC_ARCHITECTURE, modelspec_metadata, training_metadata
+from kiln.core.net.spec import NetworkSpec
+from kiln.core.train.loop import TrainConfig
+from kiln.core.train.objective import ObjectiveSpec
+from kiln.core.train.optim import OptimizerSpec
 
 FAMILIES = ["sd1", "sd2", "sdxl", "sd3", "flux1-dev", "flux1-schnell", "chroma", "flux2", "qwen-image", "z-image",
             "wan", "lumina2", "hidream"]
@@ -42,7 +42,7 @@ def test_training_metadata_carries_modelspec_and_the_model_name():
 
 
 def test_extract_from_files_writes_the_base_model_version():
-    from kiln_pack.core.tools.extract import (ExtractSpec, base_model_version_of_checkpoint, checkpoint_names,
+    from kiln.core.tools.extract import (ExtractSpec, base_model_version_of_checkpoint, checkpoint_names,
                                               extract_lora)
     g = torch.Generator().manual_seed(0)
     key = "model.diffusion_model.middle_block.1.proj_in.weight"

@@ -8,10 +8,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kiln_pack.core.lora.value import module_groups
-from kiln_pack.core.net.network import Network, TargetLayer
-from kiln_pack.core.net.registry import ALGORITHMS, algorithm_class
-from kiln_pack.core.net.spec import NetworkSpec
+from kiln.core.lora.value import module_groups
+from kiln.core.net.network import Network, TargetLayer
+from kiln.core.net.registry import ALGORITHMS, algorithm_class
+from kiln.core.net.spec import NetworkSpec
 
 algorithm_class("lora")   # fills the registry
 

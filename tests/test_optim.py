@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from kiln_pack.core.net.network import Network
-from kiln_pack.core.net.spec import NetworkSpec
-from kiln_pack.core.train.optim import OPTIMIZERS, SCHEDULERS, OptimizerSpec, build_optimizer, build_scheduler
+from kiln.core.net.network import Network
+from kiln.core.net.spec import NetworkSpec
+from kiln.core.train.optim import OPTIMIZERS, SCHEDULERS, OptimizerSpec, build_optimizer, build_scheduler
 from toys import ToyModel
 
 ON_CPU = sorted(n for n in OPTIMIZERS if n != "adamw8bit")

@@ -17,9 +17,9 @@ STEPS = 4
 def quant(host, tiny_assets, tmp_path_factory):
     import folder_paths
     import nodes
-    from kiln_pack.core.data import DatasetConfig, load_dataset
-    from kiln_pack.host import fixtures
-    from kiln_pack.host.quant_fixtures import write_quantized_unet_files
+    from kiln.core.data import DatasetConfig, load_dataset
+    from kiln.host import fixtures
+    from kiln.host.quant_fixtures import write_quantized_unet_files
     folder = tmp_path_factory.mktemp("diffusion_models")
     folder_paths.add_model_folder_path("diffusion_models", str(folder), is_default=True)
     prefix = "model.diffusion_model."
@@ -39,10 +39,10 @@ def _load(name, weight_dtype="default"):
 
 
 def _bake(model, quant, name):
-    from kiln_pack.core.net.spec import NetworkSpec
-    from kiln_pack.core.train.loop import TrainConfig
-    from kiln_pack.core.train.optim import OptimizerSpec
-    from kiln_pack.host.bake import SaveSpec, bake
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.core.train.loop import TrainConfig
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.host.bake import SaveSpec, bake
     _, clip, vae, dataset = quant
     with torch.inference_mode():
         return bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0),
@@ -56,7 +56,7 @@ def full_precision(quant):
 
 
 def _storages(model, layers):
-    from kiln_pack.host.quant_fixtures import weight_storage
+    from kiln.host.quant_fixtures import weight_storage
     dm = model.model.diffusion_model
     return {weight_storage(dm.get_submodule(name)) for name in layers}
 
@@ -68,7 +68,7 @@ CASES = [("fp16", "fp8_e4m3fn", {"float8_e4m3fn"}), ("fp16", "fp8_e5m2", {"float
 @pytest.mark.parametrize("file_kind,weight_dtype,storage", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
 def test_training_on_quantized_base_weights(quant, full_precision, file_kind, weight_dtype, storage, host, caplog):
     import comfy.sd
-    from kiln_pack.host.quant_fixtures import host_loads_mixed_precision
+    from kiln.host.quant_fixtures import host_loads_mixed_precision
     if file_kind == "mixed_fp8" and not host_loads_mixed_precision():
         pytest.skip("this host has no quantized mixed-precision checkpoints (comfy.quant_ops)")
     files = quant[0]
@@ -115,8 +115,8 @@ def test_flux_trains_on_quantized_base_weights(file_kind, weight_dtype, quant, h
     the same model at full precision; all of its block Linears (quantized ones) get adapters."""
     import folder_paths
     import nodes
-    from kiln_pack.host import family_fixtures as ff
-    from kiln_pack.host.quant_fixtures import host_loads_mixed_precision, write_quantized_unet_files
+    from kiln.host import family_fixtures as ff
+    from kiln.host.quant_fixtures import host_loads_mixed_precision, write_quantized_unet_files
     if ff.available("flux1-dev"):
         pytest.skip(ff.available("flux1-dev"))
     if file_kind == "mixed_fp8" and not host_loads_mixed_precision():

@@ -3,12 +3,12 @@ training loop, the precision modes, the optimizers' working paths, the presets."
 import pytest
 import torch
 
-from kiln_pack.core.net.network import Network
-from kiln_pack.core.net.spec import NetworkSpec
-from kiln_pack.core.train.loop import TrainConfig, Trainer, autocast_dtype
-from kiln_pack.core.train.objective import ObjectiveSpec, batch_loss, make_noise, sample_percents, snr_weight
-from kiln_pack.core.train.optim import OptimizerSpec, build_optimizer
-from kiln_pack.core.train.presets import NETWORK_SIZES, VRAM_CLASSES, apply_network_size, apply_vram_class
+from kiln.core.net.network import Network
+from kiln.core.net.spec import NetworkSpec
+from kiln.core.train.loop import TrainConfig, Trainer, autocast_dtype
+from kiln.core.train.objective import ObjectiveSpec, batch_loss, make_noise, sample_percents, snr_weight
+from kiln.core.train.optim import OptimizerSpec, build_optimizer
+from kiln.core.train.presets import NETWORK_SIZES, VRAM_CLASSES, apply_network_size, apply_vram_class
 from toys import ToyDataset, ToyLatents, ToyModel
 
 SPEC = NetworkSpec(rank=4, alpha=4, conv_rank=4, conv_alpha=4, targets="full")

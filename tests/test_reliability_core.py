@@ -2,7 +2,7 @@
 import os
 import stat
 
-from kiln_pack.core.lora.io import MAX_STEM_BYTES, atomic_write_bytes, remove_stale_temp_files, short_file_stem
+from kiln.core.lora.io import MAX_STEM_BYTES, atomic_write_bytes, remove_stale_temp_files, short_file_stem
 
 
 def test_short_file_stem_caps_bytes_and_keeps_long_names_apart():

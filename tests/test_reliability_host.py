@@ -11,7 +11,7 @@ import torch
 @pytest.fixture(scope="module")
 def loaded(host, tiny_assets):
     import nodes
-    from kiln_pack.core.data import DatasetConfig, load_dataset
+    from kiln.core.data import DatasetConfig, load_dataset
     with torch.inference_mode():
         model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(tiny_assets.checkpoint_name)[:3]
     dataset = load_dataset(DatasetConfig(path=str(tiny_assets.dataset_dir), resolution=64, min_bucket_reso=64,
@@ -20,10 +20,10 @@ def loaded(host, tiny_assets):
 
 
 def _bake(loaded, name, steps=2, seed=0, **save):
-    from kiln_pack.core.net.spec import NetworkSpec
-    from kiln_pack.core.train.loop import TrainConfig
-    from kiln_pack.core.train.optim import OptimizerSpec
-    from kiln_pack.host.bake import SaveSpec, bake
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.core.train.loop import TrainConfig
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.host.bake import SaveSpec, bake
     model, clip, vae, dataset = loaded
     with torch.inference_mode():
         return bake(model, clip, vae, dataset, NetworkSpec(rank=2, alpha=2.0, targets="attn"),
@@ -34,7 +34,7 @@ def _bake(loaded, name, steps=2, seed=0, **save):
 
 @pytest.mark.parametrize("name", ["n" * 250, "猫" * 90, "x" * 235])
 def test_long_output_names_are_shortened_and_saved(loaded, name, caplog):
-    from kiln_pack.core.lora.io import load_lora_file
+    from kiln.core.lora.io import load_lora_file
     with caplog.at_level(logging.WARNING, logger="kiln"):
         result = _bake(loaded, name)
     path = result.saved_files[-1]
@@ -46,7 +46,7 @@ def test_long_output_names_are_shortened_and_saved(loaded, name, caplog):
 
 def test_full_disk_at_the_final_save_still_outputs_the_lora_and_keeps_the_last_good_save(loaded, caplog, monkeypatch):
     import comfy.lora
-    from kiln_pack.host.bake import checkpoint_dir
+    from kiln.host.bake import checkpoint_dir
     real_fsync = os.fsync
 
     def full_disk_for_step_4(fd):
@@ -73,7 +73,7 @@ def test_full_disk_at_the_final_save_still_outputs_the_lora_and_keeps_the_last_g
 
 
 def test_a_second_run_of_the_same_name_keeps_the_first_runs_saves(loaded, caplog):
-    from kiln_pack.host.bake import checkpoint_dir
+    from kiln.host.bake import checkpoint_dir
     first = _bake(loaded, "samename", seed=1)
     path = first.saved_files[-1]
     before = {p.relative_to(path.parent): p.read_bytes() for p in path.parent.rglob("*") if p.is_file()}
@@ -94,7 +94,7 @@ def test_a_second_run_of_the_same_name_keeps_the_first_runs_saves(loaded, caplog
 
 
 def test_temp_files_left_by_a_killed_write_are_removed_at_the_next_run(loaded):
-    from kiln_pack.host.bake import checkpoint_dir
+    from kiln.host.bake import checkpoint_dir
     folder = checkpoint_dir("killed")
     (folder / "killed-000002-state").mkdir(parents=True)
     stale = [folder / ".killed-000002.safetensors.k3j_9xq2.tmp", folder / "killed-000002-state" / ".network.kilnstate.ab12cd34.tmp"]

@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from kiln_pack.core.net.network import Network
-from kiln_pack.core.net.spec import NetworkSpec
-from kiln_pack.core.train.loop import TrainConfig, Trainer, TrainHooks
-from kiln_pack.core.train.optim import OptimizerSpec
+from kiln.core.net.network import Network
+from kiln.core.net.spec import NetworkSpec
+from kiln.core.train.loop import TrainConfig, Trainer, TrainHooks
+from kiln.core.train.optim import OptimizerSpec
 from toys import ToyDataset, ToyLatents, ToyModel
 
 ALGORITHMS = ["lora", "loha", "lokr", "ia3", "dylora", "dora", "full"]
@@ -48,7 +48,7 @@ def test_schedule_free_saves_and_ends_on_the_averaged_weights():
 
 
 def test_schedule_free_resume_continues_the_training_point(tmp_path):
-    from kiln_pack.core.train.state import load_state, save_state
+    from kiln.core.train.state import load_state, save_state
     opt = OptimizerSpec(name="schedulefree_adamw", lr=3e-2, scheduler="constant")
     full, full_net, _ = _trainer(TrainConfig(max_steps=8, seed=3, probe_samples=0), opt=opt)
     with full_net:

@@ -6,9 +6,9 @@ import torch
 
 
 def _bake(loaded, name, cfg, spec=None, opt=None, **save):
-    from kiln_pack.core.net.spec import NetworkSpec
-    from kiln_pack.core.train.optim import OptimizerSpec
-    from kiln_pack.host.bake import SaveSpec, bake
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.host.bake import SaveSpec, bake
     model, clip, vae, dataset = loaded
     with torch.inference_mode():
         return bake(model, clip, vae, dataset, spec or NetworkSpec(rank=4, alpha=4.0),
@@ -17,8 +17,8 @@ def _bake(loaded, name, cfg, spec=None, opt=None, **save):
 
 
 def test_epoch_metadata_and_plan_line_with_gradient_accumulation(loaded, caplog):
-    from kiln_pack.core.lora.io import load_lora_file
-    from kiln_pack.core.train.loop import TrainConfig
+    from kiln.core.lora.io import load_lora_file
+    from kiln.core.train.loop import TrainConfig
     # 10 images x 5 repeats / batch 5 = 10 batches per epoch; accumulation 5 -> 2 optimizer steps per epoch.
     cfg = TrainConfig(epochs=2, batch_size=5, grad_accum=5, seed=0, probe_samples=0, save_every_n_epochs=1)
     with caplog.at_level(logging.INFO, logger="kiln"):
@@ -33,9 +33,9 @@ def test_epoch_metadata_and_plan_line_with_gradient_accumulation(loaded, caplog)
 
 
 def test_validation_images_are_never_trained_on(loaded, monkeypatch):
-    from kiln_pack.core.data.cache import LatentCache
-    from kiln_pack.core.data.dataset import KilnDataset
-    from kiln_pack.core.train.loop import TrainConfig
+    from kiln.core.data.cache import LatentCache
+    from kiln.core.data.dataset import KilnDataset
+    from kiln.core.train.loop import TrainConfig
     splits, requested = [], []
     split = KilnDataset.split_validation
 
@@ -62,8 +62,8 @@ def test_validation_images_are_never_trained_on(loaded, monkeypatch):
 
 
 def test_keep_last_keeps_the_newest_saves_and_their_states(loaded):
-    from kiln_pack.core.train.loop import TrainConfig
-    from kiln_pack.host.bake import checkpoint_dir
+    from kiln.core.train.loop import TrainConfig
+    from kiln.host.bake import checkpoint_dir
     _bake(loaded, "keep2", TrainConfig(max_steps=5, seed=0, probe_samples=0, save_every_n_steps=1), keep_last=2)
     folder = checkpoint_dir("keep2")
     assert sorted(p.name for p in folder.glob("*.safetensors")) == ["keep2-000004.safetensors",
@@ -73,9 +73,9 @@ def test_keep_last_keeps_the_newest_saves_and_their_states(loaded):
 
 def test_clip_skip_set_upstream_applies_to_training(loaded, monkeypatch):
     import nodes
-    from kiln_pack.core.lora.io import load_lora_file
-    from kiln_pack.core.train.loop import TrainConfig
-    from kiln_pack.host import training
+    from kiln.core.lora.io import load_lora_file
+    from kiln.core.train.loop import TrainConfig
+    from kiln.host import training
     model, clip, vae, dataset = loaded
     with torch.inference_mode():
         skipped = nodes.CLIPSetLastLayer().set_last_layer(clip, -2)[0]
@@ -101,7 +101,7 @@ def test_clip_skip_set_upstream_applies_to_training(loaded, monkeypatch):
 
 def test_vram_preset_turns_gradient_checkpointing_on_in_the_train_node(loaded, monkeypatch):
     import torch.utils.checkpoint as tuc
-    from kiln_pack.nodes.train import KilnTrainLora
+    from kiln.nodes.train import KilnTrainLora
     calls = []
     checkpoint = tuc.checkpoint
 
@@ -118,7 +118,7 @@ def test_vram_preset_turns_gradient_checkpointing_on_in_the_train_node(loaded, m
 
 
 def test_every_node_has_a_kiln_display_name(host):
-    from kiln_pack import nodes as pack_nodes
+    from kiln import nodes as pack_nodes
     assert "KilnMergeLoraIntoModel" in pack_nodes.NODE_CLASS_MAPPINGS
     missing = sorted(set(pack_nodes.NODE_CLASS_MAPPINGS) - set(pack_nodes.NODE_DISPLAY_NAME_MAPPINGS))
     assert not missing, missing

@@ -10,8 +10,8 @@ from tiny_tagger import write_tiny_tagger
 
 def test_tagger_and_filter_nodes_on_a_dataset(host, tiny_assets, tmp_path):
     import folder_paths
-    from kiln_pack.core.data import DatasetConfig, load_dataset
-    from kiln_pack.nodes.tagging import KilnTagFilter, KilnTagger
+    from kiln.core.data import DatasetConfig, load_dataset
+    from kiln.nodes.tagging import KilnTagFilter, KilnTagger
     models_dir = tmp_path / "wd14"
     folder_paths.add_model_folder_path("wd14_tagger", str(models_dir), is_default=True)
     write_tiny_tagger(models_dir, name="my-local-tagger")

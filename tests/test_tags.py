@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kiln_pack.core.tags.filters import TagFilterSpec, apply_filter, frequency
-from kiln_pack.core.tags.hub import TaggerModelMissing, ensure_model, find_local
-from kiln_pack.core.tags.labels import Labels, display_name
-from kiln_pack.core.tags.tagger import (TagSettings, choose_providers, input_size, mcut_threshold, postprocess,
+from kiln.core.tags.filters import TagFilterSpec, apply_filter, frequency
+from kiln.core.tags.hub import TaggerModelMissing, ensure_model, find_local
+from kiln.core.tags.labels import Labels, display_name
+from kiln.core.tags.tagger import (TagSettings, choose_providers, input_size, mcut_threshold, postprocess,
                                         preprocess, session_for, tag_images, write_caption)
 from tiny_tagger import TAGS, write_tiny_tagger
 

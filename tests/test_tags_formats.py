@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kiln_pack.core.tags.formats import (CAMIE, CL, PIXAI, WD14, format_input_size, preprocess_nchw, read_format,
+from kiln.core.tags.formats import (CAMIE, CL, PIXAI, WD14, format_input_size, preprocess_nchw, read_format,
                                          to_probabilities)
-from kiln_pack.core.tags.hub import TaggerModelMissing, ensure_model, find_local, local_names
-from kiln_pack.core.tags.labels import CATEGORY_IDS, Labels
-from kiln_pack.core.tags.tagger import TagSettings, session_for, tag_images
+from kiln.core.tags.hub import TaggerModelMissing, ensure_model, find_local, local_names
+from kiln.core.tags.labels import CATEGORY_IDS, Labels
+from kiln.core.tags.tagger import TagSettings, session_for, tag_images
 from tiny_tagger import NCHW_FORMATS, TAGS, write_nchw_tagger, write_tiny_tagger
 
 EXPECTED = {"pixai": PIXAI, "cl_tagger": CL, "camie": CAMIE}

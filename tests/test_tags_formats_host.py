@@ -9,8 +9,8 @@ from tiny_tagger import write_nchw_tagger
 
 def test_cl_tagger_and_camie_through_the_nodes(host, tiny_assets, tmp_path):
     import folder_paths
-    from kiln_pack.core.data import DatasetConfig, load_dataset
-    from kiln_pack.nodes.tagging import KilnTagFilter, KilnTagger
+    from kiln.core.data import DatasetConfig, load_dataset
+    from kiln.nodes.tagging import KilnTagFilter, KilnTagger
     models = tmp_path / "wd14"
     folder_paths.add_model_folder_path("wd14_tagger", str(models), is_default=True)
     write_nchw_tagger(models, "cl_tagger", "my-cl", size=32)

@@ -27,7 +27,7 @@ def tag_folder(host, tmp_path):
 
 
 def test_tag_filter_and_count_through_the_executor(host, tag_folder):
-    from kiln_pack.host import runner
+    from kiln.host import runner
     prompt = {
         "1": {"class_type": "KilnTagger", "inputs": {
             "model": "host-tiny-tagger", "folder": "kiln_test_tags", "general_threshold": 0.0,
@@ -58,6 +58,6 @@ def test_tag_filter_and_count_through_the_executor(host, tag_folder):
 
 
 def test_filter_refuses_a_dataset_without_map_captions(host):
-    from kiln_pack.nodes.tagging import KilnTagFilter
+    from kiln.nodes.tagging import KilnTagFilter
     with pytest.raises(TypeError, match="map_captions"):
         KilnTagFilter().filter("", True, False, "", "", False, 0, dataset=object())

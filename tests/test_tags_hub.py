@@ -2,9 +2,9 @@
 (HF_HUB_OFFLINE=1, no network), and the errors that say where to put a missing model."""
 import pytest
 
-from kiln_pack.core.tags.hub import TaggerModelMissing, ensure_model, find_local, local_names
-from kiln_pack.core.tags.labels import Labels
-from kiln_pack.core.tags.tagger import TagSettings, tag_images
+from kiln.core.tags.hub import TaggerModelMissing, ensure_model, find_local, local_names
+from kiln.core.tags.labels import Labels
+from kiln.core.tags.tagger import TagSettings, tag_images
 from tiny_tagger import write_tiny_tagger
 
 COMMIT = "b" * 40

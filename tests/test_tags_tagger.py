@@ -9,9 +9,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from kiln_pack.core.tags import tagger
-from kiln_pack.core.tags.labels import Labels
-from kiln_pack.core.tags.tagger import (TagSettings, input_size, merge_caption, postprocess, preprocess,
+from kiln.core.tags import tagger
+from kiln.core.tags.labels import Labels
+from kiln.core.tags.tagger import (TagSettings, input_size, merge_caption, postprocess, preprocess,
                                         provider_line, session_for, tag_images, write_captions)
 from tiny_tagger import TAGS, write_tiny_tagger
 

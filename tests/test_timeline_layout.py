@@ -7,11 +7,11 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from kiln.make_workflows import TITLE, node_boxes, overlaps
-from kiln_pack.core.train.plot import loss_plot
-from kiln_pack.core.train.timeline import (TimelineEntry, load_entries, parse_sample_file, sample_file_name,
+from kiln.cli.make_workflows import TITLE, node_boxes, overlaps
+from kiln.core.train.plot import loss_plot
+from kiln.core.train.timeline import (TimelineEntry, load_entries, parse_sample_file, sample_file_name,
                                            timeline_image)
-from kiln_pack.core.workflow import ui_to_api
+from kiln.core.workflow import ui_to_api
 
 COLOURS = {(10, 0): (1.0, 0.0, 0.0), (10, 1): (0.0, 1.0, 0.0), (20, 0): (0.0, 0.0, 1.0), (20, 1): (1.0, 1.0, 0.0)}
 
@@ -99,7 +99,7 @@ def test_overlap_check_can_fail():
 
 def test_live_history_keeps_every_sample_step_and_the_validation_line(host):
     """What a reloaded page redraws from: all sample steps (not just the latest) and the validation losses."""
-    from kiln_pack.host import live
+    from kiln.host import live
     live.start("kiln-test-node", 20, "x")
     for step in (10, 20):
         live.step("kiln-test-node", step, 20, 1.0 / step, 1)

@@ -2,13 +2,13 @@
 import pytest
 import torch
 
-from kiln_pack.core.lora.formats import LoraFormatError, detect_format, to_kohya
-from kiln_pack.core.lora.value import KilnLora
-from kiln_pack.core.tools.extract import ExtractSpec, extract_lora
-from kiln_pack.core.tools.inspect import compare_loras, inspect_text, module_infos
-from kiln_pack.core.tools.lowrank import Factored, factored_svd, module_delta, randomized_svd
-from kiln_pack.core.tools.merge import merge_loras
-from kiln_pack.core.tools.resize import ResizeSpec, resize_lora
+from kiln.core.lora.formats import LoraFormatError, detect_format, to_kohya
+from kiln.core.lora.value import KilnLora
+from kiln.core.tools.extract import ExtractSpec, extract_lora
+from kiln.core.tools.inspect import compare_loras, inspect_text, module_infos
+from kiln.core.tools.lowrank import Factored, factored_svd, module_delta, randomized_svd
+from kiln.core.tools.merge import merge_loras
+from kiln.core.tools.resize import ResizeSpec, resize_lora
 
 
 def rand_lora(seed, rank=8, conv=True, alpha=4.0):
@@ -96,7 +96,7 @@ def test_extract_recovers_a_known_low_rank_delta():
     conv_low = (torch.randn(32, 2, generator=g) @ torch.randn(2, 16 * 9, generator=g)).reshape(32, 16, 3, 3)
     tuned = {"model.diffusion_model.middle_block.1.proj_in.weight": base["model.diffusion_model.middle_block.1.proj_in.weight"] + low,
              "model.diffusion_model.input_blocks.1.0.in_layers.2.weight": base["model.diffusion_model.input_blocks.1.0.in_layers.2.weight"] + conv_low}
-    from kiln_pack.core.tools.extract import checkpoint_names
+    from kiln.core.tools.extract import checkpoint_names
     lora, report = extract_lora(tuned, base, checkpoint_names(base), ExtractSpec("fixed", 4, conv_rank=2, clamp_quantile=1.0))
     d = deltas(lora)
     torch.testing.assert_close(d["lora_unet_mid_block_attentions_0_proj_in"], low, rtol=1e-3, atol=1e-3)

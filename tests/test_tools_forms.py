@@ -5,13 +5,13 @@ import json
 import pytest
 import torch
 
-from kiln_pack.core.lora.formats import to_kohya
-from kiln_pack.core.lora.io import load_lora_file, save_lora
-from kiln_pack.core.lora.value import KilnLora
-from kiln_pack.core.tools.blocks import block_of_kohya
-from kiln_pack.core.tools.lowrank import module_delta
-from kiln_pack.core.tools.merge import check_against_model, merge_loras
-from kiln_pack.core.tools.resize import ResizeSpec, resize_lora
+from kiln.core.lora.formats import to_kohya
+from kiln.core.lora.io import load_lora_file, save_lora
+from kiln.core.lora.value import KilnLora
+from kiln.core.tools.blocks import block_of_kohya
+from kiln.core.tools.lowrank import module_delta
+from kiln.core.tools.merge import check_against_model, merge_loras
+from kiln.core.tools.resize import ResizeSpec, resize_lora
 
 
 def g(seed):
@@ -125,7 +125,7 @@ def test_sdxl_diffusers_text_encoders_get_te1_and_te2():
 
 
 def test_cli_resize_merge_inspect(tmp_path, capsys):
-    from kiln.cli_tools import register
+    from kiln.cli.tools import register
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     mods = ["lora_unet_down_blocks_1_attentions_0_proj_in", "lora_unet_mid_block_attentions_0_proj_in"]

@@ -14,8 +14,8 @@ def base(host, tiny_assets):
 
 
 def _random_lora(model, clip, seed, algo="lora"):
-    from kiln_pack.core.lora.value import KilnLora
-    from kiln_pack.host.training import kohya_names_for_model
+    from kiln.core.lora.value import KilnLora
+    from kiln.host.training import kohya_names_for_model
     g = torch.Generator().manual_seed(seed)
     sd = {**model.model.state_dict(), **clip.cond_stage_model.state_dict()}
     tensors = {}
@@ -38,7 +38,7 @@ def _random_lora(model, clip, seed, algo="lora"):
 
 def _loads_cleanly(host, model, clip, lora, name, caplog):
     import nodes
-    from kiln_pack.core.lora.io import save_lora
+    from kiln.core.lora.io import save_lora
     path = host.loras_dir() / f"{name}.safetensors"
     save_lora(lora, path)
     caplog.clear()
@@ -51,10 +51,10 @@ def _loads_cleanly(host, model, clip, lora, name, caplog):
 
 
 def test_resize_merge_extract_outputs_load_in_the_host(host, base, caplog):
-    from kiln_pack.core.tools.extract import ExtractSpec, extract_lora
-    from kiln_pack.core.tools.merge import merge_loras
-    from kiln_pack.core.tools.resize import ResizeSpec, resize_lora
-    from kiln_pack.host.training import kohya_names_for_model
+    from kiln.core.tools.extract import ExtractSpec, extract_lora
+    from kiln.core.tools.merge import merge_loras
+    from kiln.core.tools.resize import ResizeSpec, resize_lora
+    from kiln.host.training import kohya_names_for_model
     model, clip = base
     a, b = _random_lora(model, clip, 1), _random_lora(model, clip, 2, "loha")
     _loads_cleanly(host, model, clip, resize_lora(a, ResizeSpec("fixed", 2))[0], "t_resized", caplog)
@@ -63,7 +63,7 @@ def test_resize_merge_extract_outputs_load_in_the_host(host, base, caplog):
     _loads_cleanly(host, model, clip, merge_loras([(a, 0.5), (a, 0.5)], rank=3), "t_merged_r3", caplog)
     names = kohya_names_for_model(model, clip)
     sd_b = {**model.model.state_dict(), **clip.cond_stage_model.state_dict()}
-    from kiln_pack.core.tools.lowrank import module_delta
+    from kiln.core.tools.lowrank import module_delta
     sd_a = dict(sd_b)
     for module, parts in a.modules.items():
         key = names[module]
@@ -75,10 +75,10 @@ def test_resize_merge_extract_outputs_load_in_the_host(host, base, caplog):
 
 
 def test_merge_lora_into_model_node_adds_the_delta_and_names_a_mismatched_module(host, base, caplog):
-    from kiln_pack.core.lora.value import KilnLora
-    from kiln_pack.core.tools.lowrank import module_delta
-    from kiln_pack.host.training import kohya_names_for_model, patched_weights
-    from kiln_pack.nodes.tools import KilnMergeLoraIntoModel
+    from kiln.core.lora.value import KilnLora
+    from kiln.core.tools.lowrank import module_delta
+    from kiln.host.training import kohya_names_for_model, patched_weights
+    from kiln.nodes.tools import KilnMergeLoraIntoModel
     model, clip = base
     lora = _random_lora(model, clip, 3)
     names = kohya_names_for_model(model, clip)

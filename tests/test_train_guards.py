@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from kiln_pack.core.net.network import Network
-from kiln_pack.core.net.spec import NetworkSpec
-from kiln_pack.core.train.guards import NoTrainingSignal
-from kiln_pack.core.train.loop import TrainConfig, Trainer
-from kiln_pack.core.train.optim import OptimizerSpec
+from kiln.core.net.network import Network
+from kiln.core.net.spec import NetworkSpec
+from kiln.core.train.guards import NoTrainingSignal
+from kiln.core.train.loop import TrainConfig, Trainer
+from kiln.core.train.optim import OptimizerSpec
 from toys import ToyDataset, ToyDenoiser, ToyLatents, ToyModel
 
 SPEC = NetworkSpec(rank=4, alpha=4, conv_rank=4, conv_alpha=4, targets="full")
@@ -20,7 +20,7 @@ def test_forward_that_skips_the_hooked_layers_stops_after_the_first_step():
     other = ToyDenoiser()
     model.net = other
     saves = []
-    from kiln_pack.core.train.loop import TrainHooks
+    from kiln.core.train.loop import TrainHooks
     trainer = Trainer(TrainConfig(max_steps=6, seed=0, probe_samples=0), ToyDataset(), net,
                       OptimizerSpec(lr=1e-2, scheduler="constant"), model, ToyLatents(),
                       TrainHooks(save=lambda step, final: saves.append(step)))

@@ -21,9 +21,9 @@ def _sample(model, clip, vae, seed=5):
 
 
 def _bake(loaded, spec, steps=20, name=None, **cfg):
-    from kiln_pack.core.train.loop import TrainConfig
-    from kiln_pack.core.train.optim import OptimizerSpec
-    from kiln_pack.host.bake import SaveSpec, bake
+    from kiln.core.train.loop import TrainConfig
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.host.bake import SaveSpec, bake
     model, clip, vae, dataset = loaded
     with torch.inference_mode():
         return bake(model, clip, vae, dataset, spec, OptimizerSpec(lr=2e-3, scheduler="constant"),
@@ -33,8 +33,8 @@ def _bake(loaded, spec, steps=20, name=None, **cfg):
 
 @pytest.mark.parametrize("algo", ALGORITHMS)
 def test_every_algorithm_loads_in_lora_loader(loaded, algo, caplog, host):
-    from kiln_pack.core.net.registry import ALGORITHMS as REGISTRY, algorithm_class
-    from kiln_pack.core.net.spec import NetworkSpec
+    from kiln.core.net.registry import ALGORITHMS as REGISTRY, algorithm_class
+    from kiln.core.net.spec import NetworkSpec
     import nodes
     name = "lora" if algo == "locon" else algo
     algorithm_class("lora")
@@ -63,7 +63,7 @@ def test_every_algorithm_loads_in_lora_loader(loaded, algo, caplog, host):
 
 
 def test_text_encoder_training_changes_clip(loaded):
-    from kiln_pack.core.net.spec import NetworkSpec
+    from kiln.core.net.spec import NetworkSpec
     model, clip, vae, _ = loaded
     result = _bake(loaded, NetworkSpec(rank=4, alpha=4.0, train_text_encoder=True), steps=10, name="te")
     assert any(k.startswith("lora_te_") for k in result.lora.tensors)
@@ -76,11 +76,11 @@ def test_text_encoder_training_changes_clip(loaded):
 def test_interrupt_keeps_a_loadable_lora_and_resume_continues(loaded, host, caplog):
     import comfy.model_management as mm
     import nodes
-    from kiln_pack.core.lora.io import load_lora_file
-    from kiln_pack.core.net.spec import NetworkSpec
-    from kiln_pack.core.train.loop import TrainConfig
-    from kiln_pack.core.train.optim import OptimizerSpec
-    from kiln_pack.host.bake import SaveSpec, bake, checkpoint_dir
+    from kiln.core.lora.io import load_lora_file
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.core.train.loop import TrainConfig
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.host.bake import SaveSpec, bake, checkpoint_dir
     model, clip, vae, dataset = loaded
 
     def stop_at_7(step, total, loss):
@@ -108,7 +108,7 @@ def test_interrupt_keeps_a_loadable_lora_and_resume_continues(loaded, host, capl
 
 def test_gradient_checkpointing_gives_the_same_lora(loaded, monkeypatch):
     import torch.utils.checkpoint as tuc
-    from kiln_pack.core.net.spec import NetworkSpec
+    from kiln.core.net.spec import NetworkSpec
     spec = NetworkSpec(rank=4, alpha=4.0)
     calls = []
     checkpoint = tuc.checkpoint
@@ -142,10 +142,10 @@ def test_gradient_checkpointing_gives_the_same_lora(loaded, monkeypatch):
 def test_latents_cached_on_disk_are_reused_by_the_next_run(loaded, host):
     import folder_paths
     from pathlib import Path
-    from kiln_pack.core.net.spec import NetworkSpec
-    from kiln_pack.core.train.loop import TrainConfig
-    from kiln_pack.core.train.optim import OptimizerSpec
-    from kiln_pack.host.bake import SaveSpec, bake
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.core.train.loop import TrainConfig
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.host.bake import SaveSpec, bake
     model, clip, vae, dataset = loaded
     cache_dir = Path(folder_paths.get_temp_directory()).parent / "kiln_latent_cache"
     for f in cache_dir.glob("*.safetensors") if cache_dir.is_dir() else []:

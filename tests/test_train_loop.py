@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from kiln_pack.core.net.network import Network
-from kiln_pack.core.net.spec import NetworkSpec
-from kiln_pack.core.train.loop import TrainConfig, Trainer, TrainHooks, TrainingDiverged
-from kiln_pack.core.train.optim import OptimizerSpec
-from kiln_pack.core.train.state import load_state, save_state
+from kiln.core.net.network import Network
+from kiln.core.net.spec import NetworkSpec
+from kiln.core.train.loop import TrainConfig, Trainer, TrainHooks, TrainingDiverged
+from kiln.core.train.optim import OptimizerSpec
+from kiln.core.train.state import load_state, save_state
 from toys import ToyDataset, ToyLatents, ToyModel
 
 SPEC = NetworkSpec(rank=4, alpha=4, conv_rank=4, conv_alpha=4, targets="full")

@@ -12,7 +12,7 @@ SDXL = {"num_res_blocks": [2, 2, 2], "channel_mult": [1, 2, 4], "transformer_dep
 @pytest.mark.parametrize("config", [SD15, SDXL], ids=["sd15", "sdxl"])
 def test_ldm_to_diffusers_matches_the_hosts_table(host, config):
     import comfy.utils
-    from kiln_pack.core.lora.unet_names import ldm_to_diffusers_unet
+    from kiln.core.lora.unet_names import ldm_to_diffusers_unet
     table = {}   # the host accepts more than one diffusers name for a few layers (label_emb)
     for diff, ldm in comfy.utils.unet_to_diffusers(dict(config)).items():
         if ldm.endswith(".weight"):
@@ -26,8 +26,8 @@ def test_ldm_to_diffusers_matches_the_hosts_table(host, config):
 def test_extract_names_are_the_names_training_writes(host, tiny_assets):
     import nodes
     from safetensors import safe_open
-    from kiln_pack.core.tools.extract import checkpoint_names
-    from kiln_pack.host.training import kohya_names_for_model
+    from kiln.core.tools.extract import checkpoint_names
+    from kiln.host.training import kohya_names_for_model
     with safe_open(str(tiny_assets.checkpoint_path), framework="pt") as fh:
         keys = list(fh.keys())
     from_file = {k: v[len("model."):] for k, v in checkpoint_names(keys).items() if k.startswith("lora_unet_")}

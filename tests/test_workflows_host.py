@@ -1,4 +1,4 @@
-"""Every shipped workflow runs headless through the host's executor (as `python -m kiln run` does) and
+"""Every shipped workflow runs headless through the host's executor (as `python -m cli run` does) and
 produces what it promises."""
 import json
 import logging
@@ -12,7 +12,7 @@ from tiny_tagger import write_tiny_tagger
 
 @pytest.fixture(scope="module")
 def demo_lora(host, tiny_assets):
-    from kiln_pack.host import runner
+    from kiln.host import runner
     if not (host.loras_dir() / "kiln_demo.safetensors").is_file():
         assert runner.run_workflow(REPO / "workflows" / "train_then_sample.json").success
     # The tag workflow names a real tagger; a tiny local stand-in under that name is found before any download.
@@ -22,7 +22,7 @@ def demo_lora(host, tiny_assets):
 
 
 def _run(name):
-    from kiln_pack.host import runner
+    from kiln.host import runner
     result = runner.run_workflow(REPO / "workflows" / f"{name}.json")
     assert result.success, result.error
     return result
@@ -31,9 +31,9 @@ def _run(name):
 def test_tag_filter_train(demo_lora):
     """The shipped tag workflow, with the tiny tagger's threshold lowered so that it produces every tag the
     filter removes or replaces: the filter's work shows only if those tags were there before."""
-    from kiln_pack.core.lora.io import load_lora_file
-    from kiln_pack.host import runner
-    import kiln_pack.host as h
+    from kiln.core.lora.io import load_lora_file
+    from kiln.host import runner
+    import kiln.host as h
     prompt = runner.load_workflow(REPO / "workflows" / "tag_filter_train.json")
     tagger = next(k for k, v in prompt.items() if v["class_type"] == "KilnTagger")
     prompt[tagger]["inputs"]["general_threshold"] = 0.05
@@ -58,7 +58,7 @@ def test_caption_filter_train(demo_lora, host):
     llm = host.register_model_folder("LLM", "LLM", {".safetensors", ".json"})
     write_tiny_vlm(llm / "Florence-2-base", "florence2")
     result = _run("caption_filter_train")
-    from kiln_pack.core.lora.io import load_lora_file
+    from kiln.core.lora.io import load_lora_file
     lora = load_lora_file(host.loras_dir() / "kiln_captioned.safetensors")
     freq = json.loads(lora.metadata["ss_tag_frequency"])
     tags = {t for d in freq.values() for t in d}
@@ -70,8 +70,8 @@ def test_caption_filter_train(demo_lora, host):
 
 
 def test_resize_and_merge(demo_lora):
-    import kiln_pack.host as h
-    from kiln_pack.core.lora.io import load_lora_file
+    import kiln.host as h
+    from kiln.core.lora.io import load_lora_file
     _run("resize")
     resized = load_lora_file(h.loras_dir() / "kiln_demo_r4.safetensors")
     assert resized.metadata["ss_network_dim"] == "4"
@@ -83,9 +83,9 @@ def test_resize_and_merge(demo_lora):
 
 def test_extract_recovers_the_demo_lora(demo_lora):
     result = _run("extract")
-    from kiln_pack.core.lora.io import load_lora_file
-    from kiln_pack.core.tools.inspect import compare_loras
-    import kiln_pack.host as h
+    from kiln.core.lora.io import load_lora_file
+    from kiln.core.tools.inspect import compare_loras
+    import kiln.host as h
     extracted = load_lora_file(h.loras_dir() / "kiln_demo_extracted.safetensors")
     rows = [r for r in compare_loras(load_lora_file(demo_lora), extracted) if r.cosine is not None]
     assert rows and min(r.cosine for r in rows) > 0.99, min(r.cosine for r in rows)
@@ -110,10 +110,10 @@ def test_train_then_sample_saves_the_sample_timeline(demo_lora, host):
 
 def test_shipped_workflows_match_the_current_nodes(host):
     """Widget values are positional in UI-format files: a node that gains an input must regenerate them
-    (python -m kiln.make_workflows), or the files would feed values to the wrong inputs."""
+    (python -m cli.make_workflows), or the files would feed values to the wrong inputs."""
     import nodes as host_nodes
-    from kiln.graphs import GRAPHS
-    from kiln.make_workflows import to_ui
+    from kiln.cli.graphs import GRAPHS
+    from kiln.cli.make_workflows import to_ui
     for name, graph in GRAPHS.items():
         fresh = to_ui(graph, host_nodes.NODE_CLASS_MAPPINGS)
         shipped = json.loads((REPO / "workflows" / f"{name}.json").read_text())
@@ -122,9 +122,9 @@ def test_shipped_workflows_match_the_current_nodes(host):
 
 
 def test_cli_run_command_runs_a_shipped_workflow(demo_lora, capsys):
-    """`python -m kiln run workflows/<name>.json`, the CLI path itself (argument parsing, boot, report)."""
-    from kiln import __main__ as cli
-    import kiln_pack.host as h
+    """`python -m cli run workflows/<name>.json`, the CLI path itself (argument parsing, boot, report)."""
+    from kiln.cli import main as cli
+    import kiln.host as h
     target = h.loras_dir() / "kiln_demo_r4.safetensors"
     target.unlink(missing_ok=True)
     assert cli.main(["run", str(REPO / "workflows" / "resize.json")]) == 0

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from kiln_pack.core.net.network import TargetLayer
+from kiln.core.net.network import TargetLayer
 
 
 @dataclass(frozen=True)

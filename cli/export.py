@@ -1,4 +1,4 @@
-"""``python -m kiln export workflow.json``: the workflow's training recipe as kohya sd-scripts / musubi-tuner
+"""``python -m cli export workflow.json``: the workflow's training recipe as kohya sd-scripts / musubi-tuner
 TOML, an accelerate config and a diffusion-pipe TOML, without running (or training) anything."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ FORMATS = ("kohya", "musubi", "accelerate", "diffusion-pipe")
 
 def _export(args) -> int:
     load_pack()
-    from kiln_pack.core.export import write_export
-    from kiln_pack.host import export, runner
+    from kiln.core.export import write_export
+    from kiln.host import export, runner
     runner.boot_host(args.work_dir)
     prompt = runner.load_workflow(args.workflow)
     r = export.recipe(prompt, args.family, args.train_node)

@@ -1,4 +1,4 @@
-"""``python -m kiln resize|merge|extract|inspect``: the LoRA tools from the shell, on the same core calls."""
+"""``python -m cli resize|merge|extract|inspect``: the LoRA tools from the shell, on the same core calls."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,14 +8,14 @@ from . import load_pack
 
 def _core():
     load_pack()
-    import kiln_pack.core as core  # noqa: F401
+    import kiln.core as core  # noqa: F401
     return core
 
 
 def _resize(args):
     _core()
-    from kiln_pack.core.lora.io import load_lora_file, save_lora
-    from kiln_pack.core.tools.resize import ResizeSpec, format_report, resize_lora
+    from kiln.core.lora.io import load_lora_file, save_lora
+    from kiln.core.tools.resize import ResizeSpec, format_report, resize_lora
     out, report = resize_lora(load_lora_file(args.input), ResizeSpec(args.method, args.value, args.max_rank))
     save_lora(out, args.output)
     print(format_report(report))
@@ -25,12 +25,12 @@ def _resize(args):
 
 def _merge(args):
     _core()
-    from kiln_pack.core.lora.io import load_lora_file, save_lora
-    from kiln_pack.core.tools.merge import merge_loras
+    from kiln.core.lora.io import load_lora_file, save_lora
+    from kiln.core.tools.merge import merge_loras
     if len(args.weights) not in (0, len(args.inputs)):
         raise SystemExit("give one --weights value per input (or none for 1.0 each)")
     weights = args.weights or [1.0] * len(args.inputs)
-    from kiln_pack.core.net.blocks import parse_weights
+    from kiln.core.net.blocks import parse_weights
     blocks = parse_weights(args.block_weights, "--block-weights")
     out = merge_loras([(load_lora_file(p), w) for p, w in zip(args.inputs, weights)], args.rank or None, blocks,
                       [Path(p).name for p in args.inputs])
@@ -42,9 +42,9 @@ def _merge(args):
 def _extract(args):
     _core()
     from safetensors import safe_open
-    from kiln_pack.core.lora.io import save_lora
-    from kiln_pack.core.tools.extract import ExtractSpec, base_model_version_of_checkpoint, checkpoint_names, extract_lora
-    from kiln_pack.core.tools.resize import format_report
+    from kiln.core.lora.io import save_lora
+    from kiln.core.tools.extract import ExtractSpec, base_model_version_of_checkpoint, checkpoint_names, extract_lora
+    from kiln.core.tools.resize import format_report
 
     class Lazy(dict):
         """Tensors read from the file on access, so two checkpoints never sit in memory whole."""
@@ -75,15 +75,15 @@ def _extract(args):
 
 def _inspect(args):
     _core()
-    from kiln_pack.core.lora.io import load_lora_file
-    from kiln_pack.core.tools.inspect import inspect_text
+    from kiln.core.lora.io import load_lora_file
+    from kiln.core.tools.inspect import inspect_text
     lora = load_lora_file(args.input)
     print(inspect_text(lora, Path(args.input).name))
     if args.plot:
         from PIL import Image
-        from kiln_pack.core.lora.io import atomic_write_bytes
-        from kiln_pack.core.plots import bar_chart, to_uint8
-        from kiln_pack.core.tools.inspect import block_norms, module_infos
+        from kiln.core.lora.io import atomic_write_bytes
+        from kiln.core.plots import bar_chart, to_uint8
+        from kiln.core.tools.inspect import block_norms, module_infos
         import io
         image = Image.fromarray(to_uint8(bar_chart(block_norms(module_infos(lora)), "sum of delta norms per block")))
         buf = io.BytesIO()

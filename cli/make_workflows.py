@@ -1,6 +1,6 @@
 """Regenerate the shipped UI-format workflows from compact graph descriptions.
 
-``python -m kiln.make_workflows`` (needs the host, for each node's inputs). Widgets not given take the
+``python -m cli.make_workflows`` (needs the host, for each node's inputs). Widgets not given take the
 node's own defaults, so the files stay in step with the nodes. Graphs live in ``kiln/graphs.py``.
 """
 from __future__ import annotations
@@ -131,7 +131,7 @@ def node_boxes(ui: dict) -> list[tuple[str, float, float, float, float]]:
 
 def to_ui(graph: list[dict], node_classes: dict) -> dict:
     """graph: [{"id": key, "type": class, "widgets": {...}, "inputs": {name: (src_key, slot)}, "title": str}]"""
-    from kiln_pack.core.workflow import _has_control_widget, _is_widget
+    from kiln.core.workflow import _has_control_widget, _is_widget
     ids = {n["id"]: i + 1 for i, n in enumerate(graph)}
     links, nodes = [], []
     out_links: dict[tuple[str, int], list[int]] = {}
@@ -185,7 +185,7 @@ def to_ui(graph: list[dict], node_classes: dict) -> dict:
 
 def main() -> int:
     load_pack()
-    from kiln_pack.host import runner
+    from kiln.host import runner
     import nodes as host_nodes
     from .graphs import GRAPHS
     runner.boot_host()

@@ -1,4 +1,4 @@
-"""``python -m kiln``: run workflows headless, the demo, and the LoRA tools."""
+"""The command line (``python -m cli``): run workflows headless, the demo, the LoRA tools and the export."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +13,7 @@ from . import PACK_ROOT, load_pack
 
 def _run(args) -> int:
     load_pack()
-    from kiln_pack.host import runner
+    from kiln.host import runner
     runner.boot_host(args.work_dir)
     started = time.perf_counter()
     result = runner.run_workflow(args.workflow)
@@ -37,7 +37,7 @@ def _report(result, seconds: float) -> int:
 
 def _demo(args) -> int:
     load_pack()
-    from kiln_pack.host import fixtures, runner
+    from kiln.host import fixtures, runner
     started = time.perf_counter()
     work = Path(args.work_dir).resolve()
     runner.boot_host(work)
@@ -53,7 +53,7 @@ def _demo(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kiln", description="Kiln: train LoRAs in ComfyUI graphs.")
+    parser = argparse.ArgumentParser(prog="python -m cli", description="Kiln: train LoRAs in ComfyUI graphs.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="run a workflow (UI or API format JSON) through ComfyUI's executor, no browser")
     p.add_argument("workflow", help="path to the workflow .json")
@@ -64,13 +64,13 @@ def main(argv=None) -> int:
     p.add_argument("--work-dir", default="out/demo", help="where the demo writes everything (default: out/demo)")
     p.set_defaults(func=_demo)
     try:
-        from . import cli_tools
-        cli_tools.register(sub)
+        from . import tools
+        tools.register(sub)
     except ImportError as exc:
-        if "cli_tools" not in str(exc):
+        if "tools" not in str(exc):
             raise
-    from . import cli_export
-    cli_export.register(sub)
+    from . import export
+    export.register(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
@@ -80,9 +80,6 @@ def main(argv=None) -> int:
         if os.environ.get("KILN_TRACEBACK"):
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"python -m kiln {args.command}: error: {message}", file=sys.stderr)
+        print(f"python -m cli {args.command}: error: {message}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

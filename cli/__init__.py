@@ -1,8 +1,8 @@
-"""Command-line entry (``python -m kiln``) and the one place that imports the pack under a stable name.
+"""Kiln's command line (``python -m cli``) and the one place that imports the pack under its one name, ``kiln``.
 
 ComfyUI imports a custom-node folder under a name derived from its path, so the pack's own modules
 use relative imports only. Outside ComfyUI (CLI, tests, benchmarks) we import the same folder as the
-package ``kiln_pack``.
+package ``kiln``.
 """
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
-PACK_NAME = "kiln_pack"
+PACK_NAME = "kiln"
 
 
 def load_pack():
-    """Import the repository root as the package ``kiln_pack`` (idempotent) and return it."""
+    """Import the repository root as the package ``kiln`` (idempotent) and return it."""
     if PACK_NAME in sys.modules:
         return sys.modules[PACK_NAME]
     spec = importlib.util.spec_from_file_location(
