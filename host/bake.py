@@ -6,11 +6,7 @@ sampler, progress bar and interrupt here, so the node itself stays a thin adapte
 from __future__ import annotations
 
 import logging
-import re
-import shutil
 import time
-from glob import escape as glob_escape
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,19 +18,20 @@ import comfy.sample
 import comfy.utils
 import folder_paths
 
-from ..core.lora.io import MAX_STEM_BYTES, remove_stale_temp_files, save_lora, short_file_stem
+from ..core.lora.io import short_file_stem
 from ..core.lora.metadata import training_metadata
 from ..core.lora.value import KilnLora
 from ..core.net.network import Network
 from ..core.net.spec import NetworkSpec
-from ..core.train.loop import TrainConfig, Trainer, TrainHooks, TrainResult
+from ..core.train.loop import TrainConfig, Trainer, TrainHooks
 from ..core.train.optim import OptimizerSpec
 from ..core.train.estimate import Preflight, adapter_bytes
 from ..core.plots import to_uint8
 from ..core.train.plot import loss_plot
-from ..core.train.prompts import SamplePrompt
 from ..core.train.timeline import sample_file_name
-from ..core.train.state import load_state, save_state
+from ..core.train.saves import NoSaver, RunSaver
+from ..core.train.specs import BakeResult, SampleSpec, SaveSpec
+from ..core.train.state import load_state
 from . import families, live
 from .distributed import agreed_interrupt, join_training
 from .memory import recast_weights_in_backward
@@ -42,38 +39,6 @@ from .training import (HostDiffusionModel, apply_lora, gradient_checkpointing, t
                        text_encoder_grad_safe, vae_encoder)
 
 log = logging.getLogger("kiln")
-
-
-@dataclass(frozen=True)
-class SaveSpec:
-    output_name: str = "kiln_lora"
-    save_dtype: str = "fp16"        # fp16 | bf16 | fp32
-    keep_last: int = 3              # periodic saves kept (the final one always stays)
-    save_state: bool = True         # write a resumable state beside each save
-    resume_from: str = ""           # a state folder written by an earlier run
-    cache_latents_to_disk: bool = False   # keep encoded latents across runs (keyed by content and settings)
-
-
-@dataclass(frozen=True)
-class SampleSpec:
-    prompts: tuple[SamplePrompt, ...] = ()
-    sampler: str = "euler"
-    scheduler: str = "normal"
-
-
-@dataclass
-class BakeResult:
-    model: object
-    clip: object
-    lora: KilnLora
-    result: TrainResult
-    loss_image: np.ndarray
-    preflight: Preflight | None = None
-    samples: list = field(default_factory=list)       # [H, W, 3] float arrays
-    sample_files: list = field(default_factory=list)
-    sample_keys: list = field(default_factory=list)   # (step, prompt index) of each sample file
-    saved_files: list = field(default_factory=list)
-    save_errors: list = field(default_factory=list)   # saves that failed (path and reason); the LoRA is still output
 
 
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -121,101 +86,6 @@ def _safe_name(name: str) -> str:
 def checkpoint_dir(output_name: str) -> Path:
     """The first run's folder for ``output_name``; later runs of the same name get ``<name>_runN``."""
     return Path(folder_paths.get_folder_paths("loras")[0]) / "kiln_checkpoints" / _safe_name(output_name)
-
-
-def _holds_saves(folder: Path) -> bool:
-    """A LoRA file or a finished resumable state (an unfinished one, without state.json, is no save)."""
-    return folder.is_dir() and any(p.suffix == ".safetensors" or (p / "state.json").is_file() for p in folder.iterdir())
-
-
-def run_checkpoint_dir(output_name: str, resume_from: str = "") -> Path:
-    """Where this run saves. A resumed run continues in the folder its state came from (when that is a
-    folder of this name); any other run never writes into a folder holding another run's saves or
-    resumable states, it takes the next free ``<name>_runN`` instead."""
-    base = checkpoint_dir(output_name)
-    runs = re.compile(re.escape(base.name) + r"(_run\d+)?")
-    if resume_from:
-        parent = Path(resume_from).expanduser().resolve().parent
-        if parent.parent == base.parent.resolve() and runs.fullmatch(parent.name):
-            return base.parent / parent.name
-    if not _holds_saves(base):
-        return base
-    n = 2
-    while _holds_saves(base.with_name(f"{base.name}_run{n}")):
-        n += 1
-    run = base.with_name(f"{base.name}_run{n}")
-    log.warning("Kiln: %s already holds saves of an earlier run named %r; they are kept, and this run saves to %s",
-                base, output_name, run)
-    return run
-
-
-class _NoSaver:
-    """The saver of a data-parallel rank other than 0: rank 0 writes every file."""
-    files: list = []
-    errors: list = []
-
-    def __call__(self, step: int, final: bool):
-        return None
-
-
-class _Saver:
-    """Periodic, interrupt and final saves: LoRA file + resumable state, atomic, keep the last K.
-
-    A save that fails (full disk, permissions) is logged with the path it tried, leaves no partial files
-    and keeps the last good save; training and the in-graph LoRA go on."""
-
-    def __init__(self, spec: SaveSpec, make_lora, make_state):
-        self.spec = spec
-        self.name = _safe_name(spec.output_name)
-        if self.name != re.sub(r"[^\w\-. ]+", "_", spec.output_name).strip(" ."):
-            log.warning("Kiln: output name %r is longer than %d bytes; its files are named %r",
-                        spec.output_name, MAX_STEM_BYTES, self.name)
-        self.dir = run_checkpoint_dir(spec.output_name, spec.resume_from)
-        # Temp files of writes killed midway: this run's folder at once, sibling runs' when clearly stale.
-        base = checkpoint_dir(spec.output_name)
-        stale = remove_stale_temp_files(self.dir)
-        for sibling in base.parent.glob(glob_escape(base.name) + "*") if base.parent.is_dir() else []:
-            if sibling != self.dir and sibling.is_dir():
-                stale += remove_stale_temp_files(sibling, older_than_s=3600)
-        if stale:
-            log.info("Kiln: removed %d temp files left by an interrupted write (%s)", len(stale), stale[0].parent)
-        self.make_lora, self.make_state = make_lora, make_state
-        self.files: list[Path] = []
-        self.errors: list[str] = []
-
-    def __call__(self, step: int, final: bool) -> Path | None:
-        path = self.dir / f"{self.name}-{step:06d}.safetensors"
-        state_dir = self.dir / f"{self.name}-{step:06d}-state"
-        try:
-            save_lora(self.make_lora(step), path)
-            if self.spec.save_state:
-                save_state(state_dir, self.make_state(step))
-        except OSError as exc:
-            # Leave only complete saves behind, so rotation and resume never pick up a half-written one.
-            path.unlink(missing_ok=True)
-            if state_dir.is_dir():
-                shutil.rmtree(state_dir, ignore_errors=True)
-            kept = f"the last good save {self.files[-1]} is kept" if self.files else "no earlier save of this run exists"
-            message = f"could not save step {step} to {path} ({exc.strerror or exc}); {kept}"
-            self.errors.append(message)
-            log.error("Kiln: %s. The trained LoRA is still output by the node: save it elsewhere with Kiln Save "
-                      "LoRA, or free space and resume.", message)
-            return None
-        self.files.append(path)
-        log.info("Kiln: saved %s", path)
-        self._rotate(keep_latest=path)
-        return path
-
-    def _rotate(self, keep_latest: Path):
-        periodic = sorted(p for p in self.dir.glob("*.safetensors") if re.search(r"-\d{6}\.safetensors$", p.name))
-        excess = [p for p in periodic if p != keep_latest][: max(0, len(periodic) - max(1, self.spec.keep_last))]
-        for p in excess:
-            p.unlink(missing_ok=True)
-            state = p.with_name(p.name[: -len(".safetensors")] + "-state")
-            if state.is_dir():
-                for f in state.iterdir():
-                    f.unlink()
-                state.rmdir()
 
 
 def _to_pil(image: torch.Tensor) -> Image.Image:
@@ -306,7 +176,8 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
         def make_state(step):
             return trainer_box["t"].state(step, {"output_name": save.output_name, "algorithm": net.algorithm})
 
-        saver = _Saver(save, make_lora, make_state) if shard.is_main else _NoSaver()
+        saver = RunSaver(save, checkpoint_dir(save.output_name), make_lora, make_state) if shard.is_main \
+            else NoSaver()
         last_preview = [None]
         node_id = live.current_node_id()
 
