@@ -11,6 +11,7 @@ from typing import Any, Callable, Protocol
 import torch
 import torch.nn.functional as F
 
+from ..fields import setting
 from .objective import ObjectiveSpec, batch_loss, is_finite, make_noise, sample_percents
 from .distributed import Shard
 from .guards import GradientGuard
@@ -20,23 +21,33 @@ from .state import TrainState
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10
-    max_steps: int = 0                 # >0 stops there (and sets the schedule length) instead of epochs
-    batch_size: int = 1
-    grad_accum: int = 1
-    seed: int = 0
-    mixed_precision: str = "auto"      # auto | fp32 | bf16 | fp16
-    gradient_checkpointing: bool = False
-    checkpoint_depth: int = 1          # 1 = each block recomputed in backward, 2 = each part of a block, ...
+    epochs: int = setting(10, "Passes over the dataset (each image repeats N times per epoch, from its N_name folder).",
+                          min=1, max=10000)
+    max_steps: int = setting(0, "If > 0, train exactly this many steps instead of the epochs.", min=0, max=1000000)
+    batch_size: int = setting(1, "Images per step (mixed captions are fine).", min=1, max=256)
+    grad_accum: int = setting(1, "Micro-batches per optimizer step (the loss is divided).", min=1, max=256)
+    seed: int = setting(0, "Seed for noise, timesteps, shuffles and dropout; a CPU run repeats exactly.",
+                        min=0, max=2**31 - 1)
+    mixed_precision: str = setting("auto", "auto: bf16 on a GPU that supports it, fp32 otherwise. fp16 uses a "
+                                   "gradient scaler.", choices=("auto", "fp32", "bf16", "fp16"))
+    gradient_checkpointing: bool = setting(False, "Trade compute for memory by recomputing blocks in backward.")
+    checkpoint_depth: int = setting(1, "With gradient checkpointing: 1 recomputes each block in backward, 2 each part "
+                                    "of a block (attention, MLP), ... Deeper keeps less alive while a block is "
+                                    "recomputed.", min=1, max=5)
     objective: ObjectiveSpec = field(default_factory=ObjectiveSpec)
-    save_every_n_steps: int = 0
-    save_every_n_epochs: int = 0
-    sample_every_n_steps: int = 0
-    ema_decay: float = 0.0             # 0 = off; e.g. 0.999
+    save_every_n_steps: int = setting(0, "Save LoRA + resumable state every N steps (0: only at the end or on "
+                                      "interrupt).", min=0, max=100000)
+    save_every_n_epochs: int = setting(0, "Save every N epochs (0: off).", min=0, max=10000)
+    sample_every_n_steps: int = setting(0, "Sample the prompts every N steps (0: only at the end).", min=0, max=100000)
+    ema_decay: float = setting(0.0, "Keep an exponential moving average of the LoRA weights (e.g. 0.999) and save "
+                               "that; 0 turns it off.", min=0.0, max=0.99999, step=0.0001)
     probe_samples: int = 8             # fixed-noise loss before and after training (0 = skip)
-    masked_loss: bool = False          # weight the loss by the dataset's per-image masks
-    validation_split: float = 0.0      # hold out this fraction of the images ...
-    validation_every_n_steps: int = 0  # ... and report their fixed-sample loss every N steps
+    masked_loss: bool = setting(False, "Weight the loss by each image's mask (its alpha channel or a mask file "
+                                "beside it).")
+    validation_split: float = setting(0.0, "Hold out this fraction of the images and report their loss (fixed "
+                                      "noise) during training.", min=0.0, max=0.5, step=0.05)
+    validation_every_n_steps: int = setting(0, "How often to compute the validation loss (0: never).",
+                                            min=0, max=100000)
 
 
 class DiffusionModel(Protocol):

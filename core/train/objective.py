@@ -15,28 +15,38 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..fields import setting
+
 KINDS = ("eps", "v", "flow", "x0")
 LOSSES = ("l2", "l1", "huber", "smooth_l1")
 
 
 @dataclass(frozen=True)
 class ObjectiveSpec:
-    loss: str = "l2"
-    huber_c: float = 0.1
-    min_snr_gamma: float = 0.0        # 0 = off; the guides use 5
-    debiased_estimation: bool = False
-    noise_offset: float = 0.0
-    multires_noise_iterations: int = 0
-    multires_noise_discount: float = 0.3
-    min_timestep: float = 0.0         # as a fraction of the schedule, 0..1
-    max_timestep: float = 1.0
-    # How training noise levels are drawn: "auto" (the model family's default, see
-    # host.families.TIMESTEP_SAMPLING), "uniform" (uniform over the schedule; for flow families the
-    # host's model_sampling then applies the family's shift: kohya/musubi's "shift"), "logit_normal"
-    # (SD3's t = sigmoid(N(logit_mean, logit_std))) or "sigmoid" (kohya's sigmoid(scale * N(0, 1))).
-    timestep_sampling: str = "auto"
-    logit_mean: float = 0.0
-    logit_std: float = 1.0            # kohya's sigmoid_scale for "sigmoid"
+    loss: str = setting("l2", "Loss on the model's native target (eps, v or flow velocity).")
+    huber_c: float = setting(0.1, "Huber / smooth-L1 threshold.", min=0.0, max=10.0, step=0.01)
+    min_snr_gamma: float = setting(0.0, "Min-SNR weighting gamma (5 is usual); 0 turns it off.",
+                                   min=0.0, max=20.0, step=0.5)
+    debiased_estimation: bool = setting(False, "Weight the loss by 1/sqrt(SNR) (debiased estimation).")
+    noise_offset: float = setting(0.0, "Noise offset (0.05-0.1 helps very dark/bright images).",
+                                  min=0.0, max=1.0, step=0.01)
+    multires_noise_iterations: int = setting(0, "Multi-resolution (pyramid) noise iterations; 0 off, 6 usual.",
+                                             min=0, max=10)
+    multires_noise_discount: float = setting(0.3, "Discount per pyramid level.", min=0.0, max=1.0, step=0.05)
+    min_timestep: float = setting(0.0, "Lowest noise level trained, as a fraction of the schedule.",
+                                  min=0.0, max=1.0, step=0.01)
+    max_timestep: float = setting(1.0, "Highest noise level trained, as a fraction of the schedule.",
+                                  min=0.0, max=1.0, step=0.01)
+    # "uniform" for flow families lets the host's model_sampling apply the family's shift (kohya/musubi's
+    # "shift"); "logit_normal" is SD3's t = sigmoid(N(logit_mean, logit_std)); "sigmoid" is kohya's
+    # sigmoid(scale * N(0, 1)); "auto" is host.families.TIMESTEP_SAMPLING.
+    timestep_sampling: str = setting(
+        "auto", "How noise levels are drawn: auto = the model family's default (SD3 logit-normal, Flux/Chroma/FLUX.2 "
+        "sigmoid, others uniform; flow families get their shift from the model), uniform, logit_normal, sigmoid.")
+    logit_mean: float = setting(0.0, "logit_normal/sigmoid: mean of the normal draw (positive trains noisier).",
+                                min=-5.0, max=5.0, step=0.05)
+    logit_std: float = setting(1.0, "logit_normal/sigmoid: spread of the normal draw (kohya's sigmoid_scale).",
+                               min=0.01, max=5.0, step=0.05)
 
 
 def residual_scale(kind: str, sigma: torch.Tensor, sigma_data: float = 1.0) -> torch.Tensor:

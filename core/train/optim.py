@@ -13,22 +13,27 @@ from typing import Callable
 
 import torch
 
+from ..fields import setting
+
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    name: str = "adamw"
-    lr: float = 1e-4                  # UNet learning rate (the guides' default)
-    text_encoder_lr: float = 5e-5
-    weight_decay: float = 0.01
+    name: str = setting("adamw", "adamw8bit needs bitsandbytes and CUDA; prodigy takes lr as a multiplier (use 1.0).")
+    lr: float = setting(1e-4, "UNet learning rate (the guides' default 1e-4).", min=0.0, max=10.0, step=1e-6)
+    text_encoder_lr: float = setting(5e-5, "Text-encoder learning rate (used when the network trains it).",
+                                     min=0.0, max=10.0, step=1e-6)
+    weight_decay: float = setting(0.01, "Decoupled weight decay.", min=0.0, max=1.0, step=0.001)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    max_grad_norm: float = 1.0        # 0 = no clipping
-    scheduler: str = "cosine_with_restarts"
-    warmup_steps: int = 0
-    warmup_ratio: float = 0.0         # used when warmup_steps is 0
-    num_cycles: int = 1               # cosine with restarts
-    power: float = 1.0                # polynomial
-    min_lr_ratio: float = 0.0
+    max_grad_norm: float = setting(1.0, "Clip gradients to this norm (0: no clipping).", min=0.0, max=100.0, step=0.1)
+    scheduler: str = setting("cosine_with_restarts", "Learning-rate schedule.")
+    warmup_steps: int = setting(0, "Linear warm-up steps (0: use warmup_ratio).", min=0, max=100000)
+    warmup_ratio: float = setting(0.0, "Warm-up as a fraction of all steps, when warmup_steps is 0.",
+                                  min=0.0, max=1.0, step=0.01)
+    num_cycles: int = setting(1, "Restarts for cosine_with_restarts.", min=1, max=100)
+    power: float = setting(1.0, "Exponent for the polynomial schedule.", min=0.0, max=10.0, step=0.1)
+    min_lr_ratio: float = setting(0.0, "Floor of the decaying schedules, as a fraction of the learning rate.",
+                                  min=0.0, max=1.0, step=0.01)
 
     def replace(self, **changes) -> "OptimizerSpec":
         return replace(self, **changes)
