@@ -7,7 +7,7 @@ from PIL import Image
 
 from kiln.core.data import caption_edit as ce
 from kiln.core.data.config import DatasetConfig
-from kiln.core.data.dataset import load_dataset
+from kiln.core.data import load_dataset
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from kiln.core.data import DatasetConfig, load_dataset
-from kiln.core.data.dataset import decode_caption_bytes
+from kiln.core.data.caption_files import decode_caption_bytes
 
 
 def _img(path, size=(64, 64), colour=(200, 30, 30)):

@@ -37,7 +37,7 @@ class LatentCache:
     def key(self, dataset, ref) -> str:
         e = dataset.images[ref.index]
         parts = {"content": e.content_hash, "size": list(e.size), "bucket": list(ref.bucket),
-                 "scaled": list(dataset._scaled_size(e, ref.bucket)), "crop": list(ref.crop), "flip": bool(ref.flip),
+                 "scaled": list(dataset.scaled_size(e, ref.bucket)), "crop": list(ref.crop), "flip": bool(ref.flip),
                  "background": list(dataset.config.background), "pipeline": PIPELINE_VERSION,
                  "encoder": self.encoder_id}
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:40]

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from ..lora.io import atomic_write_bytes
 from ..tags.frequency import frequency, split
 from ..tags.labels import normalise
-from .dataset import CAPTION_ALTERNATIVES
+from .caption_files import CAPTION_ALTERNATIVES
 from .images import IMAGE_EXTENSIONS
 
 BOM = b"\xef\xbb\xbf"

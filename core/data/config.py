@@ -1,16 +1,15 @@
-"""What a dataset is made of, as one small value (built by the Load Dataset node)."""
+"""What a dataset is made of, as one small value (built by the Load Dataset node), and its check before loading."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..fields import setting
 from .buckets import make_buckets
 from .images import IMAGE_EXTENSIONS
 
 
 class DatasetError(ValueError):
     """A dataset that cannot train; the message names the folder and the fix."""
-
-from ..fields import setting
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .dataset import KilnDataset, SampleRef
+from .dataset import KilnDataset
+from .plan import SampleRef
 from ..plots import to_uint8
 
 _BG = (16, 16, 16)

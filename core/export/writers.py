@@ -58,7 +58,7 @@ def _mixed_precision(r: ExportRecipe) -> str:
 
 def _concepts(r: ExportRecipe) -> list[dict]:
     """One entry per N_name folder (or the flat folder), as the Load Dataset node reads them."""
-    from ..data.dataset import _concepts as scan
+    from ..data.scan import find_concepts
     out = []
     for path, repeats, is_reg in ((r.dataset.path, r.dataset.repeats, False),
                                   (r.dataset.reg_path, r.dataset.reg_repeats, True)):
@@ -67,7 +67,7 @@ def _concepts(r: ExportRecipe) -> list[dict]:
         root = Path(path)
         if not root.is_dir():
             raise ExportError(f"dataset folder {root} does not exist; fix the Load Dataset node's path")
-        for c in scan(root, repeats, log.warning):
+        for c in find_concepts(root, repeats, log.warning):
             out.append({"dir": str(c.folder), "repeats": c.repeats, "class_text": c.class_text, "is_reg": is_reg})
     if not any(not c["is_reg"] for c in out):
         raise ExportError(f"dataset folder {r.dataset.path} holds no images (N_name folders or images)")

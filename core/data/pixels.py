@@ -1,0 +1,65 @@
+"""What a training step sees of one planned sample: the image scaled, cropped to its bucket and flipped,
+colour-augmented when that is on, and its mask (``<stem>.mask.png`` or the alpha channel) cut the same way.
+
+``dataset`` below is a KilnDataset (core/data/dataset.py): its entries, config and the images kept scaled
+from loading."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .augment import color_aug
+from .config import DatasetError
+from .images import UnreadableImage, open_rgb, read_mask
+from .plan import SampleRef, entry_scaled_size
+
+
+def _crop(dataset, im: Image.Image, ref: SampleRef) -> Image.Image:
+    target = entry_scaled_size(dataset.images[ref.index], ref.bucket, dataset.config)
+    if target != im.size:
+        im = im.resize(target, Image.LANCZOS, reducing_gap=2.0)
+    x, y = ref.crop
+    im = im.crop((x, y, x + ref.bucket[0], y + ref.bucket[1]))
+    return im.transpose(Image.FLIP_LEFT_RIGHT) if ref.flip else im
+
+
+def scaled_image(dataset, ref: SampleRef) -> Image.Image:
+    """The RGB image scaled for ``ref``'s bucket, before the crop (kept from loading when it fits)."""
+    e = dataset.images[ref.index]
+    im = dataset.kept_image(ref.index) if ref.bucket == e.bucket else None
+    if im is not None:
+        return im
+    try:
+        return open_rgb(e.path, dataset.config.background,
+                        draft_size=entry_scaled_size(e, ref.bucket, dataset.config))
+    except (UnreadableImage, OSError) as exc:
+        raise DatasetError(f"{e.path}: became unreadable after loading ({exc}); restore or remove it "
+                           "and load the dataset again") from exc
+
+
+def load_pixels(dataset, ref: SampleRef) -> torch.Tensor:
+    """float32 [H, W, 3] in 0..1 at the bucket size; crop, flip and colour augmentation applied."""
+    arr = np.asarray(_crop(dataset, scaled_image(dataset, ref), ref), dtype=np.float32) / 255.0
+    if dataset.config.color_aug:
+        arr = color_aug(arr, random.Random(ref.aug_seed))
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def load_mask(dataset, ref: SampleRef) -> torch.Tensor | None:
+    """[H, W] in 0..1 from ``<stem>.mask.png`` beside the image, else the image's alpha channel."""
+    e = dataset.images[ref.index]
+    mask_file = e.path.with_name(e.path.stem + ".mask.png")
+    if mask_file.is_file():
+        with Image.open(mask_file) as m:
+            arr = np.asarray(m.convert("L"), dtype=np.float32) / 255.0
+    else:
+        arr = read_mask(e.path)
+        if arr is None:
+            return None
+    im = Image.fromarray((arr * 255).astype(np.uint8), "L")
+    if im.size != e.size:
+        im = im.resize(e.size, Image.BILINEAR)
+    return torch.from_numpy(np.asarray(_crop(dataset, im, ref), dtype=np.float32) / 255.0)
