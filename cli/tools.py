@@ -82,7 +82,8 @@ def _inspect(args):
     if args.plot:
         from PIL import Image
         from kiln.core.lora.io import atomic_write_bytes
-        from kiln.core.plots import bar_chart, to_uint8
+        from kiln.core.plots.bars import bar_chart
+        from kiln.core.plots.images import to_uint8
         from kiln.core.tools.inspect import block_norms, module_infos
         import io
         image = Image.fromarray(to_uint8(bar_chart(block_norms(module_infos(lora)), "sum of delta norms per block")))

@@ -26,9 +26,9 @@ from ..core.net.spec import NetworkSpec
 from ..core.train.loop import TrainConfig, Trainer, TrainHooks
 from ..core.train.optim import OptimizerSpec
 from ..core.train.estimate import Preflight, adapter_bytes
-from ..core.plots import to_uint8
-from ..core.train.plot import loss_plot
-from ..core.train.timeline import sample_file_name
+from ..core.plots.images import to_float, to_uint8
+from ..core.plots.loss_chart import loss_plot
+from ..core.plots.timeline import sample_file_name
 from ..core.train.saves import NoSaver, RunSaver
 from ..core.train.specs import BakeResult, SampleSpec, SaveSpec
 from ..core.train.state import load_state
@@ -124,7 +124,7 @@ class _Sampler:
                 tmp.replace(path)
                 self.files.append(path)
                 self.keys.append((step, i))
-                self.images.append(np.asarray(pil, dtype=np.float32) / 255.0)
+                self.images.append(to_float(pil))
                 out.append(pil)
         return out
 

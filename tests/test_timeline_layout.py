@@ -8,8 +8,8 @@ from PIL import Image
 
 from conftest import REPO
 from kiln.cli.make_workflows import TITLE, node_boxes, overlaps
-from kiln.core.train.plot import loss_plot
-from kiln.core.train.timeline import (TimelineEntry, load_entries, parse_sample_file, sample_file_name,
+from kiln.core.plots.loss_chart import loss_plot
+from kiln.core.plots.timeline import (TimelineEntry, load_entries, parse_sample_file, sample_file_name,
                                            timeline_image)
 from kiln.core.workflow import ui_to_api
 

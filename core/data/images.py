@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from ..plots.images import to_uint8
+
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 # Bigger than this is treated as a decompression bomb (PIL itself refuses above 2 x MAX_IMAGE_PIXELS,
 # ~179 MP, while opening; this is Kiln's own limit, checked from the header before any pixel is decoded).
@@ -65,7 +67,7 @@ def _to_rgb(im: Image.Image, background) -> Image.Image:
         im = Image.fromarray((arr / peak * 255 + 0.5).clip(0, 255).astype(np.uint8), "L")
     elif im.mode == "F":
         arr = np.asarray(im, dtype=np.float64)
-        im = Image.fromarray((arr.clip(0, 1) * 255 + 0.5).astype(np.uint8), "L")
+        im = Image.fromarray(to_uint8(arr), "L")
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     elif im.mode == "L" and "transparency" in im.info:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..plots.images import to_uint8
 from .augment import color_aug
 from .config import DatasetError
 from .images import UnreadableImage, open_rgb, read_mask
@@ -59,7 +60,7 @@ def load_mask(dataset, ref: SampleRef) -> torch.Tensor | None:
         arr = read_mask(e.path)
         if arr is None:
             return None
-    im = Image.fromarray((arr * 255).astype(np.uint8), "L")
+    im = Image.fromarray(to_uint8(arr), "L")
     if im.size != e.size:
         im = im.resize(e.size, Image.BILINEAR)
     return torch.from_numpy(np.asarray(_crop(dataset, im, ref), dtype=np.float32) / 255.0)

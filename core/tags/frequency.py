@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..plots import horizontal_bars
+from ..plots.bars import horizontal_bars
 from .labels import normalise
 
 

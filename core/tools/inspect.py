@@ -8,11 +8,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ..lora.formats import algorithm_of, detect_format, to_kohya
 from ..lora.value import KilnLora
-from ..plots import bar_chart
+from ..plots.bars import bar_chart
 from .blocks import block_of_kohya, block_order
 from .lowrank import lora_factors, module_delta
 

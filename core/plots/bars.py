@@ -1,13 +1,10 @@
-"""Small charts drawn with PIL (no plotting dependency): [H, W, 3] float32 images in 0..1."""
+"""Bar charts (tag frequencies, per-block norms)."""
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-
-def to_uint8(array) -> np.ndarray:
-    """An image of floats in 0..1 as 8-bit pixels (clipped, rounded to the nearest level)."""
-    return (np.clip(np.asarray(array, dtype=np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+from .images import to_float
 
 
 def horizontal_bars(values: dict[str, float], title: str, width: int = 640, row: int = 16,
@@ -25,7 +22,7 @@ def horizontal_bars(values: dict[str, float], title: str, width: int = 640, row:
         w = (width - 260) * v / top
         d.rectangle((200, y + 2, 200 + w, y + row - 3), fill=colour)
         d.text((206 + w, y), f"{v:g}", fill=(60, 60, 60))
-    return np.asarray(img, dtype=np.float32) / 255.0
+    return to_float(img)
 
 
 def bar_chart(values: dict[str, float], title: str, width: int = 720, height: int = 320) -> np.ndarray:
@@ -41,4 +38,4 @@ def bar_chart(values: dict[str, float], title: str, width: int = 720, height: in
             h = (height - 70) * v / top
             d.rectangle((x0 + 2, height - 40 - h, x0 + bw - 2, height - 40), fill=(40, 110, 200))
             d.text((x0 + 2, height - 34), k[:6], fill=(40, 40, 40))
-    return np.asarray(img, dtype=np.float32) / 255.0
+    return to_float(img)
