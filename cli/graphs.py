@@ -73,6 +73,63 @@ TRAIN_THEN_SAMPLE_SD3 = [
 ]
 
 
+
+def _family_graph(tag: str, loaders: list[dict], te: str, latent: dict, guidance: float | None, cfg: float) -> list[dict]:
+    """train_then_sample on a transformer family: the family's own loader nodes ("unet", "te", "vae"), the
+    bake, and a sample with the trained LoRA using the family's own latent node and sampling settings."""
+    name = f"kiln_demo_{tag}"
+    pos = ("guidance", 0) if guidance is not None else ("pos", 0)
+    graph = loaders + [
+        {"id": "data", "type": "KilnLoadDataset", "widgets": {"path": "kiln_demo_dataset", "resolution": 64,
+                                                              "min_bucket_reso": 64, "max_bucket_reso": 64,
+                                                              "bucket_reso_steps": 64}},
+        {"id": "net", "type": "KilnNetworkConfig", "widgets": {"rank": 4, "alpha": 4.0}},
+        {"id": "opt", "type": "KilnOptimizerConfig", "widgets": {"learning_rate": 2e-3, "scheduler": "constant"}},
+        {"id": "train", "type": "KilnTrainLora", "title": f"Kiln Train LoRA (tiny {tag} demo)",
+         "widgets": {"output_name": name, "epochs": 1, "max_steps": 10, "seed": 0},
+         "inputs": {"model": ("unet", 0), "clip": ("te", 0), "vae": ("vae", 0), "dataset": ("data", 0),
+                    "network": ("net", 0), "optimizer": ("opt", 0)}},
+        {"id": "save", "type": "KilnSaveLora", "widgets": {"filename": name}, "inputs": {"lora": ("train", 2)}},
+        {"id": "loss_png", "type": "SaveImage", "widgets": {"filename_prefix": f"{name}_loss"},
+         "inputs": {"images": ("train", 4)}},
+        {"id": "pos", "type": "CLIPTextEncode", "widgets": {"text": "kiln shapes, red circle"},
+         "inputs": {"clip": ("te", 0)}},
+        {"id": "neg", "type": "CLIPTextEncode", "widgets": {"text": ""}, "inputs": {"clip": ("te", 0)}},
+        dict(latent, id="latent"),
+        {"id": "ks_lora", "type": "KSampler", "title": "KSampler (with the trained LoRA)",
+         "widgets": {"seed": 42, "steps": 8, "cfg": cfg, "sampler_name": "euler", "scheduler": "simple"},
+         "inputs": {"model": ("train", 0), "positive": pos, "negative": ("neg", 0),
+                    "latent_image": ("latent", 0)}},
+        {"id": "dec_lora", "type": "VAEDecode", "inputs": {"samples": ("ks_lora", 0), "vae": ("vae", 0)}},
+        {"id": "png_lora", "type": "SaveImage", "widgets": {"filename_prefix": f"{name}_lora"},
+         "inputs": {"images": ("dec_lora", 0)}},
+    ]
+    if guidance is not None:
+        graph.insert(graph.index(next(n for n in graph if n["id"] == "neg")),
+                     {"id": "guidance", "type": "FluxGuidance", "widgets": {"guidance": guidance},
+                      "inputs": {"conditioning": ("pos", 0)}})
+    return graph
+
+
+# Flux.1 as its users load it: diffusion model, DualCLIPLoader (clip_l + t5xxl, type flux), the Flux VAE;
+# sampled the Flux-dev way (distilled guidance 3.5 through FluxGuidance, cfg 1).
+TRAIN_THEN_SAMPLE_FLUX = _family_graph("flux", [
+    {"id": "unet", "type": "UNETLoader", "widgets": {"unet_name": "kiln-tiny-flux1-dev-te.safetensors"}},
+    {"id": "te", "type": "DualCLIPLoader", "widgets": {"clip_name1": "kiln-tiny-clip-l.safetensors",
+                                                       "clip_name2": "kiln-tiny-t5xxl.safetensors", "type": "flux"}},
+    {"id": "vae", "type": "VAELoader", "widgets": {"vae_name": "kiln-tiny-taesd16.safetensors"}},
+], "te", {"type": "EmptySD3LatentImage", "widgets": {"width": 64, "height": 64, "batch_size": 1}}, 3.5, 1.0)
+
+# Wan 2.1 text-to-image (one frame): diffusion model, CLIPLoader (umt5_xxl, type wan), the Wan VAE; the
+# video latent node with length 1.
+TRAIN_THEN_SAMPLE_WAN = _family_graph("wan", [
+    {"id": "unet", "type": "UNETLoader", "widgets": {"unet_name": "kiln-tiny-wan-te.safetensors"}},
+    {"id": "te", "type": "CLIPLoader", "widgets": {"clip_name": "kiln-tiny-umt5xxl.safetensors", "type": "wan"}},
+    {"id": "vae", "type": "VAELoader", "widgets": {"vae_name": "kiln-tiny-taesd16.safetensors"}},
+], "te", {"type": "EmptyHunyuanLatentVideo", "widgets": {"width": 64, "height": 64, "length": 1,
+                                                         "batch_size": 1}}, None, 5.0)
+
+
 TAG_FILTER_TRAIN = [
     {"id": "ckpt", "type": "CheckpointLoaderSimple", "widgets": {"ckpt_name": TINY}},
     {"id": "data", "type": "KilnLoadDataset", "widgets": {"path": "kiln_demo_dataset", "resolution": 64,
@@ -200,6 +257,21 @@ GRAPHS = {
         "TripleCLIPLoader for clip_l + clip_g + t5xxl). For Flux: DualCLIPLoader (clip_l + t5xxl, type flux) "
         "and the Flux VAE; Qwen-Image, Z-Image, Wan: CLIPLoader with their type.\n2. Kiln Load Dataset: "
         "your folder, resolution 1024.\n3. Kiln Train LoRA: output_name, epochs."),
+    "train_then_sample_flux": _arranged(TRAIN_THEN_SAMPLE_FLUX, {
+        "Models": ["unet", "te", "vae"], "Dataset": ["data"], "Network and optimizer": ["net", "opt"],
+        "Train": ["train", "save"],
+        RESULT: ["loss_png", "pos", "guidance", "neg", "latent", "ks_lora", "dec_lora", "png_lora"]},
+        "Change first:\n1. Load Diffusion Model: flux1-dev (or schnell); DualCLIPLoader: clip_l + "
+        "t5xxl_fp16 (type flux); Load VAE: ae.safetensors. Same graph for Chroma (CLIPLoader t5xxl, type "
+        "chroma).\n2. Kiln Load Dataset: your folder, resolution 1024 (captions in plain sentences).\n"
+        "3. Kiln Train LoRA: output_name, epochs. Flux dev trains with guidance 1 and samples with "
+        "FluxGuidance 3.5, cfg 1."),
+    "train_then_sample_wan": _arranged(TRAIN_THEN_SAMPLE_WAN, {
+        "Models": ["unet", "te", "vae"], "Dataset": ["data"], "Network and optimizer": ["net", "opt"],
+        "Train": ["train", "save"], RESULT: ["loss_png", "pos", "neg", "latent", "ks_lora", "dec_lora", "png_lora"]},
+        "Change first:\n1. Load Diffusion Model: a Wan 2.1 t2v model; Load CLIP: umt5_xxl (type wan); "
+        "Load VAE: wan_2.1_vae.\n2. Kiln Load Dataset: your images (one frame each), resolution 512-1024.\n"
+        "3. Kiln Train LoRA: output_name, epochs. Sample with length 1 for a still image."),
     "tag_filter_train": _arranged(TAG_FILTER_TRAIN, {
         "Dataset": ["data", "tagger", "filter", "preview", "freq_png"], "Network and optimizer": ["net", "opt"],
         "Train": ["ckpt", "train", "save"], RESULT: ["loss_png"]},

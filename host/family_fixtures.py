@@ -324,3 +324,126 @@ def ensure_sd3_workflow_assets(cache_dir: str | Path) -> None:
         _write(vae, tiny_vae_state_dict(16), {"kiln_fixture": FAMILY_FIXTURE_VERSION})
     for kind, folder in (("diffusion_models", unet.parent), ("text_encoders", clip.parent), ("vae", vae.parent)):
         folder_paths.add_model_folder_path(kind, str(folder), is_default=True)
+
+
+# --- Files for the shipped family workflows (train_then_sample_<family>.json) ------------------------------
+# Those graphs load with the host's own loader nodes. Two host facts shape the files:
+#  * The text-encoder loaders build T5-XXL / UMT5-XXL (and Qwen2.5-VL-7B, Qwen3-4B) from fixed configs
+#    (comfy/text_encoders/*_config_xxl.json, llama.py's dataclasses); detection reads only a few keys (T5:
+#    block 23's wi_1 with 10240 rows). The nodes pass no config, but the host's SDClipModel reads a
+#    per-encoder override from model_options["<name>_model_config"]: tests pass a shrunken config through
+#    that option (tiny_text_encoder_configs) and everything else is the node's own path.
+#  * The 2026 host reads the Flux widths from the file, and a Wan file's {"transformer": {...}} "config"
+#    metadata (text_dim); the 2025-10 host fixes both, so these graphs run on the 2026 host.
+# Qwen-Image and Z-Image have no such way: detection fixes their widths (Qwen-Image 3072, Z-Image 3840
+# with two refiner stacks; about 0.35 and 1 billion parameters for one block), and Z-Image's Qwen3-4B is
+# detected by a 2560 width, whose 151936-row embedding alone is 389M parameters.
+
+# Detection needs T5-XXL's 24 blocks and its 10240-wide gated FFN; the width the diffusion model reads is
+# d_model, which can be anything.
+TINY_T5_CONFIG = {"d_model": 16, "d_kv": 8, "num_heads": 2, "num_layers": 24, "d_ff": 10240}
+# UMT5 (Wan) as T5, with the vocabulary of the host's own SentencePiece file (t5_pile_tokenizer, 32000
+# pieces), which the file carries as "spiece_model" as the real umt5 files do.
+TINY_UMT5_CONFIG = dict(TINY_T5_CONFIG, vocab_size=32128)
+TEXT_ENCODER_CONFIGS = {"t5xxl": TINY_T5_CONFIG, "umt5xxl": TINY_UMT5_CONFIG}
+
+FLUX_WORKFLOW_UNET = "kiln-tiny-flux1-dev-te.safetensors"
+WAN_WORKFLOW_UNET = "kiln-tiny-wan-te.safetensors"
+CLIP_L_FILE = "kiln-tiny-clip-l.safetensors"
+T5_FILE = "kiln-tiny-t5xxl.safetensors"
+UMT5_FILE = "kiln-tiny-umt5xxl.safetensors"
+
+
+def tiny_text_encoder_configs():
+    """A context in which the host's comfy.sd.load_clip (what CLIPLoader / DualCLIPLoader call) builds
+    T5-XXL and UMT5-XXL from TEXT_ENCODER_CONFIGS, through the host's own config-override option."""
+    import contextlib
+    import comfy.sd
+
+    @contextlib.contextmanager
+    def patched():
+        real = comfy.sd.load_clip
+
+        def load_clip(ckpt_paths, embedding_directory=None, clip_type=comfy.sd.CLIPType.STABLE_DIFFUSION,
+                      model_options={}, *args, **kwargs):
+            options = dict(model_options)
+            for name, config in TEXT_ENCODER_CONFIGS.items():
+                options.setdefault(f"{name}_model_config", dict(config))
+            return real(ckpt_paths, embedding_directory, clip_type, options, *args, **kwargs)
+        comfy.sd.load_clip = load_clip
+        try:
+            yield
+        finally:
+            comfy.sd.load_clip = real
+    return patched()
+
+
+def tiny_t5_state_dict(umt5: bool, seed: int = 3) -> dict[str, torch.Tensor]:
+    """T5-XXL (Flux, SD3) or UMT5-XXL (Wan) keys as the real files have them, at TINY_*_CONFIG widths."""
+    import json
+    import comfy.ops
+    from comfy.text_encoders.t5 import T5
+    from . import COMFYUI_ROOT
+    name = "umt5_config_xxl.json" if umt5 else "t5_config_xxl.json"
+    config = json.loads((Path(COMFYUI_ROOT) / "comfy" / "text_encoders" / name).read_text())
+    config.update(TINY_UMT5_CONFIG if umt5 else TINY_T5_CONFIG)
+    model = T5(config, torch.float32, "cpu", comfy.ops.disable_weight_init)
+    _init_tiny(model, seed)
+    sd = {k: v.half() for k, v in model.state_dict().items()}
+    if umt5:
+        spiece = Path(COMFYUI_ROOT) / "comfy" / "text_encoders" / "t5_pile_tokenizer" / "tokenizer.model"
+        sd["spiece_model"] = torch.frombuffer(bytearray(spiece.read_bytes()), dtype=torch.uint8)
+    return sd
+
+
+def _workflow_unet(family: str, **overrides) -> tuple[dict, dict]:
+    """The family's tiny diffusion model with the text widths the workflow's encoders give."""
+    import comfy.ops
+    spec = FAMILIES[family]
+    kwargs = dict(host_kwargs(family), **overrides)
+    model = _import(spec.model_class)(**kwargs, dtype=torch.float32, device="cpu",
+                                      operations=comfy.ops.disable_weight_init)
+    _init_tiny(model, 0)
+    with torch.no_grad():
+        model.get_submodule(spec.out_layer).weight.mul_(0.1)
+    return model.state_dict(), kwargs
+
+
+def ensure_family_workflow_assets(family: str, cache_dir: str | Path) -> None:
+    """Write (once) and register the files train_then_sample_<family>.json names (flux1-dev or wan)."""
+    import json
+    import folder_paths
+    from .fixtures import clip_l_state_dict
+    cache_dir = Path(cache_dir) / f"{family}-workflow"
+    width = TINY_T5_CONFIG["d_model"]
+    if family == "flux1-dev":
+        # Flux reads T5's hidden states (context) and CLIP-L's pooled vector (768).
+        name, overrides, meta, encoders = FLUX_WORKFLOW_UNET, {"context_in_dim": width, "vec_in_dim": 768}, {}, \
+            {CLIP_L_FILE: None, T5_FILE: False}
+    elif family == "wan":
+        # The host reads text_dim from the file's "config" metadata, as it does for the real Wan files.
+        name, overrides, encoders = WAN_WORKFLOW_UNET, {"text_dim": width}, {UMT5_FILE: True}
+        meta = {"config": json.dumps({"transformer": {"text_dim": width}})}
+    else:
+        raise ValueError(f"no shipped workflow for family {family!r}")
+    stamp = hashlib.sha256(f"{FAMILY_FIXTURE_VERSION}|{family}|{overrides!r}|{TEXT_ENCODER_CONFIGS!r}".encode()
+                           ).hexdigest()[:16]
+    unet = cache_dir / "diffusion_models" / name
+    if not unet.is_file() or _meta(unet).get("kiln_fixture") != stamp:
+        _write(unet, _workflow_unet(family, **overrides)[0], {"kiln_fixture": stamp, **meta})
+    te_dir = cache_dir / "text_encoders"
+    for file, umt5 in encoders.items():
+        path = te_dir / file
+        if not path.is_file() or _meta(path).get("kiln_fixture") != stamp:
+            if umt5 is None:
+                prefix = "cond_stage_model.transformer."
+                sd = {k[len(prefix):]: v.half() if v.is_floating_point() else v
+                      for k, v in clip_l_state_dict().items()}
+            else:
+                sd = tiny_t5_state_dict(umt5)
+            _write(path, sd, {"kiln_fixture": stamp})
+    vae = cache_dir / "vae" / SD3_WORKFLOW_VAE
+    if not vae.is_file() or _meta(vae).get("kiln_fixture") != FAMILY_FIXTURE_VERSION:
+        _write(vae, tiny_vae_state_dict(16), {"kiln_fixture": FAMILY_FIXTURE_VERSION})
+    for kind, folder in (("diffusion_models", unet.parent), ("text_encoders", te_dir), ("vae", vae.parent)):
+        folder_paths.add_model_folder_path(kind, str(folder), is_default=True)
