@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
 from .. import host
-from ..core.lora.io import save_lora
+from ..core.lora.io import lora_file_in_folder, save_lora
 from ..core.net.spec import NetworkSpec
 from ..core.plots import to_uint8
 from ..core.train.loop import TrainConfig
@@ -188,17 +187,7 @@ class KilnSaveLora:
 
     def save(self, lora, filename, overwrite):
         root = host.loras_dir()
-        rel = filename.strip().replace("\\", "/")
-        if rel.endswith(".safetensors"):
-            rel = rel[: -len(".safetensors")]
-        target = (root / f"{rel}.safetensors").resolve()
-        if root.resolve() not in target.parents:
-            raise ValueError(f"Kiln Save LoRA: {filename!r} points outside the loras folder {root}; use a plain name.")
-        if not overwrite:
-            n = 1
-            while target.exists():
-                target = target.with_name(f"{Path(rel).name}_{n:03d}.safetensors")
-                n += 1
+        target = lora_file_in_folder(root, filename, overwrite)   # names capped as training saves are
         if is_main_process():   # under torchrun every rank runs the graph; rank 0 writes the file
             save_lora(lora, target)
         name = target.relative_to(root.resolve()).as_posix()

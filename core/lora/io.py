@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -13,6 +14,8 @@ from safetensors import safe_open
 from safetensors.torch import save as st_save
 
 from .value import KilnLora
+
+log = logging.getLogger("kiln")
 
 
 # Longest file-name stem Kiln writes: filesystems cap a name at 255 bytes, and a save adds a step number,
@@ -30,11 +33,46 @@ def short_file_stem(name: str, max_bytes: int = MAX_STEM_BYTES) -> str:
     cleaned = re.sub(r"[^\w\-. ]+", "_", name).strip(" .")
     if not cleaned:
         raise ValueError(f"output name {name!r} has no usable characters; use letters, digits, '-' or '_'")
-    if len(cleaned.encode("utf-8")) <= max_bytes:
-        return cleaned
-    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
-    head = cleaned.encode("utf-8")[: max_bytes - 9].decode("utf-8", errors="ignore").rstrip(" .")
+    return cap_name_bytes(cleaned, max_bytes, hashed=name)
+
+
+def cap_name_bytes(name: str, max_bytes: int = MAX_STEM_BYTES, hashed: str | None = None) -> str:
+    """``name`` unchanged when it fits in ``max_bytes`` of UTF-8, else its start (cut at a character
+    boundary) + ``-`` + 8 hex of the hash of ``hashed`` (default: ``name``), so long names that share a
+    start still differ."""
+    if len(name.encode("utf-8")) <= max_bytes:
+        return name
+    digest = hashlib.sha256((hashed if hashed is not None else name).encode("utf-8")).hexdigest()[:8]
+    head = name.encode("utf-8")[: max_bytes - 9].decode("utf-8", errors="ignore").rstrip(" .")
     return f"{head}-{digest}"
+
+
+def lora_file_in_folder(root: str | os.PathLike, filename: str, overwrite: bool = True) -> Path:
+    """The file Kiln Save LoRA writes for ``filename`` (subfolders allowed, ``.safetensors`` optional) in
+    the loras folder ``root``. Each part of the name longer than MAX_STEM_BYTES is shortened as training
+    saves are (start + hash, with a warning), because the file system refuses names over 255 bytes only
+    after the LoRA is trained. Without ``overwrite`` an existing file gets ``_001``, ``_002``... instead."""
+    root = Path(root)
+    rel = filename.strip().replace("\\", "/")
+    if rel.endswith(".safetensors"):
+        rel = rel[: -len(".safetensors")]
+    parts = rel.split("/")
+    capped = [cap_name_bytes(part) for part in parts]
+    if capped != parts:
+        log.warning("Kiln: LoRA file name %r has a part longer than %d bytes; it is saved as %r",
+                    filename, MAX_STEM_BYTES, "/".join(capped) + ".safetensors")
+    rel = "/".join(capped)
+    target = (root / f"{rel}.safetensors").resolve()
+    if not rel.strip(" ./"):
+        raise ValueError("Kiln Save LoRA: the file name is empty; type a name such as my_lora.")
+    if root.resolve() not in target.parents:
+        raise ValueError(f"Kiln Save LoRA: {filename!r} points outside the loras folder {root}; use a plain name.")
+    if not overwrite:
+        n = 1
+        while target.exists():
+            target = target.with_name(f"{capped[-1]}_{n:03d}.safetensors")
+            n += 1
+    return target
 
 
 def _umask() -> int:
