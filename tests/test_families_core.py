@@ -7,7 +7,7 @@ import torch
 
 from kiln.core.net.families import family_block, wanted_in_family
 from kiln.core.net.targets import wanted
-from kiln.core.tools.blocks import block_of_kohya
+from kiln.core.net.blocks import block_of_kohya
 from kiln.core.train.objective import ObjectiveSpec, sample_percents
 
 FLUX = ["double_blocks.0.img_attn.qkv", "double_blocks.0.txt_attn.proj", "double_blocks.0.img_mlp.0",

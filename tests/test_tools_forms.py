@@ -8,7 +8,7 @@ import torch
 from kiln.core.lora.formats import to_kohya
 from kiln.core.lora.io import load_lora_file, save_lora
 from kiln.core.lora.value import KilnLora
-from kiln.core.tools.blocks import block_of_kohya
+from kiln.core.net.blocks import block_of_kohya
 from kiln.core.tools.lowrank import module_delta
 from kiln.core.tools.merge import check_against_model, merge_loras
 from kiln.core.tools.resize import ResizeSpec, resize_lora

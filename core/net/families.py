@@ -140,7 +140,12 @@ def family_block(name: str, family: str) -> str | None:
     t = table_for(family)
     pattern = t.block_names if t else r"^([A-Za-z_]+?)(?:_blocks)?\.(\d+)\."
     m = re.search(pattern, name)
-    if not m:
-        return None
-    kind = m.group(1).upper().replace("_STREAM", "")
-    return f"{kind}{int(m.group(2)):02d}"
+    return transformer_block_name(m.group(1), int(m.group(2))) if m else None
+
+
+def transformer_block_name(container: str, index: int) -> str:
+    """The block-weight name of block ``index`` of a transformer container, with or without its
+    ``_blocks`` ("double_blocks", "double_stream", "joint", "blocks", "layers") -> DOUBLE03, JOINT00,
+    BLOCKS07, LAYERS02: one naming for training (host names) and for files (kohya names)."""
+    kind = container[: -len("_blocks")] if container.endswith("_blocks") else container
+    return f"{kind.upper().replace('_STREAM', '')}{index:02d}"

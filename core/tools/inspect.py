@@ -12,7 +12,7 @@ import numpy as np
 from ..lora.formats import algorithm_of, detect_format, to_kohya
 from ..lora.value import KilnLora
 from ..plots.bars import bar_chart
-from .blocks import block_of_kohya, block_order
+from ..net.blocks import block_of_kohya, block_order
 from .lowrank import lora_factors, module_delta
 
 

@@ -11,7 +11,7 @@ import torch
 from ..lora.formats import to_kohya
 from ..lora.io import check_finite
 from ..lora.value import KilnLora
-from .blocks import weight_for
+from ..net.blocks import weight_for
 from .lowrank import Factored, FactoredSVD, lora_factors, module_delta
 from .resize import factors_to_lora, network_metadata
 
