@@ -95,9 +95,11 @@ def _to_pil(image: torch.Tensor) -> Image.Image:
 class _Sampler:
     """Sample images through the host's own sampler with the adapters attached (the current LoRA)."""
 
-    def __init__(self, spec: SampleSpec, hm: HostDiffusionModel, clip, vae, output_name: str):
+    def __init__(self, spec: SampleSpec, hm: HostDiffusionModel, clip, vae, run_name: str):
         self.spec, self.hm, self.clip, self.vae = spec, hm, clip, vae
-        self.dir = Path(folder_paths.get_output_directory()) / "kiln_samples" / _safe_name(output_name)
+        # Named like the run's save folder (<name>, <name>_run2, ...): a second run of the same name keeps
+        # its samples apart from the first run's, and a resumed run adds to its own run's samples.
+        self.dir = Path(folder_paths.get_output_directory()) / "kiln_samples" / run_name
         self.images: list[np.ndarray] = []
         self.files: list[Path] = []
         self.keys: list[tuple[int, int]] = []
@@ -158,8 +160,6 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
         encode, encoder_id = vae_encoder(vae)
         latents = _latent_cache(encode, encoder_id, save.cache_latents_to_disk)
         pbar = comfy.utils.ProgressBar(1)
-        sampler = _Sampler(samples, hm, clip, vae, save.output_name) if samples and samples.prompts and shard.is_main \
-            else None
         trainer_box = {}
 
         def make_lora(step):
@@ -178,6 +178,8 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
 
         saver = RunSaver(save, checkpoint_dir(save.output_name), make_lora, make_state) if shard.is_main \
             else NoSaver()
+        sampler = _Sampler(samples, hm, clip, vae, saver.dir.name) if samples and samples.prompts and shard.is_main \
+            else None
         last_preview = [None]
         node_id = live.current_node_id()
 

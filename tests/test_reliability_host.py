@@ -104,3 +104,49 @@ def test_temp_files_left_by_a_killed_write_are_removed_at_the_next_run(loaded):
     mine.write_text("not Kiln's")
     _bake(loaded, "killed")
     assert not any(p.exists() for p in stale) and mine.is_file()
+
+
+def test_a_second_run_of_the_same_name_keeps_its_samples_apart(loaded):
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.core.train.loop import TrainConfig
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.core.train.prompts import SamplePrompt
+    from kiln.host.bake import SampleSpec, SaveSpec, bake
+    model, clip, vae, dataset = loaded
+    prompts = SampleSpec((SamplePrompt("kiln shapes, red circle", width=64, height=64, steps=2, cfg=1.0),))
+
+    def run(seed):
+        with torch.inference_mode():
+            return bake(model, clip, vae, dataset, NetworkSpec(rank=2, alpha=2.0, targets="attn"),
+                        OptimizerSpec(lr=2e-2, scheduler="constant"),
+                        TrainConfig(max_steps=2, seed=seed, probe_samples=0),
+                        SaveSpec(output_name="sampled", save_dtype="fp32"), prompts)
+    first = run(1)
+    kept = {p: p.read_bytes() for p in first.sample_files}
+    second = run(2)
+    assert kept and second.sample_files
+    # Each run's samples sit in a folder named like its save folder, and the first run's stay as they were.
+    assert {p.parent.name for p in first.sample_files} == {first.saved_files[-1].parent.name} == {"sampled"}
+    assert {p.parent.name for p in second.sample_files} == {second.saved_files[-1].parent.name} == {"sampled_run2"}
+    assert all(p.read_bytes() == b for p, b in kept.items())
+
+
+@pytest.mark.parametrize("name", ["n" * 250, "猫" * 90, "sub/" + "x" * 240])
+def test_save_lora_node_caps_long_file_names(loaded, host, name, caplog):
+    import nodes
+    from kiln.core.lora.io import MAX_STEM_BYTES, load_lora_file
+    result = _bake(loaded, "tosave")
+    save_node = nodes.NODE_CLASS_MAPPINGS["KilnSaveLora"]
+    with caplog.at_level(logging.WARNING, logger="kiln"):
+        if hasattr(save_node, "FUNCTION"):
+            out = getattr(save_node(), save_node.FUNCTION)(lora=result.lora, filename=name, overwrite=True)
+        else:   # V3 node
+            out = save_node.execute(lora=result.lora, filename=name, overwrite=True)
+    saved = out["result"][0] if isinstance(out, dict) else out.result[0]
+    path = host.loras_dir() / saved
+    assert path.is_file() and all(len(part.encode()) <= MAX_STEM_BYTES + len(".safetensors")
+                                  for part in path.relative_to(host.loras_dir()).parts)
+    assert load_lora_file(path).tensors.keys() == result.lora.tensors.keys()
+    assert any("longer than" in r.getMessage() for r in caplog.records)
+    with torch.inference_mode():   # LoraLoader finds it by the name the node returned
+        nodes.LoraLoader().load_lora(loaded[0], loaded[1], saved, 1.0, 1.0)
