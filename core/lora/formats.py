@@ -34,6 +34,12 @@ class LoraFormatError(ValueError):
     pass
 
 
+def kohya_name(prefix: str, module_path: str) -> str:
+    """kohya's spelling of a module: its prefix (``lora_unet_``, ``lora_te1_``, ...) and the module's path
+    with "_" for "." (``input_blocks.1.1.proj_in`` -> ``lora_unet_input_blocks_1_1_proj_in``)."""
+    return prefix + module_path.replace(".", "_")
+
+
 def _module_prefix(path: str, two_encoders: bool = False) -> str | None:
     """Module path in another layout -> kohya module name (None when unrecognised). two_encoders: the file
     holds SDXL's second text encoder, so the first one is kohya's ``lora_te1_`` rather than ``lora_te_``."""
@@ -41,25 +47,25 @@ def _module_prefix(path: str, two_encoders: bool = False) -> str | None:
         if path.startswith(strip + "unet.") or path.startswith(strip + "text_encoder"):
             path = path[len(strip):]
     if path.startswith("diffusion_model."):
-        return "lora_unet_" + path[len("diffusion_model."):].replace(".", "_")
+        return kohya_name("lora_unet_", path[len("diffusion_model."):])
     if path.startswith("unet."):
-        return "lora_unet_" + path[len("unet."):].replace(".processor.", ".").replace(".", "_")
+        return kohya_name("lora_unet_", path[len("unet."):].replace(".processor.", "."))
     if path.startswith("text_encoder_2."):
-        return "lora_te2_" + path[len("text_encoder_2."):].replace(".", "_")
+        return kohya_name("lora_te2_", path[len("text_encoder_2."):])
     if path.startswith("text_encoder."):
-        return ("lora_te1_" if two_encoders else "lora_te_") + path[len("text_encoder."):].replace(".", "_")
+        return kohya_name("lora_te1_" if two_encoders else "lora_te_", path[len("text_encoder."):])
     if path.startswith("text_encoders."):
         rest = path[len("text_encoders."):]
         enc, _, rest = rest.partition(".")
         rest = rest[len("transformer."):] if rest.startswith("transformer.") else rest
         prefix = {"clip_l": "lora_te1_" if two_encoders else "lora_te_", "clip_g": "lora_te2_"}.get(enc, "lora_te_")
-        return prefix + rest.replace(".", "_")
+        return kohya_name(prefix, rest)
     if path.startswith("transformer."):
         # ai-toolkit / diffusers / SimpleTuner transformer LoRAs: the module path under the diffusion
         # model. For Qwen-Image and HiDream the host's module names are these names, so LoraLoader's
         # kohya names (lora_unet_<path>) apply them; Flux/SD3/Wan/Z-Image diffusers names differ from the
         # host's (fused qkv) and the fit check names them.
-        return "lora_unet_" + path[len("transformer."):].replace(".", "_")
+        return kohya_name("lora_unet_", path[len("transformer."):])
     return None
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from .formats import kohya_name
+
 _RESNET = {"in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj",
            "out_layers.0": "norm2", "out_layers.3": "conv2", "skip_connection": "conv_shortcut"}
 _BASIC = {"input_blocks.0.0": "conv_in", "time_embed.0": "time_embedding.linear_1",
@@ -88,4 +90,4 @@ def kohya_unet_names(module_paths) -> dict[str, str]:
     """LDM module path -> kohya module name (``lora_unet_`` + the diffusers path with '_' for '.'); paths
     outside the SD UNet layout keep their LDM spelling, as training does."""
     mapped = ldm_to_diffusers_unet(module_paths)
-    return {p: "lora_unet_" + mapped.get(p, p).replace(".", "_") for p in set(module_paths)}
+    return {p: kohya_name("lora_unet_", mapped.get(p, p)) for p in set(module_paths)}

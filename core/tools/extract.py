@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..lora.formats import kohya_name
 from ..lora.metadata import FAMILY_OF_BASE_MODEL_VERSION, modelspec_metadata
 from ..lora.unet_names import kohya_unet_names
 from ..lora.value import KilnLora
@@ -45,9 +46,9 @@ def checkpoint_names(keys) -> dict[str, str]:
         if k.startswith("model.diffusion_model."):
             continue
         elif k.startswith("cond_stage_model.transformer.text_model.encoder.layers."):
-            out["lora_te_" + k[len("cond_stage_model.transformer."):-len(".weight")].replace(".", "_")] = k
+            out[kohya_name("lora_te_", k[len("cond_stage_model.transformer."):-len(".weight")])] = k
         elif k.startswith("conditioner.embedders.0.transformer.text_model.encoder.layers."):
-            out["lora_te1_" + k[len("conditioner.embedders.0.transformer."):-len(".weight")].replace(".", "_")] = k
+            out[kohya_name("lora_te1_", k[len("conditioner.embedders.0.transformer."):-len(".weight")])] = k
     return out
 
 
