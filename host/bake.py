@@ -138,7 +138,9 @@ def _latent_cache(encode, encoder_id, on_disk: bool = False):
 
 
 def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: TrainConfig, save: SaveSpec,
-         samples: SampleSpec | None = None, on_step=None) -> BakeResult:
+         samples: SampleSpec | None = None, on_step=None, node_id: str | None = None) -> BakeResult:
+    """``node_id``: the Train node's id in the frontend's graph (the V3 hidden UNIQUE_ID), which the live loss chart
+    and sample timeline are sent under; None (headless, tests) sends nothing."""
     from . import interrupt_exception_type, throw_if_interrupted
     if net.train_text_encoder and clip is None:
         raise ValueError("Text-encoder training is on but no CLIP is connected to the train node; "
@@ -181,7 +183,6 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
         sampler = _Sampler(samples, hm, clip, vae, saver.dir.name) if samples and samples.prompts and shard.is_main \
             else None
         last_preview = [None]
-        node_id = live.current_node_id()
 
         def progress(step, total, loss):
             if not shard.is_main:

@@ -27,15 +27,6 @@ def _server():
     return getattr(PromptServer, "instance", None)
 
 
-def current_node_id() -> str | None:
-    try:
-        from comfy_execution.utils import get_executing_context
-    except ImportError:
-        return None
-    ctx = get_executing_context()
-    return None if ctx is None else str(ctx.node_id)
-
-
 def start(node_id: str | None, total: int, name: str) -> None:
     if node_id is None:
         return

@@ -25,6 +25,12 @@ def _weight_module_name(weight_key: str) -> str:
     return weight_key[: -len(".weight")]
 
 
+def _ldm_kohya_name(weight_key: str) -> str:
+    """``diffusion_model.input_blocks.1.1.proj_in.weight`` -> ``lora_unet_input_blocks_1_1_proj_in`` (the LDM-style
+    spelling the host's loader accepts beside kohya's diffusers-style one)."""
+    return "lora_unet_" + weight_key[len("diffusion_model."):-len(".weight")].replace(".", "_")
+
+
 def kohya_names_for_model(model_patcher=None, clip=None) -> dict[str, str]:
     """kohya module name -> host state-dict weight key, choosing the names kohya's own scripts write
     (diffusers-style UNet names for SD-family models, ``lora_te[12]_`` for the text encoders)."""
@@ -36,7 +42,7 @@ def kohya_names_for_model(model_patcher=None, clip=None) -> dict[str, str]:
             if k.startswith("lora_unet_") and w.endswith(".weight"):
                 by_weight.setdefault(w, []).append(k)
         for w, names in by_weight.items():
-            ldm = "lora_unet_" + w[len("diffusion_model."):-len(".weight")].replace(".", "_")
+            ldm = _ldm_kohya_name(w)
             preferred = [n for n in names if n != ldm]
             out[preferred[0] if preferred else ldm] = w
     if clip is not None:
@@ -76,6 +82,23 @@ def apply_lora(model, clip, lora: KilnLora, strength_model: float, strength_clip
     """Apply through the host's own loader (what LoraLoader does), so in-graph and file results match."""
     tensors = dict(lora.tensors)
     return comfy.sd.load_lora_for_models(model, clip, tensors, strength_model, strength_clip)
+
+
+def layer_shapes(model, clip=None) -> dict[str, tuple]:
+    """kohya module name -> the model's weight shape, under both UNet spellings (diffusers-style names as kohya
+    writes them, and LDM-style ``lora_unet_input_blocks_...`` names), which the host's loader accepts: what a
+    LoRA is checked against before it is applied or merged."""
+    names = kohya_names_for_model(model, clip)
+    sd = dict(model.model.state_dict())
+    if clip is not None:
+        sd.update(clip.cond_stage_model.state_dict())
+    shapes = {}
+    for kohya, key in names.items():
+        if key in sd:
+            shapes[kohya] = tuple(sd[key].shape)
+            if key.startswith("diffusion_model."):
+                shapes[_ldm_kohya_name(key)] = tuple(sd[key].shape)
+    return shapes
 
 
 def model_kind(model_patcher) -> tuple[str, float]:

@@ -6,9 +6,12 @@ import logging
 import re
 from pathlib import Path
 
+from comfy_api.latest import io
+
 from .. import host
 from ..core.export import FORMATS, write_export
 from ..host.export import family_of_model, recipe
+from .schema import output, widget
 
 log = logging.getLogger("kiln")
 
@@ -20,44 +23,49 @@ def _folder_name(name: str) -> str:
     return cleaned[:120]
 
 
-class KilnExport:
+class KilnExport(io.ComfyNode):
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model": ("MODEL", {"tooltip": "The model the Train node trains (wire the same loader): its family picks the scripts."}),
-            "formats": (["all", *FORMATS], {"default": "all", "tooltip": "Which trainer's files to write; a family a trainer does not support is skipped with a note."}),
-            "folder": ("STRING", {"default": "kiln_export", "tooltip": "Folder under ComfyUI's output folder (a subfolder per output name is made)."}),
-            "num_gpus": ("INT", {"default": 1, "min": 1, "max": 1024, "tooltip": "Processes per machine in the accelerate config."}),
-            "num_machines": ("INT", {"default": 1, "min": 1, "max": 1024, "tooltip": "Machines in the accelerate config."}),
-            "pipeline_stages": ("INT", {"default": 1, "min": 1, "max": 64, "tooltip": "diffusion-pipe: GPUs one model is split across (for models too big for one GPU)."}),
-        }, "optional": {
-            "train_node": ("STRING", {"default": "", "tooltip": "Id of the Train node to export when the graph has several."}),
-        }, "hidden": {"prompt": "PROMPT"}}
+    def define_schema(cls):
+        return io.Schema(
+            node_id="KilnExport", display_name="Kiln Export (kohya / musubi / diffusion-pipe)",
+            category="Kiln/Training", is_output_node=True,
+            description="Write the Train node's dataset, network, optimizer and schedule as kohya sd-scripts / "
+                        "musubi-tuner TOML, an accelerate config and a diffusion-pipe TOML. Run only this node "
+                        "(queue selected output nodes) to export without training.",
+            inputs=[
+                widget(io.Model, "model", tooltip="The model the Train node trains (wire the same loader): its "
+                                                  "family picks the scripts."),
+                widget(io.Combo, "formats", options=["all", *FORMATS], default="all",
+                       tooltip="Which trainer's files to write; a family a trainer does not support is skipped "
+                               "with a note."),
+                widget(io.String, "folder", default="kiln_export",
+                       tooltip="Folder under ComfyUI's output folder (a subfolder per output name is made)."),
+                widget(io.Int, "num_gpus", default=1, min=1, max=1024,
+                       tooltip="Processes per machine in the accelerate config."),
+                widget(io.Int, "num_machines", default=1, min=1, max=1024, advanced=True,
+                       tooltip="Machines in the accelerate config."),
+                widget(io.Int, "pipeline_stages", default=1, min=1, max=64, advanced=True,
+                       tooltip="diffusion-pipe: GPUs one model is split across (for models too big for one GPU)."),
+                widget(io.String, "train_node", default="", optional=True, advanced=True,
+                       tooltip="Id of the Train node to export when the graph has several."),
+            ],
+            outputs=[output(io.String, "folder", "The folder the files were written to.")])
 
-    RETURN_TYPES = ("STRING",)
-    RETURN_NAMES = ("folder",)
-    OUTPUT_TOOLTIPS = ("The folder the files were written to.",)
-    FUNCTION = "export"
-    OUTPUT_NODE = True
-    CATEGORY = "Kiln/Training"
-    DESCRIPTION = ("Write the Train node's dataset, network, optimizer and schedule as kohya sd-scripts / "
-                   "musubi-tuner TOML, an accelerate config and a diffusion-pipe TOML. Run only this node "
-                   "(queue selected output nodes) to export without training.")
-
-    def export(self, model, formats, folder, num_gpus, num_machines, pipeline_stages, train_node="", prompt=None):
+    @classmethod
+    def execute(cls, model, formats, folder, num_gpus, num_machines, pipeline_stages, train_node=""):
+        prompt = cls.hidden.prompt if cls.hidden is not None else None
         if not prompt:
-            raise ValueError("Kiln Export reads the workflow it runs in; the host gave it none")
+            raise ValueError("Kiln Export reads the workflow it runs in; the host gave it none (run it in a graph)")
         r = recipe(prompt, family_of_model(model), train_node.strip() or None)
         target = host.output_dir() / _folder_name(folder.strip() or "kiln_export") / _folder_name(r.output_name)
         paths = write_export(r, target, FORMATS if formats == "all" else (formats,), num_gpus, num_machines,
                              pipeline_stages)
         log.info("Kiln: exported %s (%s) to %s", r.output_name, r.family, target)
         out = host.output_dir()
-        return {"ui": {"text": [str(target)] + [p.name for p in paths],
-                       "kiln_files": [{"filename": p.name, "subfolder": str(Path(p).parent.relative_to(out)),
-                                       "type": "output"} for p in paths]},
-                "result": (str(target),)}
+        return io.NodeOutput(str(target), ui={
+            "text": [str(target)] + [p.name for p in paths],
+            "kiln_files": [{"filename": p.name, "subfolder": str(Path(p).parent.relative_to(out)), "type": "output"}
+                           for p in paths]})
 
 
-NODE_CLASS_MAPPINGS = {"KilnExport": KilnExport}
-NODE_DISPLAY_NAME_MAPPINGS = {"KilnExport": "Kiln Export (kohya / musubi / diffusion-pipe)"}
+NODES = (KilnExport,)

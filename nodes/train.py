@@ -6,22 +6,30 @@ import uuid
 
 import numpy as np
 import torch
+from comfy_api.latest import io
 from PIL import Image
 
 from .. import host
 from ..core.lora.io import lora_file_in_folder, save_lora
 from ..core.net.spec import NetworkSpec
-from ..core.plots import to_uint8
+from ..core.plots import loss_plot, timeline_image, to_uint8
+from ..core.plots.timeline import load_entries
+from ..core.tools.merge import check_against_model
 from ..core.train.loop import TrainConfig
 from ..core.train.objective import LOSSES, TIMESTEP_SAMPLINGS, ObjectiveSpec
 from ..core.train.optim import OptimizerSpec
 from ..core.train.presets import VRAM_CLASSES, apply_vram_class
 from ..core.train.prompts import SamplePrompt, parse_prompts
-from ..host.bake import SampleSpec, SaveSpec, bake
+from ..core.train.specs import SampleSpec, SaveSpec
+from ..host.bake import bake
 from ..host.distributed import is_main_process
-from ..host.training import apply_lora
+from ..host.training import apply_lora, layer_shapes
+from .schema import (Dataset, Lora, Loss, Network, Objective, Optimizer, Samples, config_values, from_field,
+                     output, widget)
 
 log = logging.getLogger("kiln")
+
+NO_VRAM_PRESET = "none"   # the VRAM_CLASSES entry that leaves batch size, checkpointing and precision as set
 
 
 def _ui_image(array: np.ndarray, prefix: str) -> dict:
@@ -33,127 +41,143 @@ def _ui_image(array: np.ndarray, prefix: str) -> dict:
     return {"filename": name, "subfolder": "", "type": "temp"}
 
 
-class KilnTrainingObjective:
+class KilnTrainingObjective(io.ComfyNode):
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "loss": (list(LOSSES), {"default": "l2", "tooltip": "Loss on the model's native target (eps, v or flow velocity)."}),
-            "huber_c": ("FLOAT", {"default": 0.1, "min": 0.0, "max": 10.0, "step": 0.01, "tooltip": "Huber / smooth-L1 threshold."}),
-            "min_snr_gamma": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 20.0, "step": 0.5, "tooltip": "Min-SNR weighting gamma (5 is usual); 0 turns it off."}),
-            "debiased_estimation": ("BOOLEAN", {"default": False, "tooltip": "Weight the loss by 1/sqrt(SNR) (debiased estimation)."}),
-            "noise_offset": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Noise offset (0.05-0.1 helps very dark/bright images)."}),
-            "multires_noise_iterations": ("INT", {"default": 0, "min": 0, "max": 10, "tooltip": "Multi-resolution (pyramid) noise iterations; 0 off, 6 usual."}),
-            "multires_noise_discount": ("FLOAT", {"default": 0.3, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "Discount per pyramid level."}),
-            "min_timestep": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Lowest noise level trained, as a fraction of the schedule."}),
-            "max_timestep": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Highest noise level trained, as a fraction of the schedule."}),
-        }, "optional": {
-            "timestep_sampling": (list(TIMESTEP_SAMPLINGS), {"default": "auto", "tooltip": "How noise levels are drawn: auto = the model family's default (SD3 logit-normal, Flux/Chroma/FLUX.2 sigmoid, others uniform; flow families get their shift from the model), uniform, logit_normal, sigmoid."}),
-            "logit_mean": ("FLOAT", {"default": 0.0, "min": -5.0, "max": 5.0, "step": 0.05, "tooltip": "logit_normal/sigmoid: mean of the normal draw (positive trains noisier)."}),
-            "logit_std": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 5.0, "step": 0.05, "tooltip": "logit_normal/sigmoid: spread of the normal draw (kohya's sigmoid_scale)."}),
-        }}
+    def define_schema(cls):
+        required = ("huber_c", "min_snr_gamma", "debiased_estimation", "noise_offset", "multires_noise_iterations",
+                    "multires_noise_discount", "min_timestep", "max_timestep")
+        # The loss and min-SNR are what the guides change; the rest is folded away as advanced.
+        return io.Schema(
+            node_id="KilnTrainingObjective", display_name="Kiln Training Objective", category="Kiln/Training",
+            description="Loss, noise and timestep settings for the Train node.",
+            inputs=[
+                from_field(ObjectiveSpec, "loss", options=list(LOSSES)),
+                *(from_field(ObjectiveSpec, name, advanced=name not in ("min_snr_gamma", "noise_offset"))
+                  for name in required),
+                from_field(ObjectiveSpec, "timestep_sampling", options=list(TIMESTEP_SAMPLINGS), optional=True),
+                from_field(ObjectiveSpec, "logit_mean", optional=True, advanced=True),
+                from_field(ObjectiveSpec, "logit_std", optional=True, advanced=True),
+            ],
+            outputs=[output(Objective, "objective")])
 
-    RETURN_TYPES = ("KILN_OBJECTIVE",)
-    RETURN_NAMES = ("objective",)
-    FUNCTION = "build"
-    CATEGORY = "Kiln/Training"
-    DESCRIPTION = "Loss, noise and timestep settings for the Train node."
-
-    def build(self, **kw):
-        return (ObjectiveSpec(**kw),)
-
-
-class KilnSamplePrompts:
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "prompts": ("STRING", {"multiline": True, "default": "kiln shapes, red circle --d 1", "tooltip": "One prompt per line; kohya's --n --w --h --d --l --s options work."}),
-            "negative": ("STRING", {"default": "", "tooltip": "Default negative prompt (a line's --n overrides it)."}),
-            "width": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8, "tooltip": "Default width."}),
-            "height": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8, "tooltip": "Default height."}),
-            "steps": ("INT", {"default": 20, "min": 1, "max": 200, "tooltip": "Default sampling steps."}),
-            "cfg": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 30.0, "step": 0.5, "tooltip": "Default CFG scale."}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "control_after_generate": False, "tooltip": "Default seed (a line's --d overrides it)."}),
-            "sampler_name": (host.sampler_names(), {"default": "euler", "tooltip": "The host's sampler."}),
-            "scheduler": (host.scheduler_names(), {"default": "normal", "tooltip": "The host's noise schedule."}),
-        }}
+    def execute(cls, **inputs):
+        return io.NodeOutput(ObjectiveSpec(**config_values(ObjectiveSpec, inputs)))
 
-    RETURN_TYPES = ("KILN_SAMPLES",)
-    RETURN_NAMES = ("samples",)
-    FUNCTION = "build"
-    CATEGORY = "Kiln/Training"
-    DESCRIPTION = "Prompts sampled during training with the current LoRA, through the host's sampler."
 
-    def build(self, prompts, negative, width, height, steps, cfg, seed, sampler_name, scheduler):
-        defaults = SamplePrompt(prompt="", negative=negative, width=width, height=height, seed=seed, cfg=cfg, steps=steps)
+class KilnSamplePrompts(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="KilnSamplePrompts", display_name="Kiln Sample Prompts", category="Kiln/Training",
+            description="Prompts sampled during training with the current LoRA, through the host's sampler.",
+            inputs=[
+                widget(io.String, "prompts", multiline=True, default="kiln shapes, red circle --d 1",
+                       tooltip="One prompt per line; kohya's --n --w --h --d --l --s options work."),
+                from_field(SamplePrompt, "negative"),
+                from_field(SamplePrompt, "width"),
+                from_field(SamplePrompt, "height"),
+                from_field(SamplePrompt, "steps"),
+                from_field(SamplePrompt, "cfg"),
+                from_field(SamplePrompt, "seed", control_after_generate=False),
+                widget(io.Combo, "sampler_name", options=host.sampler_names(), default="euler",
+                       tooltip="The host's sampler."),
+                widget(io.Combo, "scheduler", options=host.scheduler_names(), default="normal",
+                       tooltip="The host's noise schedule."),
+            ],
+            outputs=[output(Samples, "samples")])
+
+    @classmethod
+    def execute(cls, prompts, negative, width, height, steps, cfg, seed, sampler_name, scheduler):
+        defaults = SamplePrompt(prompt="", negative=negative, width=width, height=height, seed=seed, cfg=cfg,
+                                steps=steps)
         parsed = tuple(parse_prompts(prompts, defaults))
         if not parsed:
             raise ValueError("Kiln Sample Prompts: no prompt given; write at least one line.")
-        return (SampleSpec(parsed, sampler_name, scheduler),)
+        return io.NodeOutput(SampleSpec(parsed, sampler_name, scheduler))
 
 
-class KilnTrainLora:
+# The Train node's short path: what a user sets on every run stays in view (model, clip, vae, dataset and the
+# config sockets, output name, epochs or steps, batch size, sampling and saving cadence); the rest is advanced.
+TRAIN_ADVANCED = {"gradient_accumulation", "seed", "mixed_precision", "gradient_checkpointing", "save_every_n_epochs",
+                  "keep_last", "save_dtype", "resume_from", "vram_preset", "ema_decay", "validation_split",
+                  "validation_every_n_steps", "cache_latents_to_disk", "masked_loss", "checkpoint_depth"}
+
+
+def _train_field(config, name, input_name=None, **kw):
+    input_name = input_name or name
+    return from_field(config, name, id=input_name, advanced=input_name in TRAIN_ADVANCED, **kw)
+
+
+class KilnTrainLora(io.ComfyNode):
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model": ("MODEL", {"tooltip": "The loaded base model (from a checkpoint loader); its memory manager is reused."}),
-            "clip": ("CLIP", {"tooltip": "The text encoder that encodes the captions (CLIP skip set upstream applies)."}),
-            "vae": ("VAE", {"tooltip": "Encodes the images to latents once (cached)."}),
-            "dataset": ("KILN_DATASET", {"tooltip": "From Kiln Load Dataset."}),
-            "output_name": ("STRING", {"default": "kiln_lora", "tooltip": "Name for the saves under loras/kiln_checkpoints/<name>/."}),
-            "epochs": ("INT", {"default": 10, "min": 1, "max": 10000, "tooltip": "Passes over the dataset (each image repeats N times per epoch, from its N_name folder)."}),
-            "max_steps": ("INT", {"default": 0, "min": 0, "max": 1000000, "tooltip": "If > 0, train exactly this many steps instead of the epochs."}),
-            "batch_size": ("INT", {"default": 1, "min": 1, "max": 256, "tooltip": "Images per step (mixed captions are fine)."}),
-            "gradient_accumulation": ("INT", {"default": 1, "min": 1, "max": 256, "tooltip": "Micro-batches per optimizer step (the loss is divided)."}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "tooltip": "Seed for noise, timesteps, shuffles and dropout; a CPU run repeats exactly."}),
-            "mixed_precision": (["auto", "fp32", "bf16", "fp16"], {"default": "auto", "tooltip": "auto: bf16 on a GPU that supports it, fp32 otherwise. fp16 uses a gradient scaler."}),
-            "gradient_checkpointing": ("BOOLEAN", {"default": False, "tooltip": "Trade compute for memory by recomputing blocks in backward."}),
-        }, "optional": {
-            "network": ("KILN_NETWORK", {"tooltip": "From Kiln Network (default: LoRA dim 32 alpha 16 on attention+MLP)."}),
-            "optimizer": ("KILN_OPTIMIZER", {"tooltip": "From Kiln Optimizer (default: AdamW 1e-4, cosine with restarts)."}),
-            "objective": ("KILN_OBJECTIVE", {"tooltip": "From Kiln Training Objective (default: plain L2)."}),
-            "sample_prompts": ("KILN_SAMPLES", {"tooltip": "From Kiln Sample Prompts: preview images while training."}),
-            "sample_every_n_steps": ("INT", {"default": 0, "min": 0, "max": 100000, "tooltip": "Sample the prompts every N steps (0: only at the end)."}),
-            "save_every_n_steps": ("INT", {"default": 0, "min": 0, "max": 100000, "tooltip": "Save LoRA + resumable state every N steps (0: only at the end or on interrupt)."}),
-            "save_every_n_epochs": ("INT", {"default": 0, "min": 0, "max": 10000, "tooltip": "Save every N epochs (0: off)."}),
-            "keep_last": ("INT", {"default": 3, "min": 1, "max": 1000, "tooltip": "How many periodic saves to keep."}),
-            "save_dtype": (["fp16", "bf16", "fp32"], {"default": "fp16", "tooltip": "Precision of the saved LoRA files."}),
-            "resume_from": ("STRING", {"default": "", "tooltip": "A '<name>-<step>-state' folder from an earlier run, to continue it exactly."}),
-            "vram_preset": (list(VRAM_CLASSES), {"default": "none", "tooltip": "Set batch size, gradient checkpointing and precision together for a GPU memory class (overrides those inputs)."}),
-            "ema_decay": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.99999, "step": 0.0001, "tooltip": "Keep an exponential moving average of the LoRA weights (e.g. 0.999) and save that; 0 turns it off."}),
-            "validation_split": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.5, "step": 0.05, "tooltip": "Hold out this fraction of the images and report their loss (fixed noise) during training."}),
-            "validation_every_n_steps": ("INT", {"default": 0, "min": 0, "max": 100000, "tooltip": "How often to compute the validation loss (0: never)."}),
-            "cache_latents_to_disk": ("BOOLEAN", {"default": False, "tooltip": "Keep encoded latents on disk (ComfyUI's kiln_latent_cache folder) so later runs skip the VAE; the key covers content, bucket, crop, flip, VAE and settings."}),
-            "masked_loss": ("BOOLEAN", {"default": False, "tooltip": "Weight the loss by each image's mask (its alpha channel or a mask file beside it)."}),
-            "checkpoint_depth": ("INT", {"default": 1, "min": 1, "max": 5, "tooltip": "With gradient checkpointing: 1 recomputes each block in backward, 2 each part of a block (attention, MLP), ... Deeper keeps less alive while a block is recomputed."}),
-        }}
+    def define_schema(cls):
+        return io.Schema(
+            node_id="KilnTrainLora", display_name="Kiln Train LoRA", category="Kiln/Training",
+            description="Train a LoRA on the connected model and dataset, then output the model with it applied.",
+            hidden=[io.Hidden.unique_id],   # the live chart is sent under this node's id
+            inputs=[
+                widget(io.Model, "model", tooltip="The loaded base model (from a checkpoint loader); its memory "
+                                                  "manager is reused."),
+                widget(io.Clip, "clip", tooltip="The text encoder that encodes the captions (CLIP skip set "
+                                                "upstream applies)."),
+                widget(io.Vae, "vae", tooltip="Encodes the images to latents once (cached)."),
+                widget(Dataset, "dataset", tooltip="From Kiln Load Dataset."),
+                _train_field(SaveSpec, "output_name"),
+                _train_field(TrainConfig, "epochs"),
+                _train_field(TrainConfig, "max_steps"),
+                _train_field(TrainConfig, "batch_size"),
+                _train_field(TrainConfig, "grad_accum", "gradient_accumulation"),
+                _train_field(TrainConfig, "seed"),
+                _train_field(TrainConfig, "mixed_precision"),
+                _train_field(TrainConfig, "gradient_checkpointing"),
+                widget(Network, "network", optional=True,
+                       tooltip="From Kiln Network (default: LoRA dim 32 alpha 16 on attention+MLP)."),
+                widget(Optimizer, "optimizer", optional=True,
+                       tooltip="From Kiln Optimizer (default: AdamW 1e-4, cosine with restarts)."),
+                widget(Objective, "objective", optional=True,
+                       tooltip="From Kiln Training Objective (default: plain L2)."),
+                widget(Samples, "sample_prompts", optional=True,
+                       tooltip="From Kiln Sample Prompts: preview images while training."),
+                _train_field(TrainConfig, "sample_every_n_steps", optional=True),
+                _train_field(TrainConfig, "save_every_n_steps", optional=True),
+                _train_field(TrainConfig, "save_every_n_epochs", optional=True),
+                _train_field(SaveSpec, "keep_last", optional=True),
+                _train_field(SaveSpec, "save_dtype", optional=True),
+                _train_field(SaveSpec, "resume_from", optional=True),
+                widget(io.Combo, "vram_preset", options=list(VRAM_CLASSES), default=NO_VRAM_PRESET, optional=True,
+                       advanced=True, tooltip="Set batch size, gradient checkpointing and precision together for a "
+                                              "GPU memory class (overrides those inputs)."),
+                _train_field(TrainConfig, "ema_decay", optional=True),
+                _train_field(TrainConfig, "validation_split", optional=True),
+                _train_field(TrainConfig, "validation_every_n_steps", optional=True),
+                _train_field(SaveSpec, "cache_latents_to_disk", optional=True),
+                _train_field(TrainConfig, "masked_loss", optional=True),
+                _train_field(TrainConfig, "checkpoint_depth", optional=True),
+            ],
+            outputs=[
+                output(io.Model, "model", "The model with the trained LoRA applied: wire it into KSampler."),
+                output(io.Clip, "clip", "The CLIP, with the LoRA applied when the text encoder trained."),
+                output(Lora, "lora", "The trained LoRA, for Save / Resize / Merge / Apply."),
+                output(Loss, "loss", "Loss per step."),
+                output(io.Image, "loss_plot", "The loss chart."),
+            ])
 
-    RETURN_TYPES = ("MODEL", "CLIP", "KILN_LORA", "KILN_LOSS", "IMAGE")
-    RETURN_NAMES = ("model", "clip", "lora", "loss", "loss_plot")
-    OUTPUT_TOOLTIPS = ("The model with the trained LoRA applied: wire it into KSampler.",
-                       "The CLIP, with the LoRA applied when the text encoder trained.",
-                       "The trained LoRA, for Save / Resize / Merge / Apply.",
-                       "Loss per step.", "The loss chart.")
-    FUNCTION = "train"
-    CATEGORY = "Kiln/Training"
-    DESCRIPTION = "Train a LoRA on the connected model and dataset, then output the model with it applied."
-
-    def train(self, model, clip, vae, dataset, output_name, epochs, max_steps, batch_size, gradient_accumulation,
-              seed, mixed_precision, gradient_checkpointing, network=None, optimizer=None, objective=None,
-              sample_prompts=None, sample_every_n_steps=0, save_every_n_steps=0, save_every_n_epochs=0,
-              keep_last=3, save_dtype="fp16", resume_from="", vram_preset="none", ema_decay=0.0, masked_loss=False,
-              validation_split=0.0, validation_every_n_steps=0, cache_latents_to_disk=False, checkpoint_depth=1):
+    @classmethod
+    def execute(cls, model, clip, vae, dataset, output_name, epochs, max_steps, batch_size, gradient_accumulation,
+                seed, mixed_precision, gradient_checkpointing, network=None, optimizer=None, objective=None,
+                sample_prompts=None, vram_preset=NO_VRAM_PRESET, **options):
+        # Optional inputs a saved workflow lacks keep their config field's default.
         cfg = TrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=gradient_accumulation,
                           seed=seed, mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
-                          checkpoint_depth=checkpoint_depth,
-                          objective=objective or ObjectiveSpec(), save_every_n_steps=save_every_n_steps,
-                          save_every_n_epochs=save_every_n_epochs, sample_every_n_steps=sample_every_n_steps,
-                          ema_decay=ema_decay, masked_loss=masked_loss, validation_split=validation_split,
-                          validation_every_n_steps=validation_every_n_steps)
+                          objective=objective or ObjectiveSpec(), **config_values(TrainConfig, options))
         cfg = apply_vram_class(cfg, vram_preset)
-        save = SaveSpec(output_name=output_name, save_dtype=save_dtype, keep_last=keep_last,
-                        resume_from=resume_from.strip(), cache_latents_to_disk=cache_latents_to_disk)
+        saving = config_values(SaveSpec, options)
+        saving["resume_from"] = saving.get("resume_from", "").strip()
+        save = SaveSpec(output_name=output_name, **saving)
+        node_id = cls.hidden.unique_id if cls.hidden is not None else None
         result = bake(model, clip, vae, dataset, network or NetworkSpec(), optimizer or OptimizerSpec(), cfg, save,
-                      sample_prompts)
+                      sample_prompts, node_id=node_id)
         r = result.result
         losses = {"steps": [s for s, _ in r.losses], "loss": [v for _, v in r.losses],
                   "probe_start": r.probe_start, "probe_end": r.probe_end, "seconds": r.seconds,
@@ -163,110 +187,111 @@ class KilnTrainLora:
                               for f, k in zip(result.sample_files, result.sample_keys)],
                   "prompts": [p.prompt for p in sample_prompts.prompts] if sample_prompts else []}
         plot = torch.from_numpy(result.loss_image)[None]
-        ui_images = [_ui_image(result.loss_image, "kiln_loss")] + [_ui_image(s, "kiln_sample") for s in result.samples[-4:]]
-        return {"ui": {"images": ui_images, "kiln_loss": [losses]},
-                "result": (result.model, result.clip, result.lora, losses, plot)}
+        ui_images = ([_ui_image(result.loss_image, "kiln_loss")]
+                     + [_ui_image(s, "kiln_sample") for s in result.samples[-4:]])
+        return io.NodeOutput(result.model, result.clip, result.lora, losses, plot,
+                             ui={"images": ui_images, "kiln_loss": [losses]})
 
 
-class KilnSaveLora:
+class KilnSaveLora(io.ComfyNode):
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "lora": ("KILN_LORA", {"tooltip": "A LoRA from the Train, Resize, Merge or Load node."}),
-            "filename": ("STRING", {"default": "kiln_lora", "tooltip": "File name in the loras folder (LoraLoader lists it); '.safetensors' is added. Subfolders allowed."}),
-            "overwrite": ("BOOLEAN", {"default": True, "tooltip": "Replace an existing file of that name (written atomically); off adds a counter instead."}),
-        }}
+    def define_schema(cls):
+        return io.Schema(
+            node_id="KilnSaveLora", display_name="Kiln Save LoRA", category="Kiln/LoRA", is_output_node=True,
+            description="Save a LoRA as .safetensors with kohya key names and ss_* metadata into the loras folder.",
+            inputs=[
+                widget(Lora, "lora", tooltip="A LoRA from the Train, Resize, Merge or Load node."),
+                widget(io.String, "filename", default="kiln_lora",
+                       tooltip="File name in the loras folder (LoraLoader lists it); '.safetensors' is added. "
+                               "Subfolders allowed."),
+                widget(io.Boolean, "overwrite", default=True,
+                       tooltip="Replace an existing file of that name (written atomically); off adds a counter "
+                               "instead."),
+            ],
+            outputs=[output(io.String, "lora_name", "The name LoraLoader knows the file by.")])
 
-    RETURN_TYPES = ("STRING",)
-    RETURN_NAMES = ("lora_name",)
-    OUTPUT_TOOLTIPS = ("The name LoraLoader knows the file by.",)
-    FUNCTION = "save"
-    OUTPUT_NODE = True
-    CATEGORY = "Kiln/LoRA"
-    DESCRIPTION = "Save a LoRA as .safetensors with kohya key names and ss_* metadata into the loras folder."
-
-    def save(self, lora, filename, overwrite):
+    @classmethod
+    def execute(cls, lora, filename, overwrite):
         root = host.loras_dir()
         target = lora_file_in_folder(root, filename, overwrite)   # names capped as training saves are
         if is_main_process():   # under torchrun every rank runs the graph; rank 0 writes the file
             save_lora(lora, target)
         name = target.relative_to(root.resolve()).as_posix()
         log.info("Kiln: saved LoRA %s", target)
-        return {"ui": {"text": [name], "kiln_files": [{"filename": name, "subfolder": "", "type": "loras"}]},
-                "result": (name,)}
+        return io.NodeOutput(name, ui={"text": [name],
+                                       "kiln_files": [{"filename": name, "subfolder": "", "type": "loras"}]})
 
 
-class KilnApplyLora:
+class KilnApplyLora(io.ComfyNode):
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model": ("MODEL", {"tooltip": "The model to apply the LoRA to."}),
-            "lora": ("KILN_LORA", {"tooltip": "A LoRA value from any Kiln node."}),
-            "strength_model": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01, "tooltip": "Strength on the diffusion model."}),
-        }, "optional": {
-            "clip": ("CLIP", {"tooltip": "The text encoder, if the LoRA has text-encoder modules."}),
-            "strength_clip": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01, "tooltip": "Strength on the text encoder."}),
-        }}
+    def define_schema(cls):
+        return io.Schema(
+            node_id="KilnApplyLora", display_name="Kiln Apply LoRA", category="Kiln/LoRA",
+            description="Apply a Kiln LoRA value the way LoraLoader applies a file.",
+            inputs=[
+                widget(io.Model, "model", tooltip="The model to apply the LoRA to."),
+                widget(Lora, "lora", tooltip="A LoRA value from any Kiln node."),
+                widget(io.Float, "strength_model", default=1.0, min=-10.0, max=10.0, step=0.01,
+                       tooltip="Strength on the diffusion model."),
+                widget(io.Clip, "clip", optional=True,
+                       tooltip="The text encoder, if the LoRA has text-encoder modules."),
+                widget(io.Float, "strength_clip", default=1.0, min=-10.0, max=10.0, step=0.01, optional=True,
+                       tooltip="Strength on the text encoder."),
+            ],
+            # unnamed, as the classic node's were: shown and saved as MODEL and CLIP
+            outputs=[io.Model.Output(), io.Clip.Output()])
 
-    RETURN_TYPES = ("MODEL", "CLIP")
-    FUNCTION = "apply"
-    CATEGORY = "Kiln/LoRA"
-    DESCRIPTION = "Apply a Kiln LoRA value the way LoraLoader applies a file."
-
-    def apply(self, model, lora, strength_model, clip=None, strength_clip=1.0):
+    @classmethod
+    def execute(cls, model, lora, strength_model, clip=None, strength_clip=1.0):
         # The host's loader only logs a module that does not fit and skips it; check first, as Merge LoRA
         # Into Model does, so a wrong-shaped or damaged module stops here with its name.
-        from ..core.tools.merge import check_against_model
-        from .tools import _layer_shapes
-        check_against_model(lora, _layer_shapes(model, clip))
-        return apply_lora(model, clip, lora, strength_model, strength_clip if clip is not None else 0.0)
+        check_against_model(lora, layer_shapes(model, clip))
+        return io.NodeOutput(*apply_lora(model, clip, lora, strength_model,
+                                         strength_clip if clip is not None else 0.0))
 
 
-class KilnLossPlot:
+class KilnLossPlot(io.ComfyNode):
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"loss": ("KILN_LOSS", {"tooltip": "Loss history from the Train node."}),
-                             "title": ("STRING", {"default": "loss", "tooltip": "Chart title."})}}
+    def define_schema(cls):
+        return io.Schema(
+            node_id="KilnLossPlot", display_name="Kiln Loss Plot", category="Kiln/Training",
+            description="Draw a loss history as an image (raw and smoothed).",
+            inputs=[widget(Loss, "loss", tooltip="Loss history from the Train node."),
+                    widget(io.String, "title", default="loss", tooltip="Chart title.")],
+            outputs=[io.Image.Output()])
 
-    RETURN_TYPES = ("IMAGE",)
-    FUNCTION = "plot"
-    CATEGORY = "Kiln/Training"
-    DESCRIPTION = "Draw a loss history as an image (raw and smoothed)."
-
-    def plot(self, loss, title):
-        from ..core.train.plot import loss_plot
-        return (torch.from_numpy(loss_plot(list(zip(loss["steps"], loss["loss"])), title=title,
-                                           validation=loss.get("validation")))[None],)
-
-
-class KilnSampleTimeline:
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"loss": ("KILN_LOSS", {"tooltip": "The Train node's loss output (it lists the samples taken while training)."}),
-                             "max_columns": ("INT", {"default": 12, "min": 2, "max": 64, "tooltip": "Most sample steps shown (the first and the latest ones)."}),
-                             "cell_size": ("INT", {"default": 160, "min": 32, "max": 1024, "step": 8, "tooltip": "Pixel size of each sample in the grid."})}}
+    def execute(cls, loss, title):
+        return io.NodeOutput(torch.from_numpy(loss_plot(list(zip(loss["steps"], loss["loss"])), title=title,
+                                                        validation=loss.get("validation")))[None])
 
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("timeline",)
-    OUTPUT_TOOLTIPS = ("One row per sample prompt, one column per sample step, labelled: wire it to Save Image.",)
-    FUNCTION = "draw"
-    CATEGORY = "Kiln/Training"
-    DESCRIPTION = "Samples over time: each sample prompt's images across the training steps, as one image."
 
-    def draw(self, loss, max_columns, cell_size):
-        from ..core.train.timeline import load_entries, timeline_image
+class KilnSampleTimeline(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="KilnSampleTimeline", display_name="Kiln Sample Timeline", category="Kiln/Training",
+            description="Samples over time: each sample prompt's images across the training steps, as one image.",
+            inputs=[
+                widget(Loss, "loss",
+                       tooltip="The Train node's loss output (it lists the samples taken while training)."),
+                widget(io.Int, "max_columns", default=12, min=2, max=64,
+                       tooltip="Most sample steps shown (the first and the latest ones)."),
+                widget(io.Int, "cell_size", default=160, min=32, max=1024, step=8,
+                       tooltip="Pixel size of each sample in the grid."),
+            ],
+            outputs=[output(io.Image, "timeline", "One row per sample prompt, one column per sample step, "
+                                                  "labelled: wire it to Save Image.")])
+
+    @classmethod
+    def execute(cls, loss, max_columns, cell_size):
         entries = load_entries(loss.get("samples", []))
         if loss.get("samples") and not entries:
             log.warning("Kiln Sample Timeline: none of the %d sample files exist any more (output folder cleaned?)",
                         len(loss["samples"]))
         image = timeline_image(entries, loss.get("prompts", []), cell=cell_size, max_columns=max_columns)
-        return (torch.from_numpy(image)[None],)
+        return io.NodeOutput(torch.from_numpy(image)[None])
 
 
-NODE_CLASS_MAPPINGS = {"KilnSampleTimeline": KilnSampleTimeline, "KilnTrainLora": KilnTrainLora, "KilnTrainingObjective": KilnTrainingObjective,
-                       "KilnSamplePrompts": KilnSamplePrompts, "KilnSaveLora": KilnSaveLora,
-                       "KilnApplyLora": KilnApplyLora, "KilnLossPlot": KilnLossPlot}
-NODE_DISPLAY_NAME_MAPPINGS = {"KilnTrainLora": "Kiln Train LoRA", "KilnTrainingObjective": "Kiln Training Objective",
-                              "KilnSamplePrompts": "Kiln Sample Prompts", "KilnSaveLora": "Kiln Save LoRA",
-                              "KilnApplyLora": "Kiln Apply LoRA", "KilnLossPlot": "Kiln Loss Plot",
-                              "KilnSampleTimeline": "Kiln Sample Timeline"}
+NODES = (KilnTrainingObjective, KilnSamplePrompts, KilnTrainLora, KilnSaveLora, KilnApplyLora, KilnLossPlot,
+         KilnSampleTimeline)

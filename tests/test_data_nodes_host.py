@@ -46,9 +46,9 @@ def test_preview_grid_and_background_input(host, input_folder):
     from kiln.nodes.dataset import KilnDatasetPreview, KilnLoadDataset
     Image.new("RGBA", (64, 64), (0, 0, 0, 0)).save(input_folder / "5_zyx" / "clear.png")
     with torch.inference_mode():
-        (ds,) = KilnLoadDataset().load("kiln_test_dataset", 128, "files", ".txt", 1, min_bucket_reso=64,
-                                       max_bucket_reso=256, bucket_reso_steps=64, background="#00ff00")
-        out = KilnDatasetPreview().preview(ds, 2, 1, 1)["result"]
+        (ds,) = KilnLoadDataset.execute("kiln_test_dataset", 128, "files", ".txt", 1, min_bucket_reso=64,
+                                         max_bucket_reso=256, bucket_reso_steps=64, background="#00ff00")
+        out = KilnDatasetPreview.execute(ds, 2, 1, 1).args
     clear = [b[0] for b in ds.epoch_plan(0, 1, 0) if ds.images[b[0].index].path.name == "clear.png"][0]
     assert torch.allclose(ds.load_pixels(clear)[0, 0], torch.tensor([0.0, 1.0, 0.0]))
     grid, summary = out
@@ -68,7 +68,7 @@ def test_broken_folder_fails_before_training_with_the_fix(host, tmp_path):
 
 def test_changed_files_rerun_the_node(host, input_folder):
     from kiln.nodes.dataset import KilnLoadDataset
-    before = KilnLoadDataset.IS_CHANGED(path="kiln_test_dataset")
-    assert KilnLoadDataset.IS_CHANGED(path="kiln_test_dataset") == before
+    before = KilnLoadDataset.fingerprint_inputs(path="kiln_test_dataset")
+    assert KilnLoadDataset.fingerprint_inputs(path="kiln_test_dataset") == before
     (input_folder / "5_zyx" / "0.txt").write_text("zyx, edited caption")
-    assert KilnLoadDataset.IS_CHANGED(path="kiln_test_dataset") != before
+    assert KilnLoadDataset.fingerprint_inputs(path="kiln_test_dataset") != before

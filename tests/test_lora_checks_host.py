@@ -24,12 +24,12 @@ def test_nan_and_inf_loras_are_refused_naming_the_modules(host, base):  # noqa: 
     broken = KilnLora(tensors, lora.metadata)
     save_lora(broken, host.loras_dir() / "broken_nan.safetensors")
     with pytest.raises(ValueError, match="broken_nan.safetensors: 2 module") as err:
-        KilnLoadLora().load("broken_nan.safetensors")
+        KilnLoadLora.execute("broken_nan.safetensors")
     assert mods[0] in str(err.value) and mods[1] in str(err.value)
     with pytest.raises(ValueError, match=mods[0]), torch.inference_mode():
-        KilnApplyLora().apply(model, broken, 1.0, clip, 1.0)
+        KilnApplyLora.execute(model, broken, 1.0, clip, 1.0)
     with pytest.raises(ValueError, match=mods[0]), torch.inference_mode():
-        KilnMergeLoraIntoModel().merge(model, broken, 1.0, clip)
+        KilnMergeLoraIntoModel.execute(model, broken, 1.0, clip)
 
 
 def test_apply_lora_names_a_wrong_shaped_module_and_mismatched_ranks(host, base, caplog):  # noqa: F811
@@ -39,16 +39,16 @@ def test_apply_lora_names_a_wrong_shaped_module_and_mismatched_ranks(host, base,
     model, clip = base
     lora = _random_lora(model, clip, 6)
     with caplog.at_level(logging.WARNING), torch.inference_mode():
-        m, c = KilnApplyLora().apply(model, lora, 1.0, clip, 1.0)
+        m, c = KilnApplyLora.execute(model, lora, 1.0, clip, 1.0)
     assert len(m.patches) + len(c.patcher.patches) == len(lora.modules)
     module = sorted(n for n in lora.modules if n.startswith("lora_unet") and lora.modules[n]["lora_down.weight"].dim() == 2)[0]
     wrong = dict(lora.tensors)
     wrong[f"{module}.lora_down.weight"] = wrong[f"{module}.lora_down.weight"][:, :7].clone()
     with pytest.raises(ValueError, match=f"{module}: the LoRA's delta"), torch.inference_mode():
-        KilnApplyLora().apply(model, KilnLora(wrong, lora.metadata), 1.0, clip, 1.0)
+        KilnApplyLora.execute(model, KilnLora(wrong, lora.metadata), 1.0, clip, 1.0)
     ranks = dict(lora.tensors)
     ranks[f"{module}.lora_up.weight"] = ranks[f"{module}.lora_up.weight"][:, :3].clone()
     with pytest.raises(ValueError, match=f"{module}: lora_up has rank 3 but lora_down has rank 4"), torch.inference_mode():
-        KilnApplyLora().apply(model, KilnLora(ranks, lora.metadata), 1.0, clip, 1.0)
+        KilnApplyLora.execute(model, KilnLora(ranks, lora.metadata), 1.0, clip, 1.0)
     with pytest.raises(ValueError, match=f"^{module}: lora_up has rank 3"):
-        KilnInspectLora().inspect(KilnLora(ranks, lora.metadata))
+        KilnInspectLora.execute(KilnLora(ranks, lora.metadata))

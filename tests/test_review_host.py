@@ -111,8 +111,8 @@ def test_vram_preset_turns_gradient_checkpointing_on_in_the_train_node(loaded, m
     monkeypatch.setattr(tuc, "checkpoint", spy)
     model, clip, vae, dataset = loaded
     with torch.inference_mode():
-        out = KilnTrainLora().train(model, clip, vae, dataset, "vram8", 1, 1, 4, 1, 0, "fp32", False,
-                                    vram_preset="8 GB", save_dtype="fp32")["result"]
+        out = KilnTrainLora.execute(model, clip, vae, dataset, "vram8", 1, 1, 4, 1, 0, "fp32", False,
+                                    vram_preset="8 GB", save_dtype="fp32").args
     assert calls, "the 8 GB preset did not checkpoint"
     assert out[3]["steps"] == [1]
 

@@ -84,7 +84,7 @@ def test_merge_lora_into_model_node_adds_the_delta_and_names_a_mismatched_module
     names = kohya_names_for_model(model, clip)
     caplog.clear()
     with caplog.at_level(logging.WARNING), torch.inference_mode():
-        m, c, text = KilnMergeLoraIntoModel().merge(model, lora, 0.5, clip, 1.0, "TE=0")["result"]
+        m, c, text = KilnMergeLoraIntoModel.execute(model, lora, 0.5, clip, 1.0, "TE=0").args
     assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()]
     after, before = patched_weights(m, c), patched_weights(model, clip)
     mods = sorted(lora.modules)
@@ -100,4 +100,4 @@ def test_merge_lora_into_model_node_adds_the_delta_and_names_a_mismatched_module
     bad = KilnLora({k: (v[:, :1] if k == f"{module}.lora_down.weight" and v.dim() == 2 else
                         v[:, :1] if k == f"{module}.lora_down.weight" else v) for k, v in lora.tensors.items()})
     with pytest.raises(ValueError, match=module):
-        KilnMergeLoraIntoModel().merge(model, bad, 1.0, clip)
+        KilnMergeLoraIntoModel.execute(model, bad, 1.0, clip)

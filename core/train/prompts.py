@@ -5,16 +5,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from ..fields import setting
+
 
 @dataclass(frozen=True)
 class SamplePrompt:
     prompt: str
-    negative: str = ""
-    width: int = 512
-    height: int = 512
-    seed: int = 0
-    cfg: float = 7.0
-    steps: int = 20
+    negative: str = setting("", "Default negative prompt (a line's --n overrides it).")
+    width: int = setting(512, "Default width.", min=64, max=4096, step=8)
+    height: int = setting(512, "Default height.", min=64, max=4096, step=8)
+    seed: int = setting(0, "Default seed (a line's --d overrides it).", min=0, max=2**31 - 1)
+    cfg: float = setting(7.0, "Default CFG scale.", min=0.0, max=30.0, step=0.5)
+    steps: int = setting(20, "Default sampling steps.", min=1, max=200)
 
 
 _OPT = re.compile(r"\s--(n|w|h|d|l|s)\s+")

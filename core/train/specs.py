@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..fields import setting
 from ..lora.value import KilnLora
 from .estimate import Preflight
 from .loop import TrainResult
@@ -15,12 +16,14 @@ from .prompts import SamplePrompt
 
 @dataclass(frozen=True)
 class SaveSpec:
-    output_name: str = "kiln_lora"
-    save_dtype: str = "fp16"        # fp16 | bf16 | fp32
-    keep_last: int = 3              # periodic saves kept (the final one always stays)
+    output_name: str = setting("kiln_lora", "Name for the saves under loras/kiln_checkpoints/<name>/.")
+    save_dtype: str = setting("fp16", "Precision of the saved LoRA files.", choices=("fp16", "bf16", "fp32"))
+    keep_last: int = setting(3, "How many periodic saves to keep (the final one always stays).", min=1, max=1000)
     save_state: bool = True         # write a resumable state beside each save
-    resume_from: str = ""           # a state folder written by an earlier run
-    cache_latents_to_disk: bool = False   # keep encoded latents across runs (keyed by content and settings)
+    resume_from: str = setting("", "A '<name>-<step>-state' folder from an earlier run, to continue it exactly.")
+    cache_latents_to_disk: bool = setting(
+        False, "Keep encoded latents on disk (ComfyUI's kiln_latent_cache folder) so later runs skip the VAE; the key "
+        "covers content, bucket, crop, flip, VAE and settings.")
 
 
 @dataclass(frozen=True)
