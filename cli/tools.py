@@ -1,9 +1,39 @@
-"""``python -m cli resize|merge|extract|inspect``: the LoRA tools from the shell, on the same core calls."""
+"""``python -m cli resize|merge|extract|convert|inspect``: the LoRA tools from the shell, on the same core calls."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from . import load_pack
+
+
+class _LazyTensors(dict):
+    """A safetensors file's tensors read on access, so a whole checkpoint never sits in memory."""
+
+    def __init__(self, path):
+        super().__init__()
+        from safetensors import safe_open
+        self.fh = safe_open(str(path), framework="pt", device="cpu")
+        self.names = set(self.fh.keys())
+
+    def __contains__(self, k):
+        return k in self.names
+
+    def __getitem__(self, k):
+        return self.fh.get_tensor(k)
+
+
+class _Renamed(dict):
+    """``source`` seen through a name map (kohya module name -> key in the file)."""
+
+    def __init__(self, source, names: dict):
+        super().__init__()
+        self.source, self.names = source, names
+
+    def __contains__(self, k):
+        return k in self.names and self.names[k] in self.source
+
+    def __getitem__(self, k):
+        return self.source[self.names[k]]
 
 
 def _core():
@@ -41,34 +71,34 @@ def _merge(args):
 
 def _extract(args):
     _core()
-    from safetensors import safe_open
     from kiln.core.lora.io import save_lora
     from kiln.core.tools.extract import ExtractSpec, base_model_version_of_checkpoint, checkpoint_names, extract_lora
     from kiln.core.tools.resize import format_report
 
-    class Lazy(dict):
-        """Tensors read from the file on access, so two checkpoints never sit in memory whole."""
-
-        def __init__(self, path):
-            super().__init__()
-            self.fh = safe_open(str(path), framework="pt", device="cpu")
-            self.names = set(self.fh.keys())
-
-        def __contains__(self, k):
-            return k in self.names
-
-        def __getitem__(self, k):
-            return self.fh.get_tensor(k)
-
     for p in (args.tuned, args.base):
         if Path(p).suffix != ".safetensors":
             raise SystemExit(f"{p}: only .safetensors checkpoints are read (pickles can run code); convert it first.")
-    a, b = Lazy(args.tuned), Lazy(args.base)
+    a, b = _LazyTensors(args.tuned), _LazyTensors(args.base)
     lora, report = extract_lora(a, b, checkpoint_names(b.names), ExtractSpec(
         args.method, args.value, args.max_rank, args.conv_rank, clamp_quantile=args.clamp_quantile),
         base_model_version=base_model_version_of_checkpoint(b.names), title=Path(args.output).stem)
     save_lora(lora, args.output)
     print(format_report(report))
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _convert(args):
+    _core()
+    from kiln.core.lora.io import load_lora_file, save_lora
+    from kiln.core.tools.dora import base_weight_keys, convert_dora, format_dora_report
+    if Path(args.base).suffix != ".safetensors":
+        raise SystemExit(f"{args.base}: only .safetensors base models are read (pickles can run code); convert it first.")
+    base = _LazyTensors(args.base)
+    out, reports = convert_dora(load_lora_file(args.input), _Renamed(base, base_weight_keys(base.names)),
+                                args.dora_convention, args.rank or None)
+    save_lora(out, args.output)
+    print(format_dora_report(reports, args.dora_convention))
     print(f"wrote {args.output}")
     return 0
 
@@ -120,6 +150,16 @@ def register(sub) -> None:
     p.add_argument("--conv-rank", type=int, default=0)
     p.add_argument("--clamp-quantile", type=float, default=0.99)
     p.set_defaults(func=_extract)
+    p = sub.add_parser("convert", help="write a LoRA's DoRA modules in another tool's convention (needs the base model)")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--dora-convention", choices=["comfyui", "lycoris"], required=True,
+                   help="comfyui: dora_scale per input channel (ComfyUI, A1111/Forge; what Kiln writes); "
+                        "lycoris: per output channel (lycoris-lora's create_network_from_weights)")
+    p.add_argument("--base", required=True, help="the base model (.safetensors checkpoint or diffusion-model file) "
+                                                 "the LoRA was trained on: the conversion needs its weights")
+    p.add_argument("--rank", type=int, default=0, help="cap the converted factors at this rank (lossy; 0: exact)")
+    p.set_defaults(func=_convert)
     p = sub.add_parser("inspect", help="describe a LoRA file")
     p.add_argument("input")
     p.add_argument("--plot", help="also write the per-block norm chart to this PNG")
