@@ -92,6 +92,15 @@ FAMILIES: dict[str, FamilySpec] = {
         image_model="wan2.1", model_type="t2v", patch_size=(1, 2, 2), in_dim=16, dim=128, ffn_dim=256,
         freq_dim=256, text_dim=64, out_dim=16, num_heads=1, num_layers=1, window_size=(-1, -1), qk_norm=True,
         cross_attn_norm=True, eps=1e-6), 64, out_layer="head.head", config_class="WAN21_T2V"),
+    # SDXL: the host's SDXL config with a one-level UNet; the adm vector is the pooled text (64 here) plus
+    # six 256-wide size/crop embeddings, hence adm_in_channels 64 + 1536.
+    "sdxl": FamilySpec("sdxl", "comfy.ldm.modules.diffusionmodules.openaimodel.UNetModel", dict(
+        # the config class fixes 64 channels per head, so 64 channels make one head
+        image_size=32, in_channels=4, out_channels=4, model_channels=64, num_res_blocks=[1], channel_mult=[1],
+        transformer_depth=[1], transformer_depth_output=[1, 1], transformer_depth_middle=1, context_dim=64,
+        num_head_channels=64, use_linear_in_transformer=True, use_spatial_transformer=True, legacy=False,
+        adm_in_channels=64 + 6 * 256, num_classes="sequential", use_temporal_attention=False), 64, 64,
+        latent_channels=4, out_layer="out.2", config_class="SDXL"),
     # Chroma: Flux's blocks, modulations from the distilled guidance layer (out_dim = hidden size).
     "chroma": FamilySpec("chroma", "comfy.ldm.chroma.model.Chroma", dict(
         image_model="chroma", in_channels=64, out_channels=64, context_in_dim=64, hidden_size=128,

@@ -9,6 +9,7 @@ import torch
 import torch.utils.checkpoint
 
 import comfy.lora
+import comfy.model_base
 import comfy.model_management as mm
 import comfy.model_sampling
 import comfy.sd
@@ -125,6 +126,10 @@ class HostDiffusionModel:
         self.family = family_of(self.patcher)
         self.family_conds = training_conds(self.family)    # e.g. Flux dev's guidance 1.0, as kohya trains
         self.timestep_sampling = timestep_sampling(self.family)   # what the objective's "auto" means
+        # SDXL's adm vector embeds each image's original size, crop and target size (the host's
+        # SDXL/SDXLRefiner encode_adm reads width/height, crop_w/crop_h, target_width/target_height).
+        self.reads_image_sizes = isinstance(model_patcher.model, (comfy.model_base.SDXL,
+                                                                  comfy.model_base.SDXLRefiner))
         # Base weights never train; only adapters carry gradients.
         self.patcher.model.requires_grad_(False)
         if clip is not None:
@@ -161,13 +166,17 @@ class HostDiffusionModel:
                 out.append((cond, enc))
         return out
 
-    def _model_kwargs(self, conds, x_t):
+    def _model_kwargs(self, conds, x_t, sizes=None):
         per_sample = []
         for i, (cond, extra) in enumerate(conds):
             params = dict(self.family_conds)
             params.update(extra)
             params.update(cross_attn=cond.to(self.device), device=self.device, noise=x_t[i:i + 1],
                           width=x_t.shape[-1] * 8, height=x_t.shape[-2] * 8, prompt_type="positive")
+            if sizes:
+                s = sizes[i]
+                params.update(width=s.original[0], height=s.original[1], crop_w=s.crop[0], crop_h=s.crop[1],
+                              target_width=s.target[0], target_height=s.target[1])
             per_sample.append(self.base.extra_conds(**params))
         kwargs = {}
         for key, first in per_sample[0].items():
@@ -177,8 +186,8 @@ class HostDiffusionModel:
             kwargs[key] = value.to(self.device) if isinstance(value, torch.Tensor) else value
         return kwargs
 
-    def predict_x0(self, x_t, sigma, conds):
-        kwargs = self._model_kwargs(conds, x_t)
+    def predict_x0(self, x_t, sigma, conds, sizes=None):
+        kwargs = self._model_kwargs(conds, x_t, sizes)
         training = torch.is_grad_enabled()
         with host_training_flag(training), residuals_grad_safe(self.base.diffusion_model, training):
             return self.base.apply_model(x_t, sigma, **kwargs)

@@ -16,7 +16,7 @@ from conftest import HOST_ROOT, REPO
 HOST_2026 = HOST_ROOT is not None and (HOST_ROOT / "comfy" / "ldm" / "flux" / "math.py").is_file() and \
     "in_training" in (HOST_ROOT / "comfy" / "ldm" / "flux" / "math.py").read_text()
 
-FAMILIES = ["flux1-dev", "flux1-schnell", "sd3", "z-image", "qwen-image", "lumina2", "wan", "chroma", "flux2"]
+FAMILIES = ["flux1-dev", "flux1-schnell", "sd3", "z-image", "qwen-image", "lumina2", "wan", "chroma", "flux2", "sdxl"]
 
 
 def _loaded(family):

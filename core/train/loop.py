@@ -15,6 +15,7 @@ from ..fields import setting
 from .objective import ObjectiveSpec, batch_loss, is_finite, make_noise, sample_percents
 from .distributed import Shard
 from .guards import GradientGuard
+from .size_conditioning import size_conditioning
 from .optim import OptimizerSpec, build_optimizer, build_scheduler
 from .state import TrainState
 
@@ -60,6 +61,8 @@ class DiffusionModel(Protocol):
     def percent_to_sigma(self, percent: float) -> float: ...
     def noise_scaling(self, sigma: torch.Tensor, noise: torch.Tensor, x0: torch.Tensor) -> torch.Tensor: ...
     def predict_x0(self, x_t: torch.Tensor, sigma: torch.Tensor, conds: list) -> torch.Tensor: ...
+    # A model whose conditioning reads each image's size and crop (SDXL) sets ``reads_image_sizes`` and
+    # takes predict_x0(..., sizes=[SizeConditioning per sample]).
     def encode_text(self, captions: list[str]) -> list: ...
 
 
@@ -222,9 +225,15 @@ class Trainer:
                                device=x0.device)
         dtype = autocast_dtype(self.cfg.mixed_precision, self.model.device)
         with torch.autocast(self.model.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            x0_hat = self.model.predict_x0(x_t, sigma, conds)
+            x0_hat = self.model.predict_x0(x_t, sigma, conds, **self.size_kwargs(refs))
         mask = self.latent_masks(refs, x0) if self.cfg.masked_loss else None
         return batch_loss(obj, self.model.kind, x0_hat, x0, sigma, weights, mask=mask, sigma_data=self.model.sigma_data)
+
+    def size_kwargs(self, refs) -> dict:
+        """Each sample's original size, crop and bucket, for a model whose conditioning reads them."""
+        if not getattr(self.model, "reads_image_sizes", False):
+            return {}
+        return {"sizes": [size_conditioning(self.dataset, r) for r in refs]}
 
     def latent_masks(self, refs, x0: torch.Tensor) -> torch.Tensor | None:
         """[B, 1, h, w] masks at latent size (area-averaged), ones where an image has none."""
