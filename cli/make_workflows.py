@@ -19,6 +19,8 @@ def _default(spec):
         return opts["default"]
     if isinstance(kind, (list, tuple)):
         return kind[0] if kind else ""
+    if kind == "COMBO":   # a V3 combo: its choices are in the options
+        return (opts.get("options") or [""])[0]
     return {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}.get(kind)
 
 

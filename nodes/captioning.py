@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from comfy_api.latest import io
+
 from .. import host
 from ..core.caption.combine import COMBINE_MODES, combine_caption
 from ..core.caption.models import HUB_MODELS, ensure_model, local_names
@@ -13,6 +15,7 @@ from ..core.caption.vlm import CaptionSettings, Captioner, caption_images
 from ..core.data.images import IMAGE_EXTENSIONS
 from ..core.tags.tagger import write_captions
 from ..host import captioning as host_captioning
+from .schema import Dataset, output, widget
 
 log = logging.getLogger("kiln")
 MODELS_KEY = "LLM"   # models/LLM: where the common Florence-2, JoyCaption and Qwen-VL nodes keep theirs
@@ -33,37 +36,59 @@ def _tags_by_name(text: str) -> dict[str, str]:
     return out
 
 
-class KilnCaptioner:
+class KilnCaptioner(io.ComfyNode):
     @classmethod
-    def INPUT_TYPES(cls):
+    def define_schema(cls):
         models = sorted(set(HUB_MODELS) | set(local_names(_model_dirs())))
-        return {"required": {
-            "model": (models, {"default": "Florence-2-base", "tooltip": "A vision-language model folder in models/LLM (Florence-2, JoyCaption, Qwen2.5-VL, Qwen3-VL or any model transformers loads as image-text-to-text); the listed hub models download there once."}),
-            "folder": ("STRING", {"default": "", "tooltip": "Folder of images to caption (subfolders included); relative to ComfyUI's input folder. Ignored when a dataset is connected."}),
-            "template": (list(TEMPLATES), {"default": "training", "tooltip": "training: plain descriptive sentences for text-to-image training; short: one sentence; long: detailed; booru: tag list; custom: custom_prompt."}),
-            "max_new_tokens": ("INT", {"default": 256, "min": 8, "max": 2048, "tooltip": "Longest caption, in tokens."}),
-            "trigger": ("STRING", {"default": "", "tooltip": "Trigger word put first in every caption (never repeated)."}),
-            "caption_mode": (["overwrite", "append", "keep", "none"], {"default": "overwrite", "tooltip": "Write captions beside the images: overwrite, append, keep existing files, or write nothing (graph only)."}),
-        }, "optional": {
-            "dataset": ("KILN_DATASET", {"tooltip": "Caption this dataset's images instead of a folder; its captions are replaced."}),
-            "custom_prompt": ("STRING", {"default": "", "multiline": True, "tooltip": "The instruction when template is custom (for Florence-2: a task token such as <MORE_DETAILED_CAPTION>)."}),
-            "combine": (list(COMBINE_MODES), {"default": "caption only", "tooltip": "Add tags to the caption: from the tags input, else the connected dataset's captions (e.g. from Kiln Tagger)."}),
-            "tags": ("STRING", {"forceInput": True, "tooltip": "Tags as 'name: tags' lines (Kiln Tagger's captions output)."}),
-            "drop_tags_in_caption": ("BOOLEAN", {"default": True, "tooltip": "Leave out tags the caption already says word for word."}),
-            "caption_extension": ("STRING", {"default": ".txt", "tooltip": "Caption file extension."}),
-            "batch_size": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "Images per generate call."}),
-            "max_image_side": ("INT", {"default": 768, "min": 0, "max": 4096, "tooltip": "Downscale images so the longer side is at most this before the model sees them (0: as is)."}),
-            "offline": ("BOOLEAN", {"default": False, "tooltip": "Never download; a missing model is an error that says where to put it."}),
-        }}
+        return io.Schema(
+            node_id="KilnCaptioner", display_name="Kiln Captioner (VLM)", category="Kiln/Tagging",
+            is_output_node=True,   # writing caption files is the point: a graph of this node alone runs it
+            description="Caption images with a vision-language model, batched; writes captions beside the images "
+                        "and outputs them.",
+            inputs=[
+                widget(io.Combo, "model", options=models, default="Florence-2-base",
+                       tooltip="A vision-language model folder in models/LLM (Florence-2, JoyCaption, Qwen2.5-VL, "
+                               "Qwen3-VL or any model transformers loads as image-text-to-text); the listed hub "
+                               "models download there once."),
+                widget(io.String, "folder", default="",
+                       tooltip="Folder of images to caption (subfolders included); relative to ComfyUI's input "
+                               "folder. Ignored when a dataset is connected."),
+                widget(io.Combo, "template", options=list(TEMPLATES), default="training",
+                       tooltip="training: plain descriptive sentences for text-to-image training; short: one "
+                               "sentence; long: detailed; booru: tag list; custom: custom_prompt."),
+                widget(io.Int, "max_new_tokens", default=256, min=8, max=2048, advanced=True,
+                       tooltip="Longest caption, in tokens."),
+                widget(io.String, "trigger", default="",
+                       tooltip="Trigger word put first in every caption (never repeated)."),
+                widget(io.Combo, "caption_mode", options=["overwrite", "append", "keep", "none"], default="overwrite",
+                       tooltip="Write captions beside the images: overwrite, append, keep existing files, or write "
+                               "nothing (graph only)."),
+                widget(Dataset, "dataset", optional=True,
+                       tooltip="Caption this dataset's images instead of a folder; its captions are replaced."),
+                widget(io.String, "custom_prompt", default="", multiline=True, optional=True, advanced=True,
+                       tooltip="The instruction when template is custom (for Florence-2: a task token such as "
+                               "<MORE_DETAILED_CAPTION>)."),
+                widget(io.Combo, "combine", options=list(COMBINE_MODES), default="caption only", optional=True,
+                       tooltip="Add tags to the caption: from the tags input, else the connected dataset's captions "
+                               "(e.g. from Kiln Tagger)."),
+                widget(io.String, "tags", force_input=True, optional=True,
+                       tooltip="Tags as 'name: tags' lines (Kiln Tagger's captions output)."),
+                widget(io.Boolean, "drop_tags_in_caption", default=True, optional=True, advanced=True,
+                       tooltip="Leave out tags the caption already says word for word."),
+                widget(io.String, "caption_extension", default=".txt", optional=True, advanced=True,
+                       tooltip="Caption file extension."),
+                widget(io.Int, "batch_size", default=4, min=1, max=64, optional=True, advanced=True,
+                       tooltip="Images per generate call."),
+                widget(io.Int, "max_image_side", default=768, min=0, max=4096, optional=True, advanced=True,
+                       tooltip="Downscale images so the longer side is at most this before the model sees them (0: "
+                               "as is)."),
+                widget(io.Boolean, "offline", default=False, optional=True, advanced=True,
+                       tooltip="Never download; a missing model is an error that says where to put it."),
+            ],
+            outputs=[output(io.String, "captions"), output(Dataset, "dataset")])
 
-    RETURN_TYPES = ("STRING", "KILN_DATASET")
-    RETURN_NAMES = ("captions", "dataset")
-    OUTPUT_NODE = True   # writing caption files is the point: a graph of this node alone runs it
-    FUNCTION = "caption"
-    CATEGORY = "Kiln/Tagging"
-    DESCRIPTION = "Caption images with a vision-language model, batched; writes captions beside the images and outputs them."
-
-    def caption(self, model, folder, template, max_new_tokens, trigger, caption_mode, dataset=None,
+    @classmethod
+    def execute(cls, model, folder, template, max_new_tokens, trigger, caption_mode, dataset=None,
                 custom_prompt="", combine="caption only", tags=None, drop_tags_in_caption=True,
                 caption_extension=".txt", batch_size=4, max_image_side=768, offline=False):
         if dataset is not None:
@@ -71,7 +96,8 @@ class KilnCaptioner:
         else:
             root = Path(host.resolve_input_path(folder))
             if not root.is_dir():
-                raise ValueError(f"Kiln Captioner: {root} is not a folder; give a folder of images or connect a dataset.")
+                raise ValueError(f"Kiln Captioner: {root} is not a folder; give a folder of images or connect a "
+                                 "dataset.")
             paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
             if not paths:
                 raise ValueError(f"Kiln Captioner: no images in {root}.")
@@ -105,8 +131,7 @@ class KilnCaptioner:
                      written, caption_mode)
         text = "\n".join(f"{p.name}: {c}" for p, c in captions.items())
         out_dataset = dataset.with_captions(captions) if dataset is not None else None
-        return {"ui": {"text": [text]}, "result": (text, out_dataset)}
+        return io.NodeOutput(text, out_dataset, ui={"text": [text]})
 
 
-NODE_CLASS_MAPPINGS = {"KilnCaptioner": KilnCaptioner}
-NODE_DISPLAY_NAME_MAPPINGS = {"KilnCaptioner": "Kiln Captioner (VLM)"}
+NODES = (KilnCaptioner,)

@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 
 import torch
+from comfy_api.latest import io
 
 from .. import host
 from ..core.data.images import IMAGE_EXTENSIONS
@@ -13,6 +14,7 @@ from ..core.tags.frequency import comparison_chart, comparison_text, frequency, 
 from ..core.tags.hub import HUB_TAGGERS, ensure_model, local_names
 from ..core.tags.labels import Labels
 from ..core.tags.tagger import TagSettings, tag_images, write_captions
+from .schema import Dataset, output, widget
 
 log = logging.getLogger("kiln")
 MODELS_KEY = "wd14_tagger"
@@ -22,6 +24,19 @@ def _model_dirs() -> list[Path]:
     host.register_model_folder(MODELS_KEY, "wd14_tagger", {".onnx", ".csv"})
     return host.model_folder_paths(MODELS_KEY)
 
+
+
+def _threshold(id, default, tooltip):  # noqa: A002
+    return widget(io.Float, id, default=default, min=0.0, max=1.0, step=0.01, tooltip=tooltip)
+
+
+def _caption_mode(tooltip):
+    return widget(io.Combo, "caption_mode", options=["overwrite", "append", "keep", "none"], default="overwrite",
+                  tooltip=tooltip)
+
+
+def _text_input(tooltip):
+    return widget(io.String, "text", force_input=True, optional=True, tooltip=tooltip)
 
 
 def _captions_in(text: str | None, dataset) -> tuple[list[str], list[str]]:
@@ -36,38 +51,52 @@ def _captions_in(text: str | None, dataset) -> tuple[list[str], list[str]]:
     return heads, caps
 
 
-class KilnTagger:
+class KilnTagger(io.ComfyNode):
     @classmethod
-    def INPUT_TYPES(cls):
+    def define_schema(cls):
         models = sorted(set(HUB_TAGGERS) | set(local_names(_model_dirs())))
-        return {"required": {
-            "model": (models, {"default": "wd-v1-4-moat-tagger-v2", "tooltip": "A SmilingWolf WD14 v2/v3, pixai, Camie or cl_tagger model (downloaded once into models/wd14_tagger), or any local <name>.onnx with its tag file there (<name>.csv, or the model's .json tag file); the format is read from the model."}),
-            "folder": ("STRING", {"default": "", "tooltip": "Folder of images to tag (subfolders included); relative to ComfyUI's input folder. Ignored when a dataset is connected."}),
-            "general_threshold": ("FLOAT", {"default": 0.35, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Confidence needed for general tags."}),
-            "character_threshold": ("FLOAT", {"default": 0.85, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Confidence needed for character tags."}),
-            "caption_mode": (["overwrite", "append", "keep", "none"], {"default": "overwrite", "tooltip": "Write captions beside the images: overwrite, append new tags, keep existing files, or write nothing (graph only)."}),
-        }, "optional": {
-            "dataset": ("KILN_DATASET", {"tooltip": "Tag this dataset's images instead of a folder; its captions are replaced by the tags."}),
-            "general_mcut": ("BOOLEAN", {"default": False, "tooltip": "Pick the general threshold per image with MCut (largest gap)."}),
-            "character_mcut": ("BOOLEAN", {"default": False, "tooltip": "Pick the character threshold per image with MCut (at least 0.15)."}),
-            "include_rating": ("BOOLEAN", {"default": False, "tooltip": "Add the most likely rating tag."}),
-            "exclude": ("STRING", {"default": "", "multiline": True, "tooltip": "Tags never written (underscores or spaces both match)."}),
-            "replace_underscores": ("BOOLEAN", {"default": True, "tooltip": "red_dress -> red dress (kaomoji like ^_^ stay)."}),
-            "caption_extension": ("STRING", {"default": ".txt", "tooltip": "Caption file extension."}),
-            "batch_size": ("INT", {"default": 8, "min": 1, "max": 256, "tooltip": "Images per inference batch."}),
-            "offline": ("BOOLEAN", {"default": False, "tooltip": "Never download; a missing model is an error that says where to put it."}),
-        }}
+        return io.Schema(
+            node_id="KilnTagger", display_name="Kiln Tagger (WD14)", category="Kiln/Tagging",
+            is_output_node=True,   # writing caption files is the point: a graph of this node alone runs it
+            description="Auto-tag images with an ONNX tagger (WD14 v2/v3, pixai, Camie, cl_tagger); writes captions "
+                        "beside the images and outputs them.",
+            inputs=[
+                widget(io.Combo, "model", options=models, default="wd-v1-4-moat-tagger-v2",
+                       tooltip="A SmilingWolf WD14 v2/v3, pixai, Camie or cl_tagger model (downloaded once into "
+                               "models/wd14_tagger), or any local <name>.onnx with its tag file there (<name>.csv, "
+                               "or the model's .json tag file); the format is read from the model."),
+                widget(io.String, "folder", default="",
+                       tooltip="Folder of images to tag (subfolders included); relative to ComfyUI's input folder. "
+                               "Ignored when a dataset is connected."),
+                _threshold("general_threshold", 0.35, "Confidence needed for general tags."),
+                _threshold("character_threshold", 0.85, "Confidence needed for character tags."),
+                _caption_mode("Write captions beside the images: overwrite, append new tags, keep existing files, "
+                              "or write nothing (graph only)."),
+                widget(Dataset, "dataset", optional=True,
+                       tooltip="Tag this dataset's images instead of a folder; its captions are replaced by the tags."),
+                widget(io.Boolean, "general_mcut", default=False, optional=True, advanced=True,
+                       tooltip="Pick the general threshold per image with MCut (largest gap)."),
+                widget(io.Boolean, "character_mcut", default=False, optional=True, advanced=True,
+                       tooltip="Pick the character threshold per image with MCut (at least 0.15)."),
+                widget(io.Boolean, "include_rating", default=False, optional=True, advanced=True,
+                       tooltip="Add the most likely rating tag."),
+                widget(io.String, "exclude", default="", multiline=True, optional=True,
+                       tooltip="Tags never written (underscores or spaces both match)."),
+                widget(io.Boolean, "replace_underscores", default=True, optional=True, advanced=True,
+                       tooltip="red_dress -> red dress (kaomoji like ^_^ stay)."),
+                widget(io.String, "caption_extension", default=".txt", optional=True, advanced=True,
+                       tooltip="Caption file extension."),
+                widget(io.Int, "batch_size", default=8, min=1, max=256, optional=True, advanced=True,
+                       tooltip="Images per inference batch."),
+                widget(io.Boolean, "offline", default=False, optional=True, advanced=True,
+                       tooltip="Never download; a missing model is an error that says where to put it."),
+            ],
+            outputs=[output(io.String, "captions"), output(Dataset, "dataset")])
 
-    RETURN_TYPES = ("STRING", "KILN_DATASET")
-    RETURN_NAMES = ("captions", "dataset")
-    OUTPUT_NODE = True   # writing caption files is the point: a graph of this node alone runs it
-    FUNCTION = "tag"
-    CATEGORY = "Kiln/Tagging"
-    DESCRIPTION = "Auto-tag images with an ONNX tagger (WD14 v2/v3, pixai, Camie, cl_tagger); writes captions beside the images and outputs them."
-
-    def tag(self, model, folder, general_threshold, character_threshold, caption_mode, dataset=None,
-            general_mcut=False, character_mcut=False, include_rating=False, exclude="", replace_underscores=True,
-            caption_extension=".txt", batch_size=8, offline=False):
+    @classmethod
+    def execute(cls, model, folder, general_threshold, character_threshold, caption_mode, dataset=None,
+                general_mcut=False, character_mcut=False, include_rating=False, exclude="", replace_underscores=True,
+                caption_extension=".txt", batch_size=8, offline=False):
         files = ensure_model(model, _model_dirs(), offline=offline)
         labels = Labels.from_file(files.tags)
         if dataset is not None:
@@ -95,35 +124,48 @@ class KilnTagger:
             log.info("Kiln: tagged %d images, wrote %d caption files (%s)", len(results), written, caption_mode)
         text = "\n".join(f"{p.name}: {c}" for p, c in captions.items())
         out_dataset = dataset.with_captions(captions) if dataset is not None else None
-        return {"ui": {"text": [text]}, "result": (text, out_dataset)}
+        return io.NodeOutput(text, out_dataset, ui={"text": [text]})
 
 
-class KilnTagFilter:
+class KilnTagFilter(io.ComfyNode):
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "remove": ("STRING", {"default": "", "multiline": True, "tooltip": "Tags to prune: exact (underscores or spaces), with * wildcards, or a line 're:<regex>'; comma or line separated."}),
-            "remove_metadata_tags": ("BOOLEAN", {"default": True, "tooltip": "Prune translation_request, commentary, watermark and the like."}),
-            "character_preset": ("BOOLEAN", {"default": False, "tooltip": "The guides' character rules: prune eye colour, hair colour and hair length; keep hairstyle."}),
-            "trigger": ("STRING", {"default": "", "tooltip": "Activation tag inserted first (set keep_tokens=1 on the dataset to keep it there)."}),
-            "replace": ("STRING", {"default": "", "multiline": True, "tooltip": "old=new pairs, e.g. red_dress=zyxdress."}),
-            "drop_implied": ("BOOLEAN", {"default": True, "tooltip": "Drop a tag when a more specific one is present (shirt with white shirt)."}),
-            "max_tags": ("INT", {"default": 0, "min": 0, "max": 500, "tooltip": "Keep at most this many tags after the trigger: the earliest, which in Kiln Tagger captions are the most confident (characters, then general tags by confidence). 0: no cap."}),
-        }, "optional": {
-            "text": ("STRING", {"forceInput": True, "tooltip": "Captions as text, one per line ('name: tags' lines from the tagger work too)."}),
-            "dataset": ("KILN_DATASET", {"tooltip": "Filter this dataset's captions."}),
-            "remove_categories": ("STRING", {"default": "", "tooltip": "Categories to prune (general, character, copyright, artist, meta, rating); needs tag_model."}),
-            "tag_model": ("STRING", {"default": "", "tooltip": "Tagger model whose tag CSV gives the categories (a name in models/wd14_tagger)."}),
-        }}
+    def define_schema(cls):
+        return io.Schema(
+            node_id="KilnTagFilter", display_name="Kiln Tag Filter", category="Kiln/Tagging",
+            description="Prune, replace, dedupe and cap tags; insert a trigger word. Works on text or on a dataset.",
+            inputs=[
+                widget(io.String, "remove", default="", multiline=True,
+                       tooltip="Tags to prune: exact (underscores or spaces), with * wildcards, or a line "
+                               "'re:<regex>'; comma or line separated."),
+                widget(io.Boolean, "remove_metadata_tags", default=True, advanced=True,
+                       tooltip="Prune translation_request, commentary, watermark and the like."),
+                widget(io.Boolean, "character_preset", default=False,
+                       tooltip="The guides' character rules: prune eye colour, hair colour and hair length; keep "
+                               "hairstyle."),
+                widget(io.String, "trigger", default="",
+                       tooltip="Activation tag inserted first (set keep_tokens=1 on the dataset to keep it there)."),
+                widget(io.String, "replace", default="", multiline=True,
+                       tooltip="old=new pairs, e.g. red_dress=zyxdress."),
+                widget(io.Boolean, "drop_implied", default=True, advanced=True,
+                       tooltip="Drop a tag when a more specific one is present (shirt with white shirt)."),
+                widget(io.Int, "max_tags", default=0, min=0, max=500, advanced=True,
+                       tooltip="Keep at most this many tags after the trigger: the earliest, which in Kiln Tagger "
+                               "captions are the most confident (characters, then general tags by confidence). 0: "
+                               "no cap."),
+                _text_input("Captions as text, one per line ('name: tags' lines from the tagger work too)."),
+                widget(Dataset, "dataset", optional=True, tooltip="Filter this dataset's captions."),
+                widget(io.String, "remove_categories", default="", optional=True, advanced=True,
+                       tooltip="Categories to prune (general, character, copyright, artist, meta, rating); needs "
+                               "tag_model."),
+                widget(io.String, "tag_model", default="", optional=True, advanced=True,
+                       tooltip="Tagger model whose tag CSV gives the categories (a name in models/wd14_tagger)."),
+            ],
+            outputs=[output(io.String, "text"), output(Dataset, "dataset"), output(io.String, "frequencies"),
+                     output(io.Image, "chart")])
 
-    RETURN_TYPES = ("STRING", "KILN_DATASET", "STRING", "IMAGE")
-    RETURN_NAMES = ("text", "dataset", "frequencies", "chart")
-    FUNCTION = "filter"
-    CATEGORY = "Kiln/Tagging"
-    DESCRIPTION = "Prune, replace, dedupe and cap tags; insert a trigger word. Works on text or on a dataset."
-
-    def filter(self, remove, remove_metadata_tags, character_preset, trigger, replace, drop_implied, max_tags,
-               text=None, dataset=None, remove_categories="", tag_model=""):
+    @classmethod
+    def execute(cls, remove, remove_metadata_tags, character_preset, trigger, replace, drop_implied, max_tags,
+                text=None, dataset=None, remove_categories="", tag_model=""):
         if dataset is None and text is None:
             raise ValueError("Kiln Tag Filter: connect text or a dataset.")
         if dataset is not None and not hasattr(dataset, "map_captions"):
@@ -137,7 +179,8 @@ class KilnTagFilter:
             if not tag_model.strip():
                 raise ValueError("Kiln Tag Filter: remove_categories needs tag_model, the tagger whose tag CSV "
                                  "says which category each tag is in.")
-            categories = Labels.from_file(ensure_model(tag_model.strip(), _model_dirs(), offline=True).tags).category_of()
+            files = ensure_model(tag_model.strip(), _model_dirs(), offline=True)
+            categories = Labels.from_file(files.tags).category_of()
 
         def prune(caption: str) -> str:
             return apply_filter(caption, spec, categories)
@@ -152,35 +195,32 @@ class KilnTagFilter:
             out_text = "\n".join(f"{e.path.name}: {e.caption}" for e in out_dataset.images)
         report = comparison_text(before, after)
         chart = host.image_batch(comparison_chart(before, after))
-        return {"ui": {"text": [report]}, "result": (out_text, out_dataset, report, chart)}
+        return io.NodeOutput(out_text, out_dataset, report, chart, ui={"text": [report]})
 
 
-class KilnTagFrequency:
+class KilnTagFrequency(io.ComfyNode):
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "top": ("INT", {"default": 30, "min": 1, "max": 200, "tooltip": "How many of the most frequent tags to list and draw."}),
-        }, "optional": {
-            "text": ("STRING", {"forceInput": True, "tooltip": "Captions as text, one per line ('name: tags' lines work too)."}),
-            "dataset": ("KILN_DATASET", {"tooltip": "Count this dataset's captions."}),
-        }}
+    def define_schema(cls):
+        return io.Schema(
+            node_id="KilnTagFrequency", display_name="Kiln Tag Frequency", category="Kiln/Tagging",
+            is_output_node=True,   # shows its table in the UI
+            description="How many captions hold each tag, as text and as a bar chart.",
+            inputs=[
+                widget(io.Int, "top", default=30, min=1, max=200,
+                       tooltip="How many of the most frequent tags to list and draw."),
+                _text_input("Captions as text, one per line ('name: tags' lines work too)."),
+                widget(Dataset, "dataset", optional=True, tooltip="Count this dataset's captions."),
+            ],
+            outputs=[output(io.String, "frequencies"), output(io.Image, "chart")])
 
-    RETURN_TYPES = ("STRING", "IMAGE")
-    RETURN_NAMES = ("frequencies", "chart")
-    OUTPUT_NODE = True   # shows its table in the UI
-    FUNCTION = "count"
-    CATEGORY = "Kiln/Tagging"
-    DESCRIPTION = "How many captions hold each tag, as text and as a bar chart."
-
-    def count(self, top, text=None, dataset=None):
+    @classmethod
+    def execute(cls, top, text=None, dataset=None):
         if text is None and dataset is None:
             raise ValueError("Kiln Tag Frequency: connect text or a dataset.")
         _, captions = _captions_in(text, dataset)
         counts = frequency(captions)
         report = f"{len(captions)} captions, {len(counts)} distinct tags\n{frequency_text(counts, top)}"
-        return {"ui": {"text": [report]}, "result": (report, host.image_batch(frequency_chart(captions, rows=top)))}
+        return io.NodeOutput(report, host.image_batch(frequency_chart(captions, rows=top)), ui={"text": [report]})
 
 
-NODE_CLASS_MAPPINGS = {"KilnTagger": KilnTagger, "KilnTagFilter": KilnTagFilter, "KilnTagFrequency": KilnTagFrequency}
-NODE_DISPLAY_NAME_MAPPINGS = {"KilnTagger": "Kiln Tagger (WD14)", "KilnTagFilter": "Kiln Tag Filter",
-                              "KilnTagFrequency": "Kiln Tag Frequency"}
+NODES = (KilnTagger, KilnTagFilter, KilnTagFrequency)

@@ -31,10 +31,9 @@ def test_every_family_captions_a_folder_batched_as_one_by_one(family, llm_dir, i
     from kiln.nodes.captioning import KilnCaptioner
     name = f"tiny-{family}"
     write_tiny_vlm(llm_dir / name, family)
-    assert name in KilnCaptioner.INPUT_TYPES()["required"]["model"][0]
-    node = KilnCaptioner()
-    one = node.caption(name, str(images), "short", 6, "", "none", batch_size=1)["result"][0]
-    batched = node.caption(name, str(images), "short", 6, "zyx", "overwrite", batch_size=3)["result"][0]
+    assert name in KilnCaptioner.INPUT_TYPES()["required"]["model"][1]["options"]
+    one = KilnCaptioner.execute(name, str(images), "short", 6, "", "none", batch_size=1)[0]
+    batched = KilnCaptioner.execute(name, str(images), "short", 6, "zyx", "overwrite", batch_size=3)[0]
     lines = batched.splitlines()
     assert len(lines) == len(one.splitlines()) >= 4
     # the same caption batched as alone, behind the trigger
@@ -53,14 +52,14 @@ def test_dataset_in_tags_combined_and_dataset_out(llm_dir, images):
     ds = load_dataset(DatasetConfig(path=str(images), resolution=64, min_bucket_reso=64))
     tagged = ds.with_captions({e.path: "red_dress, zyx, 1girl, red dress" for e in ds.images})
     with torch.inference_mode():
-        text, out = KilnCaptioner().caption("tiny-combine", "", "training", 4, "zyx", "none", dataset=tagged,
-                                            combine="tags first")["result"]
+        text, out = KilnCaptioner.execute("tiny-combine", "", "training", 4, "zyx", "none", dataset=tagged,
+                                            combine="tags first").args
     assert len(out.images) == len(ds.images)
     for e in out.images:
         assert e.caption.startswith("zyx, red_dress, 1girl")   # trigger once, tags deduplicated, then caption
         assert not e.path.with_suffix(".txt").read_text().startswith("zyx")   # mode none wrote nothing
     with pytest.raises(ValueError, match="combine needs tags"):
-        KilnCaptioner().caption("tiny-combine", str(images), "short", 4, "", "none", combine="caption first")
+        KilnCaptioner.execute("tiny-combine", str(images), "short", 4, "", "none", combine="caption first")
 
 
 def test_interrupt_stops_generation(llm_dir, images, host, monkeypatch):
@@ -74,7 +73,7 @@ def test_interrupt_stops_generation(llm_dir, images, host, monkeypatch):
         raise host.interrupt_exception_type()()
     monkeypatch.setattr(captioning.host, "throw_if_interrupted", interrupted)
     with pytest.raises(host.interrupt_exception_type()):
-        captioning.KilnCaptioner().caption("tiny-interrupt", str(images), "short", 50, "", "overwrite")
+        captioning.KilnCaptioner.execute("tiny-interrupt", str(images), "short", 50, "", "overwrite")
     assert len(calls) == 1   # stopped at the first token, not after the batch
     assert {p: p.read_text() for p in images.rglob("*.txt")} == before   # nothing written
 
@@ -82,4 +81,4 @@ def test_interrupt_stops_generation(llm_dir, images, host, monkeypatch):
 def test_offline_missing_model_says_where(llm_dir, images):
     from kiln.nodes.captioning import KilnCaptioner
     with pytest.raises(FileNotFoundError, match=r"Qwen/Qwen3-VL-4B-Instruct.*Qwen3-VL-4B-Instruct"):
-        KilnCaptioner().caption("Qwen3-VL-4B-Instruct", str(images), "short", 4, "", "none", offline=True)
+        KilnCaptioner.execute("Qwen3-VL-4B-Instruct", str(images), "short", 4, "", "none", offline=True)

@@ -60,4 +60,4 @@ def test_tag_filter_and_count_through_the_executor(host, tag_folder):
 def test_filter_refuses_a_dataset_without_map_captions(host):
     from kiln.nodes.tagging import KilnTagFilter
     with pytest.raises(TypeError, match="map_captions"):
-        KilnTagFilter().filter("", True, False, "", "", False, 0, dataset=object())
+        KilnTagFilter.execute("", True, False, "", "", False, 0, dataset=object())
