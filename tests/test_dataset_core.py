@@ -32,29 +32,6 @@ def test_bucket_table_matches_hand_computed_values():
     assert cover_size((1920, 1080), (640, 384)) == (683, 384)
 
 
-def test_kohya_folders_repeats_captions_and_steps(tmp_path):
-    for i in range(3):
-        img(tmp_path / "10_alice" / f"a{i}.png")
-    (tmp_path / "10_alice" / "a0.txt").write_text("alice, red dress")
-    for i in range(2):
-        img(tmp_path / "4_bob" / f"b{i}.jpg", (96, 64))
-    ds = load_dataset(DatasetConfig(path=str(tmp_path), resolution=64, min_bucket_reso=64, max_bucket_reso=128,
-                                    bucket_reso_steps=32))
-    assert len(ds) == 5 and ds.samples_per_epoch() == 3 * 10 + 2 * 4
-    caps = {e.path.name: e.caption for e in ds.images}
-    assert caps["a0.png"] == "alice, red dress" and caps["a1.png"] == "alice" and caps["b0.jpg"] == "bob"
-    # images x repeats x epochs / batch, each bucket rounding up on its own: 30/4 -> 8 and 8/4 -> 2
-    assert ds.steps_per_epoch(4) == 10 and ds.total_steps(3, 4) == 30
-    plan = ds.epoch_plan(0, 4, seed=1)
-    assert len(plan) == 10 and all(len({r.bucket for r in b}) == 1 for b in plan)
-    assert plan == ds.epoch_plan(0, 4, seed=1) and plan != ds.epoch_plan(1, 4, seed=1)
-    meta = ds.training_metadata()
-    assert json.loads(meta["ss_dataset_dirs"]) == {"10_alice": {"n_repeats": 10, "img_count": 3},
-                                                   "4_bob": {"n_repeats": 4, "img_count": 2}}
-    assert json.loads(meta["ss_tag_frequency"])["10_alice"]["alice"] == 3
-    assert "buckets" in json.loads(meta["ss_bucket_info"])
-
-
 def test_flat_folder_and_caption_extension_mixups(tmp_path):
     img(tmp_path / "x.png")
     (tmp_path / "x.caption").write_text("from caption file")
