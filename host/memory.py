@@ -139,6 +139,18 @@ gradient_checkpointing.last = CheckpointStats()
 _LOW_PRECISION = {torch.float8_e4m3fn, torch.float8_e5m2, torch.bfloat16, torch.float16}
 
 
+def recast_layers(model_patcher) -> list[nn.Module]:
+    """Layers whose weight is stored in low precision and cast per forward as a plain cast (no scales)."""
+    layers = []
+    for module in model_patcher.model.diffusion_model.modules():
+        weight = getattr(module, "weight", None)
+        if (isinstance(weight, torch.Tensor) and type(weight).__name__ != "QuantizedTensor"
+                and weight.dtype in _LOW_PRECISION and weight.dim() >= 2 and not any(True for _ in module.children())
+                and not hasattr(module, "scale_weight") and not hasattr(module, "weight_scale")):
+            layers.append(module)
+    return layers
+
+
 @contextlib.contextmanager
 def recast_weights_in_backward(model_patcher, enabled: bool = True):
     """Layers whose weights are stored in low precision and cast per forward (the host's manual cast, e.g.
@@ -151,13 +163,7 @@ def recast_weights_in_backward(model_patcher, enabled: bool = True):
     if not enabled:
         yield 0
         return
-    layers = []
-    for module in model_patcher.model.diffusion_model.modules():
-        weight = getattr(module, "weight", None)
-        if (isinstance(weight, torch.Tensor) and type(weight).__name__ != "QuantizedTensor"
-                and weight.dtype in _LOW_PRECISION and weight.dim() >= 2 and not any(True for _ in module.children())
-                and not hasattr(module, "scale_weight") and not hasattr(module, "weight_scale")):
-            layers.append(module)
+    layers = recast_layers(model_patcher)
     handles = []
     active: list = []
 

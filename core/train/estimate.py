@@ -1,4 +1,10 @@
-"""Pre-flight estimate of memory and time, shown before a bake starts, with what to change if it won't fit."""
+"""Pre-flight estimate of memory and time, shown before a bake starts, with what to change if it won't fit.
+
+Memory: the diffusion model's weights as stored, plus what training adds on the device: the tensors one
+step keeps for backward (from a trace of the step's forward, host.preflight, scaled by batch size), the
+backward's transient gradients and the adapters' weights, gradients and optimizer state. The same trace
+prices the other settings (checkpointing, fp8 base weights, a smaller batch), so the advice can name the
+ones that fit."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,3 +48,106 @@ class Preflight:
 
 def adapter_bytes(trainable_params: int, optimizer: str) -> int:
     return trainable_params * (4 + 4 + STATE_BYTES.get(optimizer, 8))
+
+
+
+@dataclass(frozen=True)
+class ActivationTrace:
+    """What one micro-batch's forward keeps for backward (host.preflight traces it on fake tensors)."""
+    batch: int
+    saved_bytes: int                 # new tensors kept for backward without checkpointing (cast weights
+                                     # re-cast in backward not included)
+    outside_units_bytes: int         # of those, kept outside every checkpoint unit
+    unit_bytes: tuple[int, ...]      # kept inside each checkpoint unit, cast weights included (a unit's
+                                     # recomputation holds them)
+    unit_input_bytes: int            # the units' inputs: what checkpointing keeps instead
+    largest_bytes: int               # the largest single kept tensor
+
+
+# During backward the gradient of the largest kept activation and the gradient flowing into it exist
+# beside the kept tensors; measured against the allocator's records on the memory bench's models.
+BACKWARD_TRANSIENTS = 2
+
+
+def activation_bytes(trace: ActivationTrace, batch: int, checkpointing: bool) -> int:
+    """Bytes a step at ``batch`` keeps for backward, with the backward's transient gradients."""
+    if checkpointing:
+        kept = trace.outside_units_bytes + trace.unit_input_bytes + max(trace.unit_bytes, default=0)
+    else:
+        kept = trace.saved_bytes
+    return int((kept + BACKWARD_TRANSIENTS * trace.largest_bytes) * batch / max(1, trace.batch))
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    batch_size: int
+    checkpointing: bool
+    weight_bytes_per_param: float     # as stored: 4 fp32, 2 bf16/fp16, 1 fp8
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """The device memory a bake needs, before it runs, and what would fit a budget."""
+    trace: ActivationTrace
+    weight_params: int                # the diffusion model's weights (count)
+    adapter_bytes: int                # adapters' weights, gradients and optimizer state
+    settings: TrainingSettings
+    budget_bytes: int | None = None   # device memory the bake may use (None: not known, e.g. CPU)
+
+    def weights_bytes(self, settings: TrainingSettings | None = None) -> int:
+        s = settings or self.settings
+        return int(self.weight_params * s.weight_bytes_per_param)
+
+    def training_bytes(self, settings: TrainingSettings | None = None) -> int:
+        """What training adds to the weights (the memory_required the host is asked to leave free)."""
+        s = settings or self.settings
+        return activation_bytes(self.trace, s.batch_size, s.checkpointing) + self.adapter_bytes
+
+    def total_bytes(self, settings: TrainingSettings | None = None) -> int:
+        return self.weights_bytes(settings) + self.training_bytes(settings)
+
+    def fits(self, settings: TrainingSettings | None = None) -> bool:
+        return self.budget_bytes is None or self.total_bytes(settings) <= self.budget_bytes
+
+    def fitting_settings(self) -> list[str]:
+        """The changes (fewest first) that bring the bake within the budget, each named as the node
+        setting to change: gradient checkpointing, fp8 base weights, a smaller batch size."""
+        if self.fits():
+            return []
+        s = self.settings
+        base_options = [((), s)]
+        if not s.checkpointing:
+            base_options.append((("gradient_checkpointing on",), TrainingSettings(s.batch_size, True,
+                                                                               s.weight_bytes_per_param)))
+        if s.weight_bytes_per_param > 1:
+            fp8 = "fp8 base weights (load the model with weight_dtype fp8_e4m3fn)"
+            base_options += [(names + (fp8,), TrainingSettings(o.batch_size, o.checkpointing, 1))
+                             for names, o in list(base_options)]
+        found: list[str] = []
+        for names, option in sorted(base_options, key=lambda no: len(no[0])):
+            if names and self.fits(option):
+                found.append(" and ".join(names))
+                continue
+            batch = next((b for b in range(option.batch_size - 1, 0, -1)
+                          if self.fits(TrainingSettings(b, option.checkpointing, option.weight_bytes_per_param))), 0)
+            if batch:
+                accum = -(-s.batch_size // batch)
+                found.append(" and ".join(names + (f"batch_size {batch} (gradient accumulation {accum} keeps the "
+                                                   f"effective batch)",)))
+        return list(dict.fromkeys(found))
+
+    def summary(self) -> str:
+        mib = 2 ** 20
+        s = self.settings
+        text = (f"memory estimate {self.total_bytes() / mib:.0f} MiB (weights {self.weights_bytes() / mib:.0f}, "
+                f"training {self.training_bytes() / mib:.0f} at batch {s.batch_size}, checkpointing "
+                f"{'on' if s.checkpointing else 'off'})")
+        if self.budget_bytes is not None:
+            text += f" of {self.budget_bytes / mib:.0f} MiB"
+            if not self.fits():
+                fitting = self.fitting_settings()
+                text += (". It does not fit: the host will keep part of the weights off the device and stream "
+                         "them (slower). To fit, set " + "; or ".join(fitting) if fitting else
+                         ". It does not fit even with checkpointing, fp8 base weights and batch 1: the host will "
+                         "keep part of the weights off the device and stream them (slower)")
+        return text

@@ -1,0 +1,151 @@
+"""The pre-flight trace: what one training step will keep in memory, found before any weight is loaded.
+
+The step's forward runs once under torch's FakeTensorMode (shapes and dtypes only: no computation, no
+memory, the weights wherever they are), with the adapters attached and the host's training contexts on,
+so every tensor autograd would keep for backward is seen with its size. Tensors that already exist (the
+weights, the adapters, the cached latents and captions) are not counted; a low-precision weight's cast
+copy is not counted where Kiln re-casts it in backward (host.memory.recast_weights_in_backward). Each kept
+tensor is attributed to the gradient-checkpoint unit it was saved in, so one trace prices checkpointing
+on and off (core.train.estimate turns it into bytes).
+"""
+from __future__ import annotations
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+from torch.utils._pytree import tree_leaves, tree_map
+
+from ..core.train.estimate import ActivationTrace
+from ..core.train.loop import autocast_dtype
+from .memory import checkpoint_units, recast_layers
+
+
+def _storage_key(t: torch.Tensor):
+    try:
+        return t.untyped_storage()._cdata
+    except (RuntimeError, NotImplementedError):
+        return None
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    try:
+        return int(t.untyped_storage().nbytes())
+    except (RuntimeError, NotImplementedError):
+        return t.numel() * t.element_size()
+
+
+class _FreshAllocations(TorchDispatchMode):
+    """Records the storages the traced ops allocate. A view or an in-place result shares its input's
+    storage and is not new; tensors made from real ones (weights, adapters, cached latents and captions)
+    were never allocated by an op here, so they count as existing."""
+
+    def __init__(self, fake_mode):
+        super().__init__()
+        self.fake_mode = fake_mode
+        self.fresh: set = set()
+
+    def _fake(self, t):
+        # One fake per real tensor (the mode's memo), so a no-op cast of a weight returns that same fake.
+        if isinstance(t, torch.Tensor) and not isinstance(t, FakeTensor):
+            return self.fake_mode.from_tensor(t)
+        return t
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        args, kwargs = tree_map(self._fake, (args, kwargs or {}))
+        out = func(*args, **kwargs)
+        inputs = {_storage_key(t) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                key = _storage_key(t)
+                if key is not None and key not in inputs:
+                    self.fresh.add(key)
+        return out
+
+
+def trace_training_step(hm, network, trainer, refs, checkpoint_depth: int = 1) -> ActivationTrace:
+    """Trace one micro-batch (``refs``) of ``trainer``'s step on ``hm`` with ``network`` attached.
+
+    The latents and captions of ``refs`` are taken from the trainer's caches (encoded there if missing:
+    the same work the first step would do); everything after that runs on fake tensors."""
+    latents = trainer.latents.get(trainer.dataset, refs)
+    conds = trainer.encode_captions([trainer.dataset.caption(r, 0) for r in refs])
+    dm = hm.base.diffusion_model
+    units = checkpoint_units(dm, checkpoint_depth)
+    low_precision = set(recast_layers(hm.patcher))
+    current_unit: list = []
+    saved: dict = {}            # storage key -> (bytes, unit index or -1, is a cast weight)
+    unit_inputs: dict = {}      # storage key -> bytes (tensors a checkpointed unit keeps as its input)
+    kept_refs: list = []        # keeps the fake tensors alive so their storage keys stay unique
+    largest = [0]
+
+    # Weights (and their transposes, which fake tracing may materialise) are kept by reference, not copied.
+    # A low-precision layer's weight in another dtype is its cast copy: kept while a checkpointed unit is
+    # recomputed, re-cast in backward otherwise (host.memory.recast_weights_in_backward).
+    weight_shapes, cast_shapes = set(), set()
+    for p in list(dm.parameters()) + list(network.parameters()):
+        weight_shapes.add((tuple(p.shape), p.dtype))
+        if p.dim() == 2:
+            weight_shapes.add((tuple(p.shape[::-1]), p.dtype))
+    for layer in low_precision:
+        shape = tuple(layer.weight.shape)
+        cast_shapes.update({shape, shape[::-1]} if len(shape) == 2 else {shape})
+
+    def pack(t):
+        if (tuple(t.shape), t.dtype) in weight_shapes:
+            return t
+        key = _storage_key(t)
+        if key is not None and key not in saved:
+            n = _nbytes(t)
+            cast = tuple(t.shape) in cast_shapes
+            saved[key] = (n, current_unit[-1] if current_unit else -1, cast)
+            if not cast:
+                largest[0] = max(largest[0], n)
+            kept_refs.append(t)
+        return t
+
+    handles = []
+    for i, unit in enumerate(units):
+        def unit_pre(m, args, kwargs, _i=i):
+            current_unit.append(_i)
+            for v in list(args) + list(kwargs.values()):
+                if isinstance(v, torch.Tensor) and v.is_floating_point():
+                    key = _storage_key(v)
+                    if key is not None:
+                        unit_inputs.setdefault(key, _nbytes(v))
+                        kept_refs.append(v)
+
+        def unit_post(m, args, output):
+            if current_unit:
+                current_unit.pop()
+        handles.append(unit.register_forward_pre_hook(unit_pre, with_kwargs=True))
+        handles.append(unit.register_forward_hook(unit_post))
+    sigma_value = hm.percent_to_sigma(0.5)   # a Python number: read before the fake mode, where reads fail
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    allocations = _FreshAllocations(mode)
+    try:
+        with torch.inference_mode(False), torch.enable_grad(), network, mode, allocations, \
+                torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            x0 = hm.process_latent_in(latents.to(hm.device, torch.float32))
+            noise = torch.randn_like(x0)
+            sigma = torch.full((len(refs),), sigma_value, device=x0.device, dtype=torch.float32)
+            x_t = hm.noise_scaling(sigma, noise, x0)
+            dtype = autocast_dtype(trainer.cfg.mixed_precision, hm.device)
+            with torch.autocast(hm.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                x0_hat = hm.predict_x0(x_t, sigma, conds)
+            loss = (x0_hat.float() - x0).pow(2).mean()
+            del loss
+    finally:
+        for h in handles:
+            h.remove()
+    new = {k: v for k, v in saved.items() if k in allocations.fresh}
+    per_unit = [0] * len(units)
+    outside = 0
+    for n, unit, cast in new.values():
+        if unit >= 0:
+            per_unit[unit] += n
+        elif not cast:
+            outside += n
+    boundaries = sum(n for k, n in unit_inputs.items() if k in allocations.fresh)
+    return ActivationTrace(batch=len(refs), saved_bytes=sum(n for n, _, cast in new.values() if not cast),
+                           outside_units_bytes=outside, unit_bytes=tuple(per_unit), unit_input_bytes=boundaries,
+                           largest_bytes=largest[0])
