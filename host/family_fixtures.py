@@ -41,6 +41,9 @@ class FamilySpec:
     host_class: str = ""        # the supported_models class the host must have (availability check)
     params_class: str = ""      # dataclass the model class reads its kwargs into (Flux, Chroma)
     te_attention_mask: bool = False   # the family's extra_conds reads the text attention mask
+    # The family's conditioning needs the host's own text-encoder class (HiDream reads the Llama hidden
+    # states it fills with zeros when only CLIP-L is given): the CLIPLoader type to load a CLIP-L file with.
+    clip_type: str = ""
 
 
 def _flux(guidance: bool) -> dict:
@@ -101,6 +104,19 @@ FAMILIES: dict[str, FamilySpec] = {
         num_head_channels=64, use_linear_in_transformer=True, use_spatial_transformer=True, legacy=False,
         adm_in_channels=64 + 6 * 256, num_classes="sequential", use_temporal_attention=False), 64, 64,
         latent_channels=4, out_layer="out.2", config_class="SDXL"),
+    # Wan 2.2 TI2V 5B: Wan's blocks on the 48-channel Wan 2.2 latent (the A14B pair is Wan 2.1's layout).
+    "wan2.2-5b": FamilySpec("wan", "comfy.ldm.wan.model.WanModel", dict(
+        image_model="wan2.1", model_type="t2v", patch_size=(1, 2, 2), in_dim=48, dim=128, ffn_dim=256,
+        freq_dim=256, text_dim=64, out_dim=48, num_heads=1, num_layers=1, window_size=(-1, -1), qk_norm=True,
+        cross_attn_norm=True, eps=1e-6), 64, latent_channels=48, out_layer="head.head", config_class="WAN22_T2V"),
+    # HiDream I1: double- and single-stream blocks with MoE feed-forwards; reads T5's 4096-wide states, the
+    # CLIP-L + CLIP-G pooled vector (2048) and a stack of Llama layers (two picked here, as llama_layers).
+    "hidream": FamilySpec("hidream", "comfy.ldm.hidream.model.HiDreamImageTransformer2DModel", dict(
+        image_model="hidream", patch_size=2, in_channels=16, out_channels=16, num_layers=1, num_single_layers=1,
+        attention_head_dim=64, num_attention_heads=1, caption_channels=[4096, 4096], text_emb_dim=2048,
+        num_routed_experts=2, num_activated_experts=1, axes_dims_rope=[32, 16, 16], max_resolution=[128, 128],
+        llama_layers=[0, 31]), 4096, 2048, out_layer="final_layer.linear", config_class="HiDream",
+        clip_type="hidream"),
     # Chroma: Flux's blocks, modulations from the distilled guidance layer (out_dim = hidden size).
     "chroma": FamilySpec("chroma", "comfy.ldm.chroma.model.Chroma", dict(
         image_model="chroma", in_channels=64, out_channels=64, context_in_dim=64, hidden_size=128,
@@ -271,11 +287,19 @@ def _meta(path: Path) -> dict:
         return f.metadata() or {}
 
 
-def tiny_text_encoder(family: str, seed: int = 2):
-    """A ``comfy.sd.CLIP`` from the host's CLIP text-model class, widths matching the tiny model."""
+def tiny_text_encoder(family: str, seed: int = 2, cache_dir: str | Path | None = None):
+    """A ``comfy.sd.CLIP`` from the host's CLIP text-model class, widths matching the tiny model; for a
+    family with a clip_type, the host's CLIPLoader of that type on a random CLIP-L file in ``cache_dir``."""
     import comfy.sd
     import comfy.sd1_clip as sd1_clip
     spec = FAMILIES[family]
+    if spec.clip_type:
+        import nodes
+        if cache_dir is None:
+            raise ValueError(f"tiny_text_encoder({family!r}) loads a CLIP-L file: pass cache_dir")
+        ensure_clip_l_file(cache_dir)
+        with torch.inference_mode():
+            return nodes.CLIPLoader().load_clip(CLIP_L_FILE, spec.clip_type)[0]
     width = spec.context_dim
     config = {"architectures": ["CLIPTextModel"], "attention_dropout": 0.0, "bos_token_id": 0,
               "dropout": 0.0, "eos_token_id": 49407, "hidden_act": "quick_gelu", "hidden_size": width,
@@ -456,3 +480,18 @@ def ensure_family_workflow_assets(family: str, cache_dir: str | Path) -> None:
         _write(vae, tiny_vae_state_dict(16), {"kiln_fixture": FAMILY_FIXTURE_VERSION})
     for kind, folder in (("diffusion_models", unet.parent), ("text_encoders", te_dir), ("vae", vae.parent)):
         folder_paths.add_model_folder_path(kind, str(folder), is_default=True)
+
+
+def ensure_clip_l_file(cache_dir: str | Path) -> str:
+    """A random full-size CLIP-L text encoder as CLIPLoader lists it (written once; the host leaves layers
+    a smaller file lacks uninitialised, so it is complete)."""
+    import folder_paths
+    from .fixtures import clip_l_state_dict
+    folder = Path(cache_dir) / "text-encoders"
+    path = folder / CLIP_L_FILE
+    if not path.is_file() or _meta(path).get("kiln_fixture") != FAMILY_FIXTURE_VERSION:
+        prefix = "cond_stage_model.transformer."
+        _write(path, {k[len(prefix):]: v.half() if v.is_floating_point() else v for k, v in clip_l_state_dict().items()},
+               {"kiln_fixture": FAMILY_FIXTURE_VERSION})
+    folder_paths.add_model_folder_path("text_encoders", str(folder), is_default=True)
+    return CLIP_L_FILE

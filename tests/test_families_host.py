@@ -16,7 +16,8 @@ from conftest import HOST_ROOT, REPO
 HOST_2026 = HOST_ROOT is not None and (HOST_ROOT / "comfy" / "ldm" / "flux" / "math.py").is_file() and \
     "in_training" in (HOST_ROOT / "comfy" / "ldm" / "flux" / "math.py").read_text()
 
-FAMILIES = ["flux1-dev", "flux1-schnell", "sd3", "z-image", "qwen-image", "lumina2", "wan", "chroma", "flux2", "sdxl"]
+FAMILIES = ["flux1-dev", "flux1-schnell", "sd3", "z-image", "qwen-image", "lumina2", "wan", "wan2.2-5b", "chroma",
+            "flux2", "sdxl", "hidream"]
 
 
 def _loaded(family):
@@ -31,7 +32,7 @@ def _loaded(family):
         assert how == "UNETLoader", f"{family}: the host's UNETLoader no longer reads the tiny widths"
     with torch.inference_mode():
         vae = nodes.VAELoader().load_vae(assets.vae_name)[0]
-    clip = ff.tiny_text_encoder(family)
+    clip = ff.tiny_text_encoder(family, cache_dir=REPO / ".cache" / "test-assets")
     return model, clip, vae
 
 
@@ -55,10 +56,12 @@ def test_family_trains_saves_and_samples(family, host, tiny_assets, caplog):
     from kiln.core.net.spec import NetworkSpec
     from kiln.core.train.loop import TrainConfig
     from kiln.core.train.optim import OptimizerSpec
+    from kiln.host import family_fixtures as ff
     from kiln.host.bake import SaveSpec, bake
     from kiln.host.families import family_of
     model, clip, vae = _loaded(family)
-    assert family_of(model) == family, type(model.model.model_config).__name__
+    family_name = ff.FAMILIES[family].family   # Wan 2.2 is the wan family
+    assert family_of(model) == family_name, type(model.model.model_config).__name__
     dataset = load_dataset(DatasetConfig(path=str(tiny_assets.dataset_dir), resolution=64, min_bucket_reso=64,
                                          max_bucket_reso=64, bucket_reso_steps=64))
     spec = NetworkSpec(rank=4, alpha=4.0, targets="attn_mlp")
@@ -73,8 +76,8 @@ def test_family_trains_saves_and_samples(family, host, tiny_assets, caplog):
     lora = load_lora_file(path)
     from kiln.core.lora.metadata import MODELSPEC_ARCHITECTURE
     from kiln.host.families import BASE_MODEL_VERSION
-    assert lora.metadata["ss_base_model_version"] == BASE_MODEL_VERSION[family]
-    assert lora.metadata["modelspec.architecture"] == MODELSPEC_ARCHITECTURE[family][0] + "/lora"
+    assert lora.metadata["ss_base_model_version"] == BASE_MODEL_VERSION[family_name]
+    assert lora.metadata["modelspec.architecture"] == MODELSPEC_ARCHITECTURE[family_name][0] + "/lora"
     rel = path.relative_to(host.loras_dir()).as_posix()
     with caplog.at_level(logging.WARNING), torch.inference_mode():
         lm, _ = nodes.LoraLoader().load_lora(model, clip, rel, 1.0, 0.0)
