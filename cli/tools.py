@@ -42,15 +42,22 @@ def _core():
     return core
 
 
+def _save_with_report(lora, report, output) -> int:
+    """Write the tool's LoRA and print its per-layer report (resize and extract)."""
+    from kiln.core.lora.io import save_lora
+    from kiln.core.tools.resize import format_report
+    save_lora(lora, output)
+    print(format_report(report))
+    print(f"wrote {output}")
+    return 0
+
+
 def _resize(args):
     _core()
-    from kiln.core.lora.io import load_lora_file, save_lora
-    from kiln.core.tools.resize import ResizeSpec, format_report, resize_lora
+    from kiln.core.lora.io import load_lora_file
+    from kiln.core.tools.resize import ResizeSpec, resize_lora
     out, report = resize_lora(load_lora_file(args.input), ResizeSpec(args.method, args.value, args.max_rank))
-    save_lora(out, args.output)
-    print(format_report(report))
-    print(f"wrote {args.output}")
-    return 0
+    return _save_with_report(out, report, args.output)
 
 
 def _merge(args):
@@ -71,9 +78,7 @@ def _merge(args):
 
 def _extract(args):
     _core()
-    from kiln.core.lora.io import save_lora
     from kiln.core.tools.extract import ExtractSpec, base_model_version_of_checkpoint, checkpoint_names, extract_lora
-    from kiln.core.tools.resize import format_report
 
     for p in (args.tuned, args.base):
         if Path(p).suffix != ".safetensors":
@@ -82,10 +87,7 @@ def _extract(args):
     lora, report = extract_lora(a, b, checkpoint_names(b.names), ExtractSpec(
         args.method, args.value, args.max_rank, args.conv_rank, clamp_quantile=args.clamp_quantile),
         base_model_version=base_model_version_of_checkpoint(b.names), title=Path(args.output).stem)
-    save_lora(lora, args.output)
-    print(format_report(report))
-    print(f"wrote {args.output}")
-    return 0
+    return _save_with_report(lora, report, args.output)
 
 
 def _convert(args):
