@@ -15,9 +15,7 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -38,37 +36,9 @@ def prepare(work: Path) -> str:
     return assets.checkpoint_name
 
 
-def workflow(ckpt: str, steps: int, batch: int, name: str) -> dict:
-    return {
-        "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
-        "data": {"class_type": "KilnLoadDataset", "inputs": {"path": "kiln_demo_dataset", "resolution": 64,
-                                                             "caption_source": "files", "caption_extension": ".txt",
-                                                             "repeats": 1, "min_bucket_reso": 64, "max_bucket_reso": 128,
-                                                             "bucket_reso_steps": 64}},
-        "net": {"class_type": "KilnNetworkConfig", "inputs": {"algorithm": "lora", "rank": 8, "alpha": 8.0, "conv_rank": 0,
-                                                              "conv_alpha": 1.0, "targets": "attn_mlp", "train_unet": True,
-                                                              "train_text_encoder": False}},
-        "opt": {"class_type": "KilnOptimizerConfig", "inputs": {"optimizer": "adamw", "learning_rate": 5e-3,
-                                                                "text_encoder_lr": 5e-3, "scheduler": "constant",
-                                                                "warmup_steps": 0, "warmup_ratio": 0.0,
-                                                                "weight_decay": 0.01, "max_grad_norm": 1.0}},
-        "train": {"class_type": "KilnTrainLora", "inputs": {
-            "model": ["ckpt", 0], "clip": ["ckpt", 1], "vae": ["ckpt", 2], "dataset": ["data", 0], "network": ["net", 0],
-            "optimizer": ["opt", 0], "output_name": name, "epochs": 1, "max_steps": steps, "batch_size": batch,
-            "gradient_accumulation": 1, "seed": 0, "mixed_precision": "auto", "gradient_checkpointing": False,
-            "save_dtype": "fp16"}},
-        "save": {"class_type": "KilnSaveLora", "inputs": {"lora": ["train", 2], "filename": name, "overwrite": True}},
-    }
-
-
 def run(nprocs: int, wf: Path, work: Path, threads: int) -> tuple[int, float]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nprocs),
-                           "--master_port", str(port), "-m", "cli", "run", str(wf), "--work-dir", str(work)],
-                          cwd=REPO, env=env, capture_output=True, text=True)
+    from kiln.host.fixtures import torchrun_cli_run
+    proc = torchrun_cli_run(nprocs, wf, work, threads)
     found = TRAINED.findall(proc.stderr + proc.stdout)
     if proc.returncode != 0 or not found:
         sys.exit(f"torchrun with {nprocs} processes failed:\n{proc.stderr[-4000:]}")
@@ -91,13 +61,15 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="kiln-bench-ddp-"))
     try:
         ckpt = prepare(work)
+        from kiln.host.fixtures import tiny_train_prompt
         seconds: dict[int, list[float]] = {n: [] for n in args.nprocs}
         for r in range(args.rounds):
             for n in args.nprocs:
                 if gpus and n > gpus:
                     sys.exit(f"{n} processes need {n} GPUs; this machine has {gpus}")
                 wf = work / f"ddp{n}.json"
-                wf.write_text(json.dumps(workflow(ckpt, args.steps, args.batch, f"bench_ddp{n}")))
+                wf.write_text(json.dumps(tiny_train_prompt(ckpt, "kiln_demo_dataset", f"bench_ddp{n}", steps=args.steps,
+                                                           batch=args.batch)))
                 steps, s = run(n, wf, work, args.threads or (1 if gpus else max(1, cores // n)))
                 seconds[n].append(s)
                 print(f"round {r + 1}: {n} process(es): {steps} steps in {s:.2f} s", flush=True)

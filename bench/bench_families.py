@@ -17,13 +17,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_train import RssSampler  # noqa: E402
+from bench_train import RunMeter, native_conditioning  # noqa: E402
 
 FAMILIES = ["flux1-dev", "sd3", "chroma", "flux2", "qwen-image", "z-image", "wan", "lumina2"]
 
@@ -55,15 +54,8 @@ def child(args) -> dict:
             samples = vae.encode(torch.stack([dataset.load_pixels(r) for r in refs]))
             if getattr(model.model.latent_format, "latent_dimensions", 2) == 3 and samples.dim() == 4:
                 samples = samples.unsqueeze(2)
-            positive = []
-            for r in refs:
-                positive += clip.encode_from_tokens_scheduled(clip.tokenize(dataset.caption(r, 0)))
-    sampler = RssSampler()
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base_alloc = torch.cuda.memory_allocated()
-    started = time.perf_counter()
+            positive = native_conditioning(dataset, refs, clip)
+    meter = RunMeter(cuda)
     adapters = None
     try:
         with torch.inference_mode():
@@ -71,7 +63,8 @@ def child(args) -> dict:
                 from kiln.core.net.spec import NetworkSpec
                 from kiln.core.train.loop import TrainConfig
                 from kiln.core.train.optim import OptimizerSpec
-                from kiln.host.bake import SaveSpec, bake
+                from kiln.core.train.specs import SaveSpec
+                from kiln.host.bake import bake
                 res = bake(model, clip, vae, dataset, NetworkSpec(rank=args.rank, alpha=args.rank),
                            OptimizerSpec(name="adamw", lr=args.lr, scheduler="constant", max_grad_norm=0),
                            TrainConfig(max_steps=args.steps, batch_size=args.batch, seed=0, probe_samples=0),
@@ -82,13 +75,9 @@ def child(args) -> dict:
                 train_lora_native(model, samples, positive, batch_size=args.batch, steps=args.steps, lr=args.lr,
                                   rank=args.rank, training_dtype="bf16" if cuda else "fp32")
     except Exception as exc:  # the host's node may not train a family: say so, keep Kiln's figures
-        sampler.stop()
+        meter.stop()
         return {"which": args.which, "skipped": f"{type(exc).__name__}: {str(exc)[:160]}"}
-    if cuda:
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - started
-    rss_peak = sampler.stop()
-    peak = (torch.cuda.max_memory_allocated() - base_alloc) if cuda else rss_peak
+    seconds, peak = meter.stop()
     return {"which": args.which, "steps_per_s": args.steps / seconds, "peak_bytes": peak, "adapters": adapters,
             "device": "cuda" if cuda else "cpu"}
 

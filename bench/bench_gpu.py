@@ -107,7 +107,8 @@ def run(family, base, preset, args, device, data_root):
     from kiln.core.train.optim import OptimizerSpec
     from kiln.core.train.presets import apply_vram_class
     from kiln.host import fixtures
-    from kiln.host.bake import SaveSpec, bake
+    from kiln.core.train.specs import SaveSpec
+    from kiln.host.bake import bake
     from kiln.host.native import native_options, train_lora_native
     model, clip, vae, size = build(family, args.tiny, base, device)
     data = fixtures.write_shapes_dataset(data_root / f"{size}", size=size)

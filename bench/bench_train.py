@@ -50,6 +50,37 @@ class RssSampler:
         return self.peak - self.base
 
 
+class RunMeter:
+    """Wall time and peak memory of what runs between start and stop: on CUDA the allocator's peak over what
+    was already allocated, on the CPU the process's resident-memory growth (RssSampler)."""
+
+    def __init__(self, cuda: bool):
+        import torch
+        self.torch, self.cuda = torch, cuda
+        self.rss = RssSampler()
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base_alloc = torch.cuda.memory_allocated()
+        self.started = time.perf_counter()
+
+    def stop(self) -> tuple[float, int]:
+        """(seconds, peak bytes)."""
+        if self.cuda:
+            self.torch.cuda.synchronize()
+        seconds = time.perf_counter() - self.started
+        rss_peak = self.rss.stop()
+        return seconds, (self.torch.cuda.max_memory_allocated() - self.base_alloc) if self.cuda else rss_peak
+
+
+def native_conditioning(dataset, refs, clip) -> list:
+    """The host's TrainLoraNode takes its conditioning made beforehand: each sample's caption encoded."""
+    positive = []
+    for r in refs:
+        positive += clip.encode_from_tokens_scheduled(clip.tokenize(dataset.caption(r, 0)))
+    return positive
+
+
 def child(args) -> dict:
     sys.path.insert(0, str(REPO))
     import torch
@@ -74,20 +105,14 @@ def child(args) -> dict:
             assert sorted(r.index for r in refs) == list(range(len(dataset))), "native must see every image"
             pixels = torch.stack([dataset.load_pixels(r) for r in refs])
             latents = {"samples": vae.encode(pixels)}
-            positive = []
-            for r in refs:
-                positive += clip.encode_from_tokens_scheduled(clip.tokenize(dataset.caption(r, 0)))
-        sampler = RssSampler()
-        if cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            base_alloc = torch.cuda.memory_allocated()
-        started = time.perf_counter()
+            positive = native_conditioning(dataset, refs, clip)
+        meter = RunMeter(cuda)
         if args.which == "kiln":
             from kiln.core.net.spec import NetworkSpec
             from kiln.core.train.loop import TrainConfig
             from kiln.core.train.optim import OptimizerSpec
-            from kiln.host.bake import SaveSpec, bake
+            from kiln.core.train.specs import SaveSpec
+            from kiln.host.bake import bake
             res = bake(model, clip, vae, dataset, NetworkSpec(rank=args.rank, alpha=1.0, targets=args.targets,
                                                               conv_rank=args.rank if args.targets == "full" else 0,
                                                               conv_alpha=1.0),
@@ -104,11 +129,7 @@ def child(args) -> dict:
                                         lr=args.lr, rank=args.rank, training_dtype="fp32" if not cuda else "bf16",
                                         gradient_checkpointing=args.checkpointing)
             loop_seconds = None
-        if cuda:
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - started
-        rss_peak = sampler.stop()
-        peak = (torch.cuda.max_memory_allocated() - base_alloc) if cuda else rss_peak
+        seconds, peak = meter.stop()
         losses = {f"{key}_{space}": fixed_sample_loss(m, clip, vae, dataset, samples=16, space=space)
                   for key, m in (("loss_after", trained), ("loss_before", model)) for space in ("native", "x0")}
     return {"which": args.which, "steps_per_s": args.steps / seconds,

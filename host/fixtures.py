@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,3 +148,43 @@ def ensure_demo_assets(cache_dir: str | Path) -> DemoAssets:
         shutil.rmtree(dataset_dir)
     write_shapes_dataset(dataset_dir)
     return DemoAssets(CHECKPOINT_NAME, ckpt, dataset_dir, DATASET_DIRNAME)
+
+
+def tiny_train_prompt(checkpoint: str, dataset: str, name: str, *, steps: int, batch: int, rank: int = 8,
+                      targets: str = "attn_mlp", lr: float = 5e-3, weight_decay: float = 0.01, seed: int = 0,
+                      precision: str = "auto", save_dtype: str = "fp16", max_bucket_reso: int = 128,
+                      overwrite: bool = True) -> dict:
+    """An API-format graph: load ``checkpoint``, train a LoRA (alpha = rank) on ``dataset`` at 64 px for
+    ``steps`` steps, save it as ``name``. What the data-parallel test and benchmark run under torchrun."""
+    return {
+        "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
+        "data": {"class_type": "KilnLoadDataset", "inputs": {
+            "path": dataset, "resolution": 64, "caption_source": "files", "caption_extension": ".txt", "repeats": 1,
+            "min_bucket_reso": 64, "max_bucket_reso": max_bucket_reso, "bucket_reso_steps": 64}},
+        "net": {"class_type": "KilnNetworkConfig", "inputs": {
+            "algorithm": "lora", "rank": rank, "alpha": float(rank), "conv_rank": 0, "conv_alpha": 1.0,
+            "targets": targets, "train_unet": True, "train_text_encoder": False}},
+        "opt": {"class_type": "KilnOptimizerConfig", "inputs": {
+            "optimizer": "adamw", "learning_rate": lr, "text_encoder_lr": lr, "scheduler": "constant",
+            "warmup_steps": 0, "warmup_ratio": 0.0, "weight_decay": weight_decay, "max_grad_norm": 1.0}},
+        "train": {"class_type": "KilnTrainLora", "inputs": {
+            "model": ["ckpt", 0], "clip": ["ckpt", 1], "vae": ["ckpt", 2], "dataset": ["data", 0], "network": ["net", 0],
+            "optimizer": ["opt", 0], "output_name": name, "epochs": 1, "max_steps": steps, "batch_size": batch,
+            "gradient_accumulation": 1, "seed": seed, "mixed_precision": precision, "gradient_checkpointing": False,
+            "save_dtype": save_dtype}},
+        "save": {"class_type": "KilnSaveLora", "inputs": {"lora": ["train", 2], "filename": name, "overwrite": overwrite}},
+    }
+
+
+def torchrun_cli_run(nprocs: int, workflow: Path, work_dir: Path, threads: int = 1,
+                     timeout: float | None = None) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node N -m cli run <workflow> --work-dir <work_dir>`` from the pack's folder, on a
+    free local port, each rank with ``threads`` CPU threads; the finished process (output captured)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nprocs),
+                           "--master_port", str(port), "-m", "cli", "run", str(workflow), "--work-dir", str(work_dir)],
+                          cwd=Path(__file__).resolve().parent.parent, env=env, capture_output=True, text=True,
+                          timeout=timeout)

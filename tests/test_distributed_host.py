@@ -1,42 +1,20 @@
 """`torchrun --nproc_per_node 2 -m cli run` through the real host on CPU (gloo): the LoRA and resumable
 state rank 0 saves equal those of one in-process run with twice the batch, and rank 1 writes nothing."""
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.host
-REPO = Path(__file__).resolve().parent.parent
 
 
 def prompt(assets, name: str, batch: int) -> dict:
-    return {
-        "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": assets.checkpoint_name}},
-        "data": {"class_type": "KilnLoadDataset", "inputs": {"path": str(assets.dataset_dir), "resolution": 64,
-                                                             "caption_source": "files", "caption_extension": ".txt",
-                                                             "repeats": 1, "min_bucket_reso": 64, "max_bucket_reso": 64,
-                                                             "bucket_reso_steps": 64}},
-        "net": {"class_type": "KilnNetworkConfig", "inputs": {"algorithm": "lora", "rank": 4, "alpha": 4.0, "conv_rank": 0,
-                                                              "conv_alpha": 1.0, "targets": "attn", "train_unet": True,
-                                                              "train_text_encoder": False}},
-        "opt": {"class_type": "KilnOptimizerConfig", "inputs": {"optimizer": "adamw", "learning_rate": 1e-2,
-                                                                "text_encoder_lr": 1e-2, "scheduler": "constant",
-                                                                "warmup_steps": 0, "warmup_ratio": 0.0,
-                                                                "weight_decay": 0.0, "max_grad_norm": 1.0}},
-        "train": {"class_type": "KilnTrainLora", "inputs": {
-            "model": ["ckpt", 0], "clip": ["ckpt", 1], "vae": ["ckpt", 2], "dataset": ["data", 0], "network": ["net", 0],
-            "optimizer": ["opt", 0], "output_name": name, "epochs": 1, "max_steps": 3, "batch_size": batch,
-            "gradient_accumulation": 1, "seed": 4, "mixed_precision": "fp32", "gradient_checkpointing": False,
-            "save_dtype": "fp32"}},
-        "save": {"class_type": "KilnSaveLora", "inputs": {"lora": ["train", 2], "filename": name, "overwrite": False}},
-    }
+    from kiln.host.fixtures import tiny_train_prompt
+    return tiny_train_prompt(assets.checkpoint_name, str(assets.dataset_dir), name, steps=3, batch=batch, rank=4,
+                             targets="attn", lr=1e-2, weight_decay=0.0, seed=4, precision="fp32", save_dtype="fp32",
+                             max_bucket_reso=64, overwrite=False)
 
 
 def test_torchrun_two_ranks_equal_one_process_with_twice_the_batch(host, tiny_assets, tmp_path):
@@ -48,13 +26,8 @@ def test_torchrun_two_ranks_equal_one_process_with_twice_the_batch(host, tiny_as
     (work / "models" / "checkpoints").mkdir(parents=True)
     shutil.copy(tiny_assets.checkpoint_path, work / "models" / "checkpoints" / tiny_assets.checkpoint_name)
     (tmp_path / "ddp.json").write_text(json.dumps(prompt(tiny_assets, "ddp_two", 1)))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          str(port), "-m", "cli", "run", str(tmp_path / "ddp.json"), "--work-dir", str(work)],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=540)
+    from kiln.host.fixtures import torchrun_cli_run
+    run = torchrun_cli_run(2, tmp_path / "ddp.json", work, threads=1, timeout=540)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
     assert "rank 1 of 2" in run.stderr and "rank 0 of 2" in run.stderr
 

@@ -24,7 +24,8 @@ def _one_step_peak(setup, name, **cfg):
     from kiln.core.train.memory import measure_peak
     from kiln.core.train.optim import OptimizerSpec
     from kiln.host import memory
-    from kiln.host.bake import SaveSpec, bake
+    from kiln.core.train.specs import SaveSpec
+    from kiln.host.bake import bake
     model, clip, vae, dataset = setup
     with measure_peak("cpu") as peak:
         bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0), OptimizerSpec(lr=1e-3, scheduler="constant"),

@@ -42,7 +42,8 @@ def _bake(model, quant, name):
     from kiln.core.net.spec import NetworkSpec
     from kiln.core.train.loop import TrainConfig
     from kiln.core.train.optim import OptimizerSpec
-    from kiln.host.bake import SaveSpec, bake
+    from kiln.core.train.specs import SaveSpec
+    from kiln.host.bake import bake
     _, clip, vae, dataset = quant
     with torch.inference_mode():
         return bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0),

@@ -23,7 +23,8 @@ def _bake(loaded, name, steps=2, seed=0, **save):
     from kiln.core.net.spec import NetworkSpec
     from kiln.core.train.loop import TrainConfig
     from kiln.core.train.optim import OptimizerSpec
-    from kiln.host.bake import SaveSpec, bake
+    from kiln.core.train.specs import SaveSpec
+    from kiln.host.bake import bake
     model, clip, vae, dataset = loaded
     with torch.inference_mode():
         return bake(model, clip, vae, dataset, NetworkSpec(rank=2, alpha=2.0, targets="attn"),
@@ -111,7 +112,8 @@ def test_a_second_run_of_the_same_name_keeps_its_samples_apart(loaded):
     from kiln.core.train.loop import TrainConfig
     from kiln.core.train.optim import OptimizerSpec
     from kiln.core.train.prompts import SamplePrompt
-    from kiln.host.bake import SampleSpec, SaveSpec, bake
+    from kiln.core.train.specs import SampleSpec, SaveSpec
+    from kiln.host.bake import bake
     model, clip, vae, dataset = loaded
     prompts = SampleSpec((SamplePrompt("kiln shapes, red circle", width=64, height=64, steps=2, cfg=1.0),))
 

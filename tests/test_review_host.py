@@ -8,7 +8,8 @@ import torch
 def _bake(loaded, name, cfg, spec=None, opt=None, **save):
     from kiln.core.net.spec import NetworkSpec
     from kiln.core.train.optim import OptimizerSpec
-    from kiln.host.bake import SaveSpec, bake
+    from kiln.core.train.specs import SaveSpec
+    from kiln.host.bake import bake
     model, clip, vae, dataset = loaded
     with torch.inference_mode():
         return bake(model, clip, vae, dataset, spec or NetworkSpec(rank=4, alpha=4.0),

@@ -23,7 +23,8 @@ def _sample(model, clip, vae, seed=5):
 def _bake(loaded, spec, steps=20, name=None, **cfg):
     from kiln.core.train.loop import TrainConfig
     from kiln.core.train.optim import OptimizerSpec
-    from kiln.host.bake import SaveSpec, bake
+    from kiln.core.train.specs import SaveSpec
+    from kiln.host.bake import bake
     model, clip, vae, dataset = loaded
     with torch.inference_mode():
         return bake(model, clip, vae, dataset, spec, OptimizerSpec(lr=2e-3, scheduler="constant"),
@@ -80,7 +81,8 @@ def test_interrupt_keeps_a_loadable_lora_and_resume_continues(loaded, host, capl
     from kiln.core.net.spec import NetworkSpec
     from kiln.core.train.loop import TrainConfig
     from kiln.core.train.optim import OptimizerSpec
-    from kiln.host.bake import SaveSpec, bake, checkpoint_dir
+    from kiln.core.train.specs import SaveSpec
+    from kiln.host.bake import bake, checkpoint_dir
     model, clip, vae, dataset = loaded
 
     def stop_at_7(step, total, loss):
@@ -145,7 +147,8 @@ def test_latents_cached_on_disk_are_reused_by_the_next_run(loaded, host):
     from kiln.core.net.spec import NetworkSpec
     from kiln.core.train.loop import TrainConfig
     from kiln.core.train.optim import OptimizerSpec
-    from kiln.host.bake import SaveSpec, bake
+    from kiln.core.train.specs import SaveSpec
+    from kiln.host.bake import bake
     model, clip, vae, dataset = loaded
     cache_dir = Path(folder_paths.get_temp_directory()).parent / "kiln_latent_cache"
     for f in cache_dir.glob("*.safetensors") if cache_dir.is_dir() else []:
