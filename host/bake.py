@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from ..core.train.specs import BakeResult, SampleSpec, SaveSpec
 from ..core.train.state import load_state
 from . import families, live
 from .distributed import agreed_interrupt, join_training
-from .memory import recast_weights_in_backward
+from .placement import place_for_training
 from .training import (HostDiffusionModel, apply_lora, gradient_checkpointing, target_layers,
                        text_encoder_grad_safe, vae_encoder)
 
@@ -152,7 +153,7 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
     if cfg.validation_split > 0:
         dataset, validation = dataset.split_validation(cfg.validation_split, cfg.seed)
     with torch.inference_mode(False):
-        hm = HostDiffusionModel(model, clip, net.train_text_encoder)
+        hm = HostDiffusionModel(model, clip, net.train_text_encoder, load=False)   # loaded by place_for_training
         make_autograd_safe(hm.base.diffusion_model)
         shard = join_training(hm.device)   # Shard(0, 1) unless under torchrun
         if net.train_text_encoder:
@@ -195,6 +196,7 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
         def sample(step):
             with trainer_box["t"].ema_applied():
                 pils = sampler(step)
+            placement.restore(hm, clip, vae)   # sampling loaded the encoders and the whole model again
             if pils:
                 last_preview[0] = ("JPEG", pils[-1], 512)
                 out_dir = Path(folder_paths.get_output_directory())
@@ -211,11 +213,15 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
                            validation=lambda step, loss: live.validation(node_id, step, loss))
         trainer = Trainer(cfg, dataset, network, opt, hm, latents, hooks, validation=validation, shard=shard)
         log.info("Kiln: %s", trainer.plan_text(len(dataset)))
+        # Latents and captions cached, the VAE and text encoder off the device, the model loaded with the
+        # memory training needs (partially, streamed, where it does not fit).
+        placement = place_for_training(hm, network, trainer, opt.name, clip=clip, vae=vae)
+        make_autograd_safe(hm.base.diffusion_model)
         checks: list[Preflight] = []
         measure = PreflightMeter(trainer, hm, opt)
 
         def first_micro(seconds):
-            checks.append(measure.finish(seconds))
+            checks.append(replace(measure.finish(seconds), memory=placement.estimate))
             log.info("Kiln: %s", checks[0].summary(trainer.total_steps))
         hooks.first_micro = first_micro
         trainer_box["t"] = trainer
@@ -224,7 +230,7 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
         resume = load_state(save.resume_from) if save.resume_from else None
         try:
             with network, gradient_checkpointing(hm.patcher, cfg.gradient_checkpointing, cfg.checkpoint_depth), \
-                    recast_weights_in_backward(hm.patcher, not cfg.gradient_checkpointing), \
+                    placement.training(hm, cfg.gradient_checkpointing), \
                     text_encoder_grad_safe(clip, net.train_text_encoder):
                 result = trainer.run(resume)
                 saver(result.step, True)

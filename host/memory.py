@@ -139,6 +139,12 @@ gradient_checkpointing.last = CheckpointStats()
 _LOW_PRECISION = {torch.float8_e4m3fn, torch.float8_e5m2, torch.bfloat16, torch.float16}
 
 
+@dataclass
+class RefetchStats:
+    dropped: int = 0        # weight copies autograd would have kept, replaced by a note
+    refetched: int = 0      # weights cast / fetched to the device again in backward
+
+
 def recast_layers(model_patcher) -> list[nn.Module]:
     """Layers whose weight is stored in low precision and cast per forward as a plain cast (no scales)."""
     layers = []
@@ -152,18 +158,22 @@ def recast_layers(model_patcher) -> list[nn.Module]:
 
 
 @contextlib.contextmanager
-def recast_weights_in_backward(model_patcher, enabled: bool = True):
+def recast_weights_in_backward(model_patcher, enabled: bool = True, layers=None, stats: "RefetchStats | None" = None):
     """Layers whose weights are stored in low precision and cast per forward (the host's manual cast, e.g.
     UNETLoader's fp8 weight dtypes) hand the cast copy to F.linear/conv, and autograd keeps it for the
     input's gradient: a full-precision copy of every weight, for the whole step, which undoes fp8's saving.
     While such a layer runs, a saved tensor that is exactly its cast weight is replaced by a note, and the
     backward casts the stored weight again. Layers with scales (scaled fp8, quantized tensors) are left to
     the host: their saved tensor is not a plain cast. Off under gradient checkpointing, which already
-    drops these copies (and whose own saved-tensor hooks must not be shadowed)."""
+    drops these copies (and whose own saved-tensor hooks must not be shadowed).
+
+    ``layers``: other layers to treat so, e.g. the ones the host streams from the CPU (host.placement):
+    their weight is fetched to the device again in backward instead of staying there for the whole step.
+    ``stats`` counts the notes taken and the weights fetched again."""
     if not enabled:
         yield 0
         return
-    layers = recast_layers(model_patcher)
+    layers = recast_layers(model_patcher) if layers is None else list(layers)
     handles = []
     active: list = []
 
@@ -173,14 +183,19 @@ def recast_weights_in_backward(model_patcher, enabled: bool = True):
         weight = module.weight
 
         def pack(t):
-            if (t.shape == weight.shape and t.dtype != weight.dtype and t.dtype.is_floating_point
-                    and torch.equal(t.flatten()[:16], weight.flatten()[:16].to(t.dtype))):
+            if (t.shape == weight.shape and t.dtype.is_floating_point
+                    and (t.dtype != weight.dtype or t.device != weight.device or t.data_ptr() == weight.data_ptr())
+                    and torch.equal(t.flatten()[:16], weight.flatten()[:16].to(t.device, t.dtype))):
+                if stats is not None:
+                    stats.dropped += 1
                 return ("kiln_recast", module, t.dtype, t.device)
             return t
 
         def unpack(saved):
             if isinstance(saved, tuple) and saved and saved[0] == "kiln_recast":
                 _, m, dtype, device = saved
+                if stats is not None:
+                    stats.refetched += 1
                 return m.weight.to(device=device, dtype=dtype)
             return saved
         ctx = torch.autograd.graph.saved_tensors_hooks(pack, unpack)

@@ -39,15 +39,23 @@ class _FreshAllocations(TorchDispatchMode):
     storage and is not new; tensors made from real ones (weights, adapters, cached latents and captions)
     were never allocated by an op here, so they count as existing."""
 
-    def __init__(self, fake_mode):
+    def __init__(self, fake_mode, device: torch.device):
         super().__init__()
-        self.fake_mode = fake_mode
+        self.fake_mode, self.device = fake_mode, device
         self.fresh: set = set()
+        self.fakes: dict = {}
 
     def _fake(self, t):
-        # One fake per real tensor (the mode's memo), so a no-op cast of a weight returns that same fake.
+        # One fake per real tensor, so a no-op cast of a weight returns that same fake; on the training
+        # device, where the weights will be (a fake on an accelerator takes none of its memory).
         if isinstance(t, torch.Tensor) and not isinstance(t, FakeTensor):
-            return self.fake_mode.from_tensor(t)
+            held = self.fakes.get(id(t))
+            if held is None or held[0] is not t:
+                fake = self.fake_mode.from_tensor(t)
+                if fake.device != self.device:
+                    fake = fake.to(self.device)
+                held = self.fakes[id(t)] = (t, fake)
+            return held[1]
         return t
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -121,7 +129,7 @@ def trace_training_step(hm, network, trainer, refs, checkpoint_depth: int = 1) -
         handles.append(unit.register_forward_hook(unit_post))
     sigma_value = hm.percent_to_sigma(0.5)   # a Python number: read before the fake mode, where reads fail
     mode = FakeTensorMode(allow_non_fake_inputs=True)
-    allocations = _FreshAllocations(mode)
+    allocations = _FreshAllocations(mode, hm.device)
     try:
         with torch.inference_mode(False), torch.enable_grad(), network, mode, allocations, \
                 torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):

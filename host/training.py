@@ -117,7 +117,7 @@ def model_kind(model_patcher) -> tuple[str, float]:
 class HostDiffusionModel:
     """Implements core.train.loop.DiffusionModel on a cloned, loaded ModelPatcher (no weight copy)."""
 
-    def __init__(self, model_patcher, clip, train_text_encoder: bool, memory_required: float = 0.0):
+    def __init__(self, model_patcher, clip, train_text_encoder: bool, memory_required: float = 0.0, load: bool = True):
         self.patcher = model_patcher.clone()
         self.clip = clip
         self.train_text_encoder = train_text_encoder
@@ -134,7 +134,9 @@ class HostDiffusionModel:
         self.patcher.model.requires_grad_(False)
         if clip is not None:
             clip.cond_stage_model.requires_grad_(False)
-        mm.load_models_gpu([self.patcher], memory_required=memory_required)
+        # A bake loads later (host.placement), once it knows the memory training needs.
+        if load:
+            mm.load_models_gpu([self.patcher], memory_required=memory_required)
         self.device = self.patcher.load_device
         self.base = self.patcher.model
 

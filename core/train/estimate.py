@@ -22,13 +22,21 @@ class Preflight:
     adapter_bytes: int          # weights + grads + optimizer state of the adapters
     peak_bytes: int | None      # measured over one trial step (CUDA); None where it can't be measured
     free_bytes: int | None
+    memory: "MemoryEstimate | None" = None   # the estimate made before the model was loaded
 
     def fits(self) -> bool:
+        if self.memory is not None and self.memory.budget_bytes is not None:
+            return self.memory.fits()
         return self.peak_bytes is None or self.free_bytes is None or self.peak_bytes < 0.95 * self.free_bytes
 
     def advice(self) -> list[str]:
+        """The settings that would fit, named (core.train.estimate.MemoryEstimate.fitting_settings)."""
         if self.fits():
             return []
+        if self.memory is not None:
+            fitting = self.memory.fitting_settings()
+            if fitting:
+                return fitting
         return ["enable gradient checkpointing", "lower the batch size (raise gradient accumulation to keep the "
                 "effective batch)", "use adamw8bit", "train at a lower resolution", "pick a smaller VRAM preset"]
 
