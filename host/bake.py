@@ -18,6 +18,7 @@ import comfy.model_management as mm
 import comfy.sample
 import comfy.utils
 import folder_paths
+import node_helpers
 
 from ..core.lora.io import short_file_stem
 from ..core.lora.metadata import training_metadata
@@ -31,6 +32,7 @@ from ..core.plots.images import to_float, to_uint8
 from ..core.plots.loss_chart import loss_plot
 from ..core.plots.timeline import sample_file_name
 from ..core.train.saves import NoSaver, RunSaver
+from ..core.train import family_sampling
 from ..core.train.specs import BakeResult, SampleSpec, SaveSpec
 from ..core.train.state import load_state
 from . import families, live
@@ -98,6 +100,11 @@ class _Sampler:
 
     def __init__(self, spec: SampleSpec, hm: HostDiffusionModel, clip, vae, run_name: str):
         self.spec, self.hm, self.clip, self.vae = spec, hm, clip, vae
+        # The family's own cfg/steps/scheduler where the prompts kept the generic defaults, and its distilled
+        # guidance (Flux dev, FLUX.2) set on the conditioning as the FluxGuidance node sets it.
+        self.spec, self.guidance, note = family_sampling.for_family(spec, hm.family)
+        if note:
+            log.info("Kiln: %s", note)
         # Named like the run's save folder (<name>, <name>_run2, ...): a second run of the same name keeps
         # its samples apart from the first run's, and a resumed run adds to its own run's samples.
         self.dir = Path(folder_paths.get_output_directory()) / "kiln_samples" / run_name
@@ -110,6 +117,8 @@ class _Sampler:
         with torch.no_grad():
             for i, p in enumerate(self.spec.prompts):
                 pos = self.clip.encode_from_tokens_scheduled(self.clip.tokenize(p.prompt))
+                if self.guidance is not None:
+                    pos = node_helpers.conditioning_set_values(pos, {"guidance": self.guidance})
                 neg = self.clip.encode_from_tokens_scheduled(self.clip.tokenize(p.negative))
                 latent = torch.zeros([1, 4, p.height // 8, p.width // 8])
                 latent = comfy.sample.fix_empty_latent_channels(self.hm.patcher, latent)

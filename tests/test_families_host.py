@@ -161,3 +161,45 @@ def test_shipped_family_workflow_runs_headless_with_the_hosts_loaders(family, ho
     assert len(new) == 1, new
     img = np.asarray(Image.open(new[0]).convert("RGB"), dtype=np.float32)
     assert img.shape == (64, 64, 3) and img.std() > 1.0, "the sample is blank"
+
+
+def test_training_samples_use_the_familys_sampling_defaults(host, tiny_assets):
+    """Flux dev's training-time samples, with Kiln Sample Prompts left at cfg 7 / the normal scheduler, are
+    what a Flux workflow gives (FluxGuidance 3.5, cfg 1, simple); a cfg the user set is kept."""
+    import nodes
+    import node_helpers
+    from kiln.core.data import DatasetConfig, load_dataset
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.core.plots.images import to_float, to_uint8
+    from kiln.core.train.loop import TrainConfig
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.core.train.prompts import SamplePrompt
+    from kiln.core.train.specs import SampleSpec
+    from kiln.host.bake import SaveSpec, bake
+    model, clip, vae = _loaded("flux1-dev")
+    dataset = load_dataset(DatasetConfig(path=str(tiny_assets.dataset_dir), resolution=64, min_bucket_reso=64,
+                                         max_bucket_reso=64, bucket_reso_steps=64))
+    text = "kiln shapes, red circle"
+    prompts = (SamplePrompt(text, width=64, height=64, steps=3, seed=7),            # generic defaults kept
+               SamplePrompt(text, width=64, height=64, steps=3, seed=7, cfg=2.0))   # the user's own cfg
+    with torch.inference_mode():
+        result = bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0, targets="attn_mlp"),
+                      OptimizerSpec(lr=3e-3, scheduler="constant"), TrainConfig(max_steps=3, seed=0, probe_samples=0),
+                      SaveSpec(output_name="fam_sampling_flux", save_dtype="fp32", save_state=False),
+                      samples=SampleSpec(prompts=prompts))
+    kept, own = result.samples[-2:]
+
+    def ksampler(cfg, guidance, scheduler):
+        with torch.inference_mode():
+            pos = nodes.CLIPTextEncode().encode(clip, text)[0]
+            if guidance is not None:
+                pos = node_helpers.conditioning_set_values(pos, {"guidance": guidance})
+            neg = nodes.CLIPTextEncode().encode(clip, "")[0]
+            latent = {"samples": torch.zeros(1, 16, 8, 8)}
+            out = nodes.KSampler().sample(result.model, 7, 3, cfg, "euler", scheduler, pos, neg, latent)[0]
+            image = nodes.VAEDecode().decode(vae, out)[0][0]
+        return to_float(to_uint8(image.float().cpu().numpy()))
+    flux_way = ksampler(1.0, 3.5, "simple")
+    assert np.abs(kept - flux_way).max() <= 2 / 255, np.abs(kept - flux_way).max()
+    assert np.abs(kept - ksampler(7.0, None, "normal")).max() > 0.05, "the generic settings give the same image"
+    np.testing.assert_allclose(own, ksampler(2.0, 3.5, "simple"), atol=2 / 255)
