@@ -369,7 +369,7 @@ def ensure_sd3_workflow_assets(cache_dir: str | Path) -> None:
 #  * The 2026 host reads the Flux widths from the file, and a Wan file's {"transformer": {...}} "config"
 #    metadata (text_dim); the 2025-10 host fixes both, so these graphs run on the 2026 host.
 # Qwen-Image and Z-Image have no such way: detection fixes their widths (Qwen-Image 3072, Z-Image 3840
-# with two refiner stacks; about 0.35 and 1 billion parameters for one block), and Z-Image's Qwen3-4B is
+# with its two refiner stacks: 380M and 908M parameters with one block), and Z-Image's Qwen3-4B is
 # detected by a 2560 width, whose 151936-row embedding alone is 389M parameters.
 
 # Detection needs T5-XXL's 24 blocks and its 10240-wide gated FFN; the width the diffusion model reads is
