@@ -23,7 +23,7 @@ def _normal_init(module: torch.nn.Module, seed: int, std: float = 0.02) -> None:
                     p.copy_(torch.randn(p.shape, generator=g) * std)
 
 
-def write_reported_checkpoint(path) -> None:
+def write_reported_checkpoint(path, zero_output: bool = False) -> None:
     import comfy.ops
     from comfy.clip_model import CLIPTextModel
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
@@ -36,6 +36,8 @@ def write_reported_checkpoint(path) -> None:
                      use_linear_in_transformer=False, legacy=False, operations=comfy.ops.disable_weight_init)
     assert unet.middle_block is None
     _normal_init(unet, 0)
+    if zero_output:   # the UNet's output conv zeroed, as a zero_module init leaves it
+        torch.nn.init.zeros_(unet.out[-1].weight)
     sd = {f"model.diffusion_model.{k}": v for k, v in unet.state_dict().items()}
     vae = TAESD()
     _normal_init(vae, 1)
@@ -52,26 +54,33 @@ def write_reported_checkpoint(path) -> None:
     save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}, str(path))
 
 
-def test_the_reported_all_zero_checkpoint_trains(host, tiny_assets):
+def _load(tiny_assets, name, zero_output=False):
     import folder_paths
     import nodes
     from kiln.core.data import DatasetConfig, load_dataset
-    from kiln.core.net.spec import NetworkSpec
-    from kiln.core.train.loop import TrainConfig
-    from kiln.core.train.optim import OptimizerSpec
-    from kiln.host.bake import SaveSpec, bake
-    name = "kiln-issue14-no-middle-block.safetensors"
-    write_reported_checkpoint(f"{folder_paths.get_folder_paths('checkpoints')[0]}/{name}")
+    write_reported_checkpoint(f"{folder_paths.get_folder_paths('checkpoints')[0]}/{name}", zero_output)
     with torch.inference_mode():
         model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(name)[:3]
     assert model.model.diffusion_model.middle_block is None, "the host built a middle block the file does not have"
     assert type(model.model.model_config).__name__ == "SD15"
     dataset = load_dataset(DatasetConfig(path=str(tiny_assets.dataset_dir), resolution=64, min_bucket_reso=64,
                                          max_bucket_reso=64, bucket_reso_steps=64))
-    spec = NetworkSpec(rank=8, alpha=8.0, conv_rank=8, conv_alpha=8.0, targets="full")
+    return model, clip, vae, dataset
+
+
+def _bake(loaded, targets, name):
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.core.train.loop import TrainConfig
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.host.bake import SaveSpec, bake
+    spec = NetworkSpec(rank=8, alpha=8.0, conv_rank=8, conv_alpha=8.0, targets=targets)
     with torch.inference_mode():
-        result = bake(model, clip, vae, dataset, spec, OptimizerSpec(name="adamw", lr=1e-3, scheduler="constant"),
-                      TrainConfig(max_steps=24, seed=0, probe_samples=8), SaveSpec(output_name="issue14", save_dtype="fp32"))
+        return bake(*loaded, spec, OptimizerSpec(name="adamw", lr=1e-3, scheduler="constant"),
+                    TrainConfig(max_steps=24, seed=0, probe_samples=8), SaveSpec(output_name=name, save_dtype="fp32"))
+
+
+def test_the_reported_all_zero_checkpoint_trains(host, tiny_assets):
+    result = _bake(_load(tiny_assets, "kiln-issue14-no-middle-block.safetensors"), "full", "issue14")
     start, end = result.result.probe_start, result.result.probe_end
     assert end < 0.9 * start, f"fixed-sample loss {start:.4f} -> {end:.4f}"
     ups = {k: v for k, v in result.lora.tensors.items() if k.endswith("lora_up.weight")}
@@ -80,3 +89,20 @@ def test_the_reported_all_zero_checkpoint_trains(host, tiny_assets):
     assert len(ups) == 51 and any("proj_in" in k for k in ups) and any("conv_out" in k for k in ups)
     zero = [k for k, v in ups.items() if float(v.abs().max()) == 0.0]
     assert not zero, f"{len(zero)} of {len(ups)} lora_up still zero: {zero[:3]}"
+
+
+def test_a_zero_output_conv_is_named_when_nothing_can_learn(host, tiny_assets):
+    """The symptom the report describes (every lora_up exactly zero, a loss near 1.0 that never moves, while the
+    host's own trainer, which adapts every weight, learns) appears with the same checkpoint once its output conv
+    is zero: no gradient passes back through a zero layer, so only an adapter on that layer can start learning."""
+    from kiln.core.train.guards import NoTrainingSignal
+    loaded = _load(tiny_assets, "kiln-issue14-zero-out.safetensors", zero_output=True)
+    with pytest.raises(NoTrainingSignal) as err:
+        _bake(loaded, "attn_mlp", "issue14_zero_attn")
+    msg = str(err.value)
+    assert "no adapter parameter received a gradient in the first step" in msg
+    assert "all-zero weight and no adapter (diffusion_model.out.2)" in msg and "targets 'full'" in msg
+    result = _bake(loaded, "full", "issue14_zero_full")   # conv_out gets an adapter: it learns, then the rest
+    assert result.result.probe_end < result.result.probe_start
+    ups = [v for k, v in result.lora.tensors.items() if k.endswith("lora_up.weight")]
+    assert len(ups) == 51 and all(float(u.abs().max()) > 0 for u in ups)

@@ -55,3 +55,29 @@ def test_a_normal_run_passes_the_guard():
                       OptimizerSpec(lr=1e-2, scheduler="constant", warmup_steps=0), model, ToyLatents())
     with net:
         assert trainer.run().step == 12
+
+
+def test_an_all_zero_layer_after_the_hooked_ones_is_named():
+    # A zeroed output layer (as in a checkpoint whose output conv is zero) passes no gradient back: adapters
+    # before it get exactly zero, and the error names that layer and the way out.
+    model = ToyModel()
+    with torch.no_grad():
+        model.net.conv_out.weight.zero_()
+    layers = [layer for layer in model.layers() if not layer.kohya_name.endswith("proj_out")]
+    net = Network(SPEC, layers)
+    trainer = Trainer(TrainConfig(max_steps=6, seed=0, probe_samples=0), ToyDataset(), net,
+                      OptimizerSpec(lr=1e-2, scheduler="constant"), model, ToyLatents())
+    with net, pytest.raises(NoTrainingSignal) as err:
+        trainer.run()
+    msg = str(err.value)
+    assert "no adapter parameter received a gradient" in msg
+    assert "1 layer(s) with an all-zero weight and no adapter (conv_out)" in msg and "targets 'full'" in msg
+    # With an adapter on that layer itself the same model trains (the guard stays quiet).
+    model2 = ToyModel()
+    with torch.no_grad():
+        model2.net.conv_out.weight.zero_()
+    net2 = Network(SPEC, model2.layers())
+    trainer2 = Trainer(TrainConfig(max_steps=12, seed=0, probe_samples=0), ToyDataset(), net2,
+                       OptimizerSpec(lr=1e-2, scheduler="constant"), model2, ToyLatents())
+    with net2:
+        assert trainer2.run().step == 12

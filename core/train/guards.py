@@ -42,6 +42,7 @@ class GradientGuard:
         self.start = [_fingerprint(p) for p in self.params] if self.move_check_step else []
         self.ran_adapters: set[str] = set()
         self.ran_layers: list[str] = []
+        self._ran_modules: list[nn.Module] = []   # the Linear/Conv objects themselves, for the zero-weight check
         self._handles = []
         self._checked_gradients = False
         self._watch()
@@ -59,6 +60,7 @@ class GradientGuard:
         def any_layer(module, args, out):
             if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and len(self.ran_layers) < 100000:
                 self.ran_layers.append(f"{type(module).__name__}{tuple(module.weight.shape)}")
+                self._ran_modules.append(module)
         self._handles.append(nn.modules.module.register_module_forward_hook(any_layer))
 
     def close(self) -> None:
@@ -105,12 +107,53 @@ class GradientGuard:
             kinds[k] = kinds.get(k, 0) + 1
         ran_layers = ", ".join(f"{n}x {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:6])
         forward = _describe(self.model)
+        blocked = self._zero_layers_not_hooked()
+        if blocked:
+            # A layer whose weight is all zero passes no gradient back to anything before it (its input's
+            # gradient is W^T g = 0): a checkpoint with a zeroed output layer trains only through adapters on
+            # that layer itself, which the host's own trainer (every weight) has and a kohya-style target set lacks.
+            names = ", ".join(blocked[:3]) + (f" and {len(blocked) - 3} more" if len(blocked) > 3 else "")
+            zero = (f"The forward runs {len(blocked)} layer(s) with an all-zero weight and no adapter ({names}): "
+                    "no gradient passes back through them, so no adapter before them can learn. Train those "
+                    "layers too (targets 'full' hooks the output conv), or check the checkpoint (a zero output "
+                    "layer makes the model predict zero). ")
+        else:
+            zero = ""
         return (f"Hooked {len(adapters)} layers ({hooked}); the forward ({forward}) ran {len(ran)} of them and "
-                f"{len(self.ran_layers)} Linear/Conv calls in all ({ran_layers or 'none'}). "
+                f"{len(self.ran_layers)} Linear/Conv calls in all ({ran_layers or 'none'}). " + zero +
                 "Nothing was saved as a result. If the forward ran none of the hooked layers, the model "
                 "executes other modules than its state dict names (report the model type); if it ran them, "
                 "the output does not depend on the adapters (check the model loads in fp32/bf16, try "
                 "mixed_precision fp32, and a larger learning rate).")
+
+
+    def _zero_layers_not_hooked(self) -> list[str]:
+        """Names of the Linear/Conv layers the forward ran whose weight is exactly zero and that carry no
+        adapter (checked only when a run is being stopped, so normal runs pay nothing)."""
+        hooked = {id(getattr(a, "_base_layer", None)) for a in (getattr(self.network, "adapters", {}) or {}).values()}
+        names = _module_names(self.model)
+        found, seen = [], set()
+        for module in self._ran_modules:
+            if id(module) in seen or id(module) in hooked:
+                continue
+            seen.add(id(module))
+            weight = getattr(module, "weight", None)
+            try:
+                is_zero = weight is not None and weight.numel() > 0 and not bool(weight.detach().any())
+            except (RuntimeError, TypeError):   # a weight kind that can't be read this way (quantized storage)
+                continue
+            if is_zero:
+                found.append(names.get(id(module), f"{type(module).__name__}{tuple(weight.shape)}"))
+        return found
+
+
+def _module_names(model) -> dict[int, str]:
+    """id(module) -> its name in the host's model (``diffusion_model.out.2``), where the model exposes one
+    (duck-typed: the host model's ``base`` is the ComfyUI model, a toy may be a Module or hold ``net``)."""
+    for root in (getattr(model, "base", None), model, getattr(model, "net", None)):
+        if isinstance(root, nn.Module):
+            return {id(m): n for n, m in root.named_modules() if n}
+    return {}
 
 
 def _describe(model) -> str:
