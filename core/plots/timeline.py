@@ -14,7 +14,8 @@ from PIL import Image, ImageDraw
 
 from .images import to_float, to_uint8
 
-# The Train node's sample files: kiln_samples/<output name>/step000030_01.png (step 30, prompt 1).
+# The Train node's sample files: kiln_samples/<run folder name: output name, or <name>_run2...>/step000030_01.png
+# (step 30, prompt 1).
 SAMPLE_NAME = re.compile(r"^step(\d+)_(\d+)\.png$")
 
 
