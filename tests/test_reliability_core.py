@@ -2,7 +2,10 @@
 import os
 import stat
 
-from kiln.core.lora.io import MAX_STEM_BYTES, atomic_write_bytes, remove_stale_temp_files, short_file_stem
+import pytest
+
+from kiln.core.lora.io import (MAX_STEM_BYTES, atomic_write_bytes, lora_file_in_folder, remove_stale_temp_files,
+                             short_file_stem)
 
 
 def test_short_file_stem_caps_bytes_and_keeps_long_names_apart():
@@ -37,3 +40,21 @@ def test_only_kiln_temp_files_are_removed(tmp_path):
     fresh = tmp_path / ".b.safetensors.abcd1234.tmp"
     fresh.write_bytes(b"x")
     assert remove_stale_temp_files(tmp_path, older_than_s=3600) == [] and fresh.exists()
+
+
+def test_save_lora_file_names_are_capped_per_part_and_stay_in_the_folder(tmp_path):
+    long_a, long_b = "a" * 250, "a" * 249 + "b"
+    path = lora_file_in_folder(tmp_path, f"sub/{long_a}.safetensors")
+    assert path.parent == (tmp_path / "sub").resolve() and len(path.stem.encode()) <= MAX_STEM_BYTES
+    assert path != lora_file_in_folder(tmp_path, f"sub/{long_a[:-1]}b")   # long names sharing a start differ
+    assert lora_file_in_folder(tmp_path, long_b) != lora_file_in_folder(tmp_path, long_a)
+    cjk = lora_file_in_folder(tmp_path, "猫" * 90)
+    assert len(cjk.name.encode()) < 255 and cjk.stem.startswith("猫")
+    assert lora_file_in_folder(tmp_path, "my (v2) lora").name == "my (v2) lora.safetensors"   # short names as typed
+    # Without overwrite an existing (capped) file gets a counter, still within the file-system limit.
+    atomic_write_bytes(path, b"x")
+    again = lora_file_in_folder(tmp_path, f"sub/{long_a}", overwrite=False)
+    assert again != path and again.stem.endswith("_001") and len(again.name.encode()) < 255
+    for bad in ("../outside", "/etc/x", ""):
+        with pytest.raises(ValueError):
+            lora_file_in_folder(tmp_path, bad)
