@@ -118,31 +118,34 @@ class MemoryEstimate:
         return self.budget_bytes is None or self.total_bytes(settings) <= self.budget_bytes
 
     def fitting_settings(self) -> list[str]:
-        """The changes (fewest first) that bring the bake within the budget, each named as the node
-        setting to change: gradient checkpointing, fp8 base weights, a smaller batch size."""
+        """The changes that bring the bake within the budget, each named as the node setting to change
+        (gradient checkpointing, fp8 base weights, a smaller batch size): fewest changes first, a change that
+        keeps the batch before one that lowers it, and no combination that contains a smaller one that fits."""
         if self.fits():
             return []
         s = self.settings
-        base_options = [((), s)]
+        fp8 = "fp8 base weights (load the model with weight_dtype fp8_e4m3fn)"
+        options = [((), s)]
         if not s.checkpointing:
-            base_options.append((("gradient_checkpointing on",), TrainingSettings(s.batch_size, True,
-                                                                               s.weight_bytes_per_param)))
+            options.append((("gradient_checkpointing on",), TrainingSettings(s.batch_size, True,
+                                                                          s.weight_bytes_per_param)))
         if s.weight_bytes_per_param > 1:
-            fp8 = "fp8 base weights (load the model with weight_dtype fp8_e4m3fn)"
-            base_options += [(names + (fp8,), TrainingSettings(o.batch_size, o.checkpointing, 1))
-                             for names, o in list(base_options)]
-        found: list[str] = []
-        for names, option in sorted(base_options, key=lambda no: len(no[0])):
+            options += [(names + (fp8,), TrainingSettings(o.batch_size, o.checkpointing, 1)) for names, o in options]
+        found: list[tuple[tuple[str, ...], bool]] = []     # (changes, lowers the batch)
+        for names, option in options:
             if names and self.fits(option):
-                found.append(" and ".join(names))
+                found.append((names, False))
                 continue
             batch = next((b for b in range(option.batch_size - 1, 0, -1)
                           if self.fits(TrainingSettings(b, option.checkpointing, option.weight_bytes_per_param))), 0)
             if batch:
                 accum = -(-s.batch_size // batch)
-                found.append(" and ".join(names + (f"batch_size {batch} (gradient accumulation {accum} keeps the "
-                                                   f"effective batch)",)))
-        return list(dict.fromkeys(found))
+                found.append((names + (f"batch_size {batch} (gradient accumulation {accum} keeps the effective "
+                                       "batch)",), True))
+        found = [(names, lowers) for names, lowers in found
+                 if not any(set(other) < set(names) for other, _ in found)]
+        found.sort(key=lambda f: (len(f[0]), f[1]))
+        return [" and ".join(names) for names, _ in found]
 
     def summary(self) -> str:
         mib = 2 ** 20
