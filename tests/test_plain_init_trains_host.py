@@ -54,11 +54,13 @@ def write_reported_checkpoint(path, zero_output: bool = False) -> None:
     save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}, str(path))
 
 
-def _load(tiny_assets, name, zero_output=False):
+def _load(tiny_assets, folder, name, zero_output=False):
     import folder_paths
     import nodes
     from kiln.core.data import DatasetConfig, load_dataset
-    write_reported_checkpoint(f"{folder_paths.get_folder_paths('checkpoints')[0]}/{name}", zero_output)
+    # A test-run folder the host's checkpoint list also reads (the files are ~250 MB, mostly CLIP-L).
+    folder_paths.add_model_folder_path("checkpoints", str(folder))
+    write_reported_checkpoint(folder / name, zero_output)
     with torch.inference_mode():
         model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(name)[:3]
     assert model.model.diffusion_model.middle_block is None, "the host built a middle block the file does not have"
@@ -79,8 +81,8 @@ def _bake(loaded, targets, name):
                     TrainConfig(max_steps=24, seed=0, probe_samples=8), SaveSpec(output_name=name, save_dtype="fp32"))
 
 
-def test_the_reported_all_zero_checkpoint_trains(host, tiny_assets):
-    result = _bake(_load(tiny_assets, "kiln-issue14-no-middle-block.safetensors"), "full", "issue14")
+def test_the_reported_all_zero_checkpoint_trains(host, tiny_assets, tmp_path):
+    result = _bake(_load(tiny_assets, tmp_path, "kiln-issue14-no-middle-block.safetensors"), "full", "issue14")
     start, end = result.result.probe_start, result.result.probe_end
     assert end < 0.9 * start, f"fixed-sample loss {start:.4f} -> {end:.4f}"
     ups = {k: v for k, v in result.lora.tensors.items() if k.endswith("lora_up.weight")}
@@ -91,12 +93,12 @@ def test_the_reported_all_zero_checkpoint_trains(host, tiny_assets):
     assert not zero, f"{len(zero)} of {len(ups)} lora_up still zero: {zero[:3]}"
 
 
-def test_a_zero_output_conv_is_named_when_nothing_can_learn(host, tiny_assets):
+def test_a_zero_output_conv_is_named_when_nothing_can_learn(host, tiny_assets, tmp_path):
     """The symptom the report describes (every lora_up exactly zero, a loss near 1.0 that never moves, while the
     host's own trainer, which adapts every weight, learns) appears with the same checkpoint once its output conv
     is zero: no gradient passes back through a zero layer, so only an adapter on that layer can start learning."""
     from kiln.core.train.guards import NoTrainingSignal
-    loaded = _load(tiny_assets, "kiln-issue14-zero-out.safetensors", zero_output=True)
+    loaded = _load(tiny_assets, tmp_path, "kiln-issue14-zero-out.safetensors", zero_output=True)
     with pytest.raises(NoTrainingSignal) as err:
         _bake(loaded, "attn_mlp", "issue14_zero_attn")
     msg = str(err.value)
