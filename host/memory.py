@@ -139,6 +139,11 @@ gradient_checkpointing.last = CheckpointStats()
 _LOW_PRECISION = {torch.float8_e4m3fn, torch.float8_e5m2, torch.bfloat16, torch.float16}
 
 
+def _first_row(x: torch.Tensor) -> torch.Tensor:
+    """Up to 16 values along the last axis at index 0 of the others: a view, whatever the strides."""
+    return x[(0,) * (x.dim() - 1)][:16]
+
+
 @dataclass
 class RefetchStats:
     dropped: int = 0        # weight copies autograd would have kept, replaced by a note
@@ -183,20 +188,30 @@ def recast_weights_in_backward(model_patcher, enabled: bool = True, layers=None,
         weight = module.weight
 
         def pack(t):
-            if (t.shape == weight.shape and t.dtype.is_floating_point
-                    and (t.dtype != weight.dtype or t.device != weight.device or t.data_ptr() == weight.data_ptr())
-                    and torch.equal(t.flatten()[:16], weight.flatten()[:16].to(t.device, t.dtype))):
+            if not t.dtype.is_floating_point:
+                return t
+            # A Linear on 3-D input runs as a matmul that keeps the weight transposed (a view of the copy).
+            if t.shape == weight.shape:
+                transposed = False
+            elif t.dim() == 2 and weight.dim() == 2 and t.shape == weight.shape[::-1]:
+                transposed = True
+            else:
+                return t
+            if not (t.dtype != weight.dtype or t.device != weight.device or t.data_ptr() == weight.data_ptr()):
+                return t
+            if torch.equal(_first_row(t.t() if transposed else t), _first_row(weight).to(t.device, t.dtype)):
                 if stats is not None:
                     stats.dropped += 1
-                return ("kiln_recast", module, t.dtype, t.device)
+                return ("kiln_recast", module, t.dtype, t.device, transposed)
             return t
 
         def unpack(saved):
             if isinstance(saved, tuple) and saved and saved[0] == "kiln_recast":
-                _, m, dtype, device = saved
+                _, m, dtype, device, transposed = saved
                 if stats is not None:
                     stats.refetched += 1
-                return m.weight.to(device=device, dtype=dtype)
+                fetched = m.weight.to(device=device, dtype=dtype)
+                return fetched.t() if transposed else fetched
             return saved
         ctx = torch.autograd.graph.saved_tensors_hooks(pack, unpack)
         ctx.__enter__()
