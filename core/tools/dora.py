@@ -86,14 +86,15 @@ def _convert_module(name: str, parts: dict, base: torch.Tensor, convention: str,
     keep = int((s > s[0] * _EXACT).sum()) if s.numel() and float(s[0]) > 0 else 1
     keep = max(1, min(keep, rank) if rank else keep)
     out = factors_to_lora(u, s, vh, base.shape, keep)
-    new_delta = (out["lora_up.weight"].reshape(base.shape[0], keep) @ out["lora_down.weight"].reshape(keep, -1))
     # The magnitude is the final weight's own norm on the target axis, so the target tool's normalisation
     # returns that weight exactly (and, when the factors are truncated, still gives each row/column its norm).
     out["dora_scale"] = _norms(target_weight, convention)
+    dtype = parts["lora_up.weight"].dtype   # the file's precision; the error below is measured after it
+    out = {k: (v.to(dtype) if k != "alpha" else v) for k, v in out.items()}
+    new_delta = out["lora_up.weight"].float().reshape(base.shape[0], keep) @ \
+        out["lora_down.weight"].float().reshape(keep, -1)
     applied = dora_weight(base, new_delta, out["dora_scale"], convention)
     denom = float((target_weight - base).norm()) or 1.0
-    dtype = parts["lora_up.weight"].dtype
-    out = {k: (v.to(dtype) if k != "alpha" else v) for k, v in out.items()}
     return out, DoraReport(name, keep, float((applied - target_weight).norm()) / denom)
 
 
