@@ -177,6 +177,72 @@ def test_workflow_opens_without_missing_nodes(page, path):
     assert groups == [g["title"] for g in data["groups"]]
 
 
+# A fresh Train node at 100% zoom. The classic canvas renderer shows every widget; the frontend's node renderer
+# (Vue nodes, Comfy.VueNodes.Enabled) folds the inputs the schema marks advanced behind "Show advanced inputs".
+TRAIN_NODE_CANVAS = """async () => {
+    const graph = window.app.graph;
+    graph.clear();
+    const node = window.LiteGraph.createNode('KilnTrainLora');
+    graph.add(node);
+    await new Promise(r => setTimeout(r, 300));
+    const widgets = node.widgets || [];
+    return {total: widgets.length, height: node.size[1],
+            advanced: widgets.filter(w => w.advanced || (w.options && w.options.advanced)).map(w => w.name)};
+}"""
+
+TRAIN_NODE_FOLDED = """async () => {
+    const setting = window.app.extensionManager.setting;
+    const graph = window.app.graph;
+    const canvas = window.app.canvas;
+    await setting.set('Comfy.VueNodes.Enabled', true);
+    graph.clear();
+    await new Promise(r => setTimeout(r, 500));
+    const node = window.LiteGraph.createNode('KilnTrainLora');
+    graph.add(node);
+    node.pos = [260, 120];   // clear of the sidebar and the menu
+    canvas.ds.scale = 1.0;
+    canvas.ds.offset = [0, 0];
+    canvas.setDirty(true, true);
+    await new Promise(r => setTimeout(r, 1500));
+    const el = document.querySelector(`[data-node-id="${node.id}"]`);
+    const rows = () => el.querySelectorAll('[class*=widget]').length;
+    const folded = {height: el.getBoundingClientRect().height, rows: rows()};
+    const button = [...el.querySelectorAll('button')].find(b => /advanced/i.test(b.textContent));
+    if (!button) return {folded, button: false};
+    button.click();
+    await new Promise(r => setTimeout(r, 800));
+    const shown = {height: el.getBoundingClientRect().height, rows: rows()};
+    button.click();   // fold them again for the screenshot
+    await new Promise(r => setTimeout(r, 800));
+    return {folded, shown, button: true};
+}"""
+
+
+def test_train_node_short_path_fits_a_laptop_screen(page, host):
+    """The 2026 host marks the Train node's rarely changed inputs advanced; its frontend's node renderer folds
+    them away: fewer widget rows show than with "Show advanced inputs", and the node with its common path is at
+    most ~800 px tall at 100% zoom. The 2025-10 host has no advanced inputs: there every input simply shows."""
+    from comfy_api.latest import io
+    from kiln.nodes.schema import takes_advanced
+    canvas = page.evaluate(TRAIN_NODE_CANVAS)
+    assert canvas["total"] >= 20, canvas
+    if not takes_advanced(io.Float):
+        assert canvas["advanced"] == [], canvas
+        return
+    assert {"ema_decay", "vram_preset", "resume_from", "save_dtype"} <= set(canvas["advanced"]), canvas
+    try:
+        got = page.evaluate(TRAIN_NODE_FOLDED)
+        assert got["button"], f"no 'Show advanced inputs' button on the Train node: {got}"
+        assert got["folded"]["rows"] < got["shown"]["rows"], got
+        assert got["folded"]["height"] < got["shown"]["height"] and got["folded"]["height"] <= 800, got
+        print("kiln short path:", got)
+        _screenshot(page, "train_node_short_path.png")
+    finally:
+        page.evaluate("async () => { await window.app.extensionManager.setting.set('Comfy.VueNodes.Enabled', "
+                      "false); }")
+        page.wait_for_timeout(500)
+
+
 def test_train_then_sample_shows_live_loss_and_samples(page, server):
     data = json.loads((REPO / "workflows" / "train_then_sample.json").read_text())
     page.evaluate("async (wf) => { await window.app.loadGraphData(wf); await window.app.queuePrompt(0, 1); }", data)
