@@ -64,7 +64,8 @@ def test_wan_and_z_image_names():
 
 
 def test_double_block_attention_alone_keeps_the_hosts_qwen_names():
-    """Qwen-Image's host names are the diffusers names; only Flux evidence makes them Flux's."""
+    """Qwen-Image's host names are the diffusers names; only Flux evidence (single blocks, metadata)
+    makes double-block keys Flux's."""
     from kiln.core.lora.formats import to_kohya
     from kiln.core.lora.value import KilnLora
     down, up = _pair(4, 4, 2, 0)
@@ -73,6 +74,10 @@ def test_double_block_attention_alone_keeps_the_hosts_qwen_names():
     assert "lora_unet_transformer_blocks_0_attn_to_q.lora_down.weight" in to_kohya(KilnLora(keys, {})).tensors
     flux = to_kohya(KilnLora(keys, {"modelspec.architecture": "flux-1-dev/lora"})).tensors
     assert "lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight" in flux
+    # SD3's diffusers blocks have Flux's double-block names (ff_context, norm1_context): not rewritten.
+    sd3 = {"transformer.transformer_blocks.0.ff_context.net.2.lora_A.weight": down,
+           "transformer.transformer_blocks.0.ff_context.net.2.lora_B.weight": up}
+    assert "lora_unet_transformer_blocks_0_ff_context_net_2.lora_down.weight" in to_kohya(KilnLora(sd3, {})).tensors
 
 
 def _diffusers_lora(model, layout, rank=2, seed=0):

@@ -12,8 +12,9 @@ is exactly the parts' deltas side by side; parts the file lacks stay zero. Qwen-
 nothing here (the host's names are the diffusers names). Paths a layout does not know are left to the
 caller (kohya spelling of the diffusers path), and the fit check names them.
 
-A file with only double-block attention keys reads the same for Flux, SD3 and Qwen-Image; it is read as Flux
-only when it also has single blocks, Flux-only layers, or Flux metadata.
+Double-block keys (``transformer_blocks.N.attn.to_q``, ``ff_context``, ``norm1_context``) read the same for
+Flux, SD3 and (attention) Qwen-Image; a file is read as Flux only when it has single blocks or Flux/Chroma
+metadata, so an SD3 or Qwen-Image file is never rewritten into Flux's layout.
 """
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ _Z_IMAGE = [
 
 LAYOUTS = {"flux": _FLUX, "wan": _WAN, "z-image": _Z_IMAGE}
 
-_FLUX_ONLY = re.compile(r"^(single_transformer_blocks\.\d+\.|transformer_blocks\.\d+\.(norm1_context|ff_context)\.)")
+_FLUX_ONLY = re.compile(r"^single_transformer_blocks\.\d+\.")
 _WAN_KEYS = re.compile(r"^blocks\.\d+\.(attn1|attn2|ffn\.net)\.")
 _Z_IMAGE_KEYS = re.compile(r"^(layers|noise_refiner|context_refiner)\.\d+\.attention\.to_(q|k|v|out)")
 
