@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_train import RunMeter, native_conditioning  # noqa: E402
+from harness import RunMeter, native_inputs  # noqa: E402
 
 FAMILIES = ["flux1-dev", "sd3", "chroma", "flux2", "qwen-image", "z-image", "wan", "lumina2"]
 
@@ -51,10 +51,9 @@ def child(args) -> dict:
         if args.which == "native":
             # The native node takes latents and conditioning made beforehand (not timed for it).
             refs = [b[0] for b in dataset.epoch_plan(0, 1, 0)][: args.batch * 2]
-            samples = vae.encode(torch.stack([dataset.load_pixels(r) for r in refs]))
+            samples, positive = native_inputs(dataset, refs, vae, clip)
             if getattr(model.model.latent_format, "latent_dimensions", 2) == 3 and samples.dim() == 4:
                 samples = samples.unsqueeze(2)
-            positive = native_conditioning(dataset, refs, clip)
     meter = RunMeter(cuda)
     adapters = None
     try:

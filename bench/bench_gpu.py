@@ -20,6 +20,10 @@ from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+
+from harness import native_inputs  # noqa: E402
+
 GIB = 2 ** 30
 
 # family -> (the host's supported_models config class, real-width overrides of the tiny fixture's kwargs,
@@ -125,12 +129,9 @@ def run(family, base, preset, args, device, data_root):
     if base == "fp8" and "bypass_mode" not in native_options():
         row["native"] = (None, None, "n/a")
         return row
+    latents, positive = native_inputs(dataset, [r for b in dataset.epoch_plan(0, 1, 0) for r in b][: len(dataset)],
+                                      vae, clip)
     with torch.inference_mode():
-        refs = [r for b in dataset.epoch_plan(0, 1, 0) for r in b][: len(dataset)]
-        latents = vae.encode(torch.stack([dataset.load_pixels(r) for r in refs]))
-        positive = []
-        for r in refs:
-            positive += clip.encode_from_tokens_scheduled(clip.tokenize(dataset.caption(r, 0)))
         seconds, peak, err = timed(lambda: train_lora_native(
             model, latents, positive, batch_size=cfg.batch_size, steps=args.steps, lr=1e-4, rank=args.rank,
             training_dtype=compute, gradient_checkpointing=cfg.gradient_checkpointing, bypass=base == "fp8"), device)

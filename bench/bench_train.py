@@ -19,66 +19,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
 
-
-class RssSampler:
-    """Peak growth of this process's resident memory over a baseline, sampled every 5 ms in a thread
-    (ru_maxrss is a lifetime high-water mark, useless once model loading set it)."""
-
-    def __init__(self):
-        import threading
-        import psutil
-        self.proc = psutil.Process()
-        self.base = self.proc.memory_info().rss
-        self.peak = self.base
-        self.running = True
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while self.running:
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.005)
-
-    def stop(self) -> int:
-        self.running = False
-        self.thread.join()
-        return self.peak - self.base
-
-
-class RunMeter:
-    """Wall time and peak memory of what runs between start and stop: on CUDA the allocator's peak over what
-    was already allocated, on the CPU the process's resident-memory growth (RssSampler)."""
-
-    def __init__(self, cuda: bool):
-        import torch
-        self.torch, self.cuda = torch, cuda
-        self.rss = RssSampler()
-        if cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.base_alloc = torch.cuda.memory_allocated()
-        self.started = time.perf_counter()
-
-    def stop(self) -> tuple[float, int]:
-        """(seconds, peak bytes)."""
-        if self.cuda:
-            self.torch.cuda.synchronize()
-        seconds = time.perf_counter() - self.started
-        rss_peak = self.rss.stop()
-        return seconds, (self.torch.cuda.max_memory_allocated() - self.base_alloc) if self.cuda else rss_peak
-
-
-def native_conditioning(dataset, refs, clip) -> list:
-    """The host's TrainLoraNode takes its conditioning made beforehand: each sample's caption encoded."""
-    positive = []
-    for r in refs:
-        positive += clip.encode_from_tokens_scheduled(clip.tokenize(dataset.caption(r, 0)))
-    return positive
+from harness import RunMeter, native_inputs  # noqa: E402
 
 
 def child(args) -> dict:
@@ -103,9 +49,8 @@ def child(args) -> dict:
             # image of the set once (its batches draw from all of them), with its caption.
             refs = native_refs(dataset)
             assert sorted(r.index for r in refs) == list(range(len(dataset))), "native must see every image"
-            pixels = torch.stack([dataset.load_pixels(r) for r in refs])
-            latents = {"samples": vae.encode(pixels)}
-            positive = native_conditioning(dataset, refs, clip)
+            samples, positive = native_inputs(dataset, refs, vae, clip)
+            latents = {"samples": samples}
         meter = RunMeter(cuda)
         if args.which == "kiln":
             from kiln.core.net.spec import NetworkSpec
