@@ -3,7 +3,8 @@ rank, batch and steps, for two families (the tiny SD1.5 UNet at 128 px, a wider 
 built with the host's classes), fp32 / bf16 / fp8 base weights, checkpointing off and on, batch 1 and 4;
 with Kiln's pre-flight estimate of its training memory beside the measured peak; printed as ratios, in one run.
 
-    .venv/bin/python bench/bench_memory.py [--families sd15 sd3] [--bases fp32 bf16 fp8] [--steps 1] [--quick]
+    .venv/bin/python bench/bench_memory.py [--families sd15 sd3] [--bases fp32 bf16 fp8] [--batches 1 4]
+                                           [--checkpoint-depth 1] [--steps 1] [--quick]
 
 Memory is what each trainer allocates while it runs (core.train.memory: the allocator's own records on CPU,
 max allocated on CUDA): activations, gradients, optimizer state, and any copy of the weights a trainer
@@ -148,7 +149,7 @@ def run_config(run: FamilyRun, base, checkpointing, batch, args, native: bool = 
         model, run.clip, run.vae, run.dataset, NetworkSpec(rank=args.rank, alpha=1.0, targets="attn_mlp"),
         OptimizerSpec(name="adamw", lr=1e-4, scheduler="constant", max_grad_norm=0),
         TrainConfig(max_steps=args.steps, batch_size=batch, seed=0, probe_samples=0, mixed_precision=compute,
-                    gradient_checkpointing=checkpointing),
+                    gradient_checkpointing=checkpointing, checkpoint_depth=args.checkpoint_depth),
         SaveSpec(output_name="bench_memory", save_state=False, cache_latents_to_disk=True)))
     estimate = place_for_training.last.estimate
     row["estimate"] = estimate.training_bytes() if estimate is not None else None
@@ -164,7 +165,8 @@ def run_config(run: FamilyRun, base, checkpointing, batch, args, native: bool = 
         with torch.inference_mode():
             row["native"], row["native_s"] = measure(lambda: train_lora_native(
                 model, run.latents, run.positive, batch_size=batch, steps=args.steps, lr=1e-4, rank=args.rank,
-                training_dtype=compute, gradient_checkpointing=checkpointing, bypass=bypass))
+                training_dtype=compute, gradient_checkpointing=checkpointing, bypass=bypass,
+                checkpoint_depth=args.checkpoint_depth))
     except Exception as exc:   # the host's node may not train a family or setting: say so, keep Kiln's figures
         row["native"], row["native_error"] = None, f"{type(exc).__name__}: {str(exc)[:120]}"
     return row
@@ -182,6 +184,7 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="fp32 and fp8 at batch 4 only (a smoke run)")
     p.add_argument("--bases", nargs="+", choices=list(BASES), help="base weight dtypes (default: all)")
     p.add_argument("--batches", nargs="+", type=int, help="batch sizes (default: 1 4)")
+    p.add_argument("--checkpoint-depth", type=int, default=1, help="with checkpointing: 1 each block, 2 each part")
     args = p.parse_args(argv)
     runs = setup(args.families)
     bases = args.bases or (("fp32", "fp8") if args.quick else ("fp32", "bf16", "fp8"))
