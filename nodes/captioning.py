@@ -15,7 +15,7 @@ from ..core.caption.vlm import CaptionSettings, Captioner, caption_images
 from ..core.data.images import IMAGE_EXTENSIONS
 from ..core.tags.tagger import write_captions
 from ..host import captioning as host_captioning
-from .schema import Dataset, output, widget
+from .schema import Dataset, node_input, output
 
 log = logging.getLogger("kiln")
 MODELS_KEY = "LLM"   # models/LLM: where the common Florence-2, JoyCaption and Qwen-VL nodes keep theirs
@@ -46,44 +46,45 @@ class KilnCaptioner(io.ComfyNode):
             description="Caption images with a vision-language model, batched; writes captions beside the images "
                         "and outputs them.",
             inputs=[
-                widget(io.Combo, "model", options=models, default="Florence-2-base",
-                       tooltip="A vision-language model folder in models/LLM (Florence-2, JoyCaption, Qwen2.5-VL, "
-                               "Qwen3-VL or any model transformers loads as image-text-to-text); the listed hub "
-                               "models download there once."),
-                widget(io.String, "folder", default="",
-                       tooltip="Folder of images to caption (subfolders included); relative to ComfyUI's input "
-                               "folder. Ignored when a dataset is connected."),
-                widget(io.Combo, "template", options=list(TEMPLATES), default="training",
-                       tooltip="training: plain descriptive sentences for text-to-image training; short: one "
-                               "sentence; long: detailed; booru: tag list; custom: custom_prompt."),
-                widget(io.Int, "max_new_tokens", default=256, min=8, max=2048, advanced=True,
-                       tooltip="Longest caption, in tokens."),
-                widget(io.String, "trigger", default="",
-                       tooltip="Trigger word put first in every caption (never repeated)."),
-                widget(io.Combo, "caption_mode", options=["overwrite", "append", "keep", "none"], default="overwrite",
-                       tooltip="Write captions beside the images: overwrite, append, keep existing files, or write "
-                               "nothing (graph only)."),
-                widget(Dataset, "dataset", optional=True,
-                       tooltip="Caption this dataset's images instead of a folder; its captions are replaced."),
-                widget(io.String, "custom_prompt", default="", multiline=True, optional=True, advanced=True,
-                       tooltip="The instruction when template is custom (for Florence-2: a task token such as "
-                               "<MORE_DETAILED_CAPTION>)."),
-                widget(io.Combo, "combine", options=list(COMBINE_MODES), default="caption only", optional=True,
-                       tooltip="Add tags to the caption: from the tags input, else the connected dataset's captions "
-                               "(e.g. from Kiln Tagger)."),
-                widget(io.String, "tags", force_input=True, optional=True,
-                       tooltip="Tags as 'name: tags' lines (Kiln Tagger's captions output)."),
-                widget(io.Boolean, "drop_tags_in_caption", default=True, optional=True, advanced=True,
-                       tooltip="Leave out tags the caption already says word for word."),
-                widget(io.String, "caption_extension", default=".txt", optional=True, advanced=True,
-                       tooltip="Caption file extension."),
-                widget(io.Int, "batch_size", default=4, min=1, max=64, optional=True, advanced=True,
-                       tooltip="Images per generate call."),
-                widget(io.Int, "max_image_side", default=768, min=0, max=4096, optional=True, advanced=True,
-                       tooltip="Downscale images so the longer side is at most this before the model sees them (0: "
-                               "as is)."),
-                widget(io.Boolean, "offline", default=False, optional=True, advanced=True,
-                       tooltip="Never download; a missing model is an error that says where to put it."),
+                node_input(io.Combo, "model", options=models, default="Florence-2-base",
+                           tooltip="A vision-language model folder in models/LLM (Florence-2, JoyCaption, Qwen2.5-VL, "
+                                   "Qwen3-VL or any model transformers loads as image-text-to-text); the listed hub "
+                                   "models download there once."),
+                node_input(io.String, "folder", default="",
+                           tooltip="Folder of images to caption (subfolders included); relative to ComfyUI's input "
+                                   "folder. Ignored when a dataset is connected."),
+                node_input(io.Combo, "template", options=list(TEMPLATES), default="training",
+                           tooltip="training: plain descriptive sentences for text-to-image training; short: one "
+                                   "sentence; long: detailed; booru: tag list; custom: custom_prompt."),
+                node_input(io.Int, "max_new_tokens", default=256, min=8, max=2048, advanced=True,
+                           tooltip="Longest caption, in tokens."),
+                node_input(io.String, "trigger", default="",
+                           tooltip="Trigger word put first in every caption (never repeated)."),
+                node_input(io.Combo, "caption_mode", options=["overwrite", "append", "keep", "none"],
+                           default="overwrite",
+                           tooltip="Write captions beside the images: overwrite, append, keep existing files, or write "
+                                   "nothing (graph only)."),
+                node_input(Dataset, "dataset", optional=True,
+                           tooltip="Caption this dataset's images instead of a folder; its captions are replaced."),
+                node_input(io.String, "custom_prompt", default="", multiline=True, optional=True, advanced=True,
+                           tooltip="The instruction when template is custom (for Florence-2: a task token such as "
+                                   "<MORE_DETAILED_CAPTION>)."),
+                node_input(io.Combo, "combine", options=list(COMBINE_MODES), default="caption only", optional=True,
+                           tooltip="Add tags to the caption: from the tags input, else the connected dataset's "
+                                   "captions (e.g. from Kiln Tagger)."),
+                node_input(io.String, "tags", force_input=True, optional=True,
+                           tooltip="Tags as 'name: tags' lines (Kiln Tagger's captions output)."),
+                node_input(io.Boolean, "drop_tags_in_caption", default=True, optional=True, advanced=True,
+                           tooltip="Leave out tags the caption already says word for word."),
+                node_input(io.String, "caption_extension", default=".txt", optional=True, advanced=True,
+                           tooltip="Caption file extension."),
+                node_input(io.Int, "batch_size", default=4, min=1, max=64, optional=True, advanced=True,
+                           tooltip="Images per generate call."),
+                node_input(io.Int, "max_image_side", default=768, min=0, max=4096, optional=True, advanced=True,
+                           tooltip="Downscale images so the longer side is at most this before the model sees them (0: "
+                                   "as is)."),
+                node_input(io.Boolean, "offline", default=False, optional=True, advanced=True,
+                           tooltip="Never download; a missing model is an error that says where to put it."),
             ],
             outputs=[output(io.String, "captions"), output(Dataset, "dataset")])
 

@@ -10,7 +10,7 @@ from .. import host
 from ..core.data import DatasetConfig, dataset_fingerprint, load_dataset, parse_color
 from ..core.data.preview import preview_grid
 from ..core.train.loop import TrainConfig
-from .schema import Dataset, config_values, field_default, from_field, help_of, output, widget
+from .schema import Dataset, config_values, field_default, from_field, help_of, node_input, output
 
 log = logging.getLogger("kiln")
 
@@ -36,15 +36,16 @@ class KilnLoadDataset(io.ComfyNode):
             description="Load images and captions the way kohya's scripts do (N_name folders, repeats, buckets); "
                         "odd images are converted and broken ones skipped with one warning.",
             inputs=[
-                widget(io.String, "path", default="",
-                       tooltip="Folder holding N_name subfolders (kohya's layout: N = repeats per epoch, name = the "
-                               "class text used for images without a caption; several folders = several concepts), "
-                               "or a folder of images. Relative paths are read from ComfyUI's input folder."),
+                node_input(io.String, "path", default="",
+                           tooltip="Folder holding N_name subfolders (kohya's layout: N = repeats per epoch, name = "
+                                   "the class text used for images without a caption; several folders = several "
+                                   "concepts), or a folder of images. Relative paths are read from ComfyUI's input "
+                                   "folder."),
                 *(from_field(DatasetConfig, name, advanced=name in ADVANCED)
                   for name in ("resolution", "caption_source", "caption_extension", "repeats")),
                 *(from_field(DatasetConfig, name, optional=True, advanced=name in ADVANCED) for name in OPTIONAL),
-                widget(io.String, "background", default=BACKGROUND, optional=True, advanced=True,
-                       tooltip=help_of(DatasetConfig, "background")),
+                node_input(io.String, "background", default=BACKGROUND, optional=True, advanced=True,
+                           tooltip=help_of(DatasetConfig, "background")),
             ],
             outputs=[output(Dataset, "dataset")])
 
@@ -80,9 +81,9 @@ class KilnDatasetPreview(io.ComfyNode):
                         "a summary: images, repeats, steps per epoch, buckets and their counts, tag frequencies.",
             is_output_node=True,
             inputs=[
-                widget(Dataset, "dataset", tooltip="From Kiln Load Dataset (or a tagger / tag filter)."),
-                widget(io.Int, "per_bucket", default=4, min=1, max=32,
-                       tooltip="Images shown per bucket (one row per bucket)."),
+                node_input(Dataset, "dataset", tooltip="From Kiln Load Dataset (or a tagger / tag filter)."),
+                node_input(io.Int, "per_bucket", default=4, min=1, max=32,
+                           tooltip="Images shown per bucket (one row per bucket)."),
                 from_field(TrainConfig, "batch_size", tooltip="Batch size, for the steps-per-epoch figure."),
                 from_field(TrainConfig, "epochs", tooltip="Epochs, for the total-steps figure."),
             ],

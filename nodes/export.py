@@ -11,7 +11,7 @@ from comfy_api.latest import io
 from .. import host
 from ..core.export import FORMATS, write_export
 from ..host.export import family_of_model, recipe
-from .schema import output, widget
+from .schema import node_input, output
 
 log = logging.getLogger("kiln")
 
@@ -33,21 +33,21 @@ class KilnExport(io.ComfyNode):
                         "musubi-tuner TOML, an accelerate config and a diffusion-pipe TOML. Run only this node "
                         "(queue selected output nodes) to export without training.",
             inputs=[
-                widget(io.Model, "model", tooltip="The model the Train node trains (wire the same loader): its "
-                                                  "family picks the scripts."),
-                widget(io.Combo, "formats", options=["all", *FORMATS], default="all",
-                       tooltip="Which trainer's files to write; a family a trainer does not support is skipped "
-                               "with a note."),
-                widget(io.String, "folder", default="kiln_export",
-                       tooltip="Folder under ComfyUI's output folder (a subfolder per output name is made)."),
-                widget(io.Int, "num_gpus", default=1, min=1, max=1024,
-                       tooltip="Processes per machine in the accelerate config."),
-                widget(io.Int, "num_machines", default=1, min=1, max=1024, advanced=True,
-                       tooltip="Machines in the accelerate config."),
-                widget(io.Int, "pipeline_stages", default=1, min=1, max=64, advanced=True,
-                       tooltip="diffusion-pipe: GPUs one model is split across (for models too big for one GPU)."),
-                widget(io.String, "train_node", default="", optional=True, advanced=True,
-                       tooltip="Id of the Train node to export when the graph has several."),
+                node_input(io.Model, "model", tooltip="The model the Train node trains (wire the same loader): its "
+                                                      "family picks the scripts."),
+                node_input(io.Combo, "formats", options=["all", *FORMATS], default="all",
+                           tooltip="Which trainer's files to write; a family a trainer does not support is skipped "
+                                   "with a note."),
+                node_input(io.String, "folder", default="kiln_export",
+                           tooltip="Folder under ComfyUI's output folder (a subfolder per output name is made)."),
+                node_input(io.Int, "num_gpus", default=1, min=1, max=1024,
+                           tooltip="Processes per machine in the accelerate config."),
+                node_input(io.Int, "num_machines", default=1, min=1, max=1024, advanced=True,
+                           tooltip="Machines in the accelerate config."),
+                node_input(io.Int, "pipeline_stages", default=1, min=1, max=64, advanced=True,
+                           tooltip="diffusion-pipe: GPUs one model is split across (for models too big for one GPU)."),
+                node_input(io.String, "train_node", default="", optional=True, advanced=True,
+                           tooltip="Id of the Train node to export when the graph has several."),
             ],
             outputs=[output(io.String, "folder", "The folder the files were written to.")])
 

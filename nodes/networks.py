@@ -7,7 +7,7 @@ from ..core.net.spec import NetworkSpec
 from ..core.net.targets import PRESETS
 from ..core.train.optim import OPTIMIZERS, SCHEDULERS, OptimizerSpec
 from ..core.train.presets import NETWORK_SIZES, apply_network_size
-from .schema import Network, Optimizer, config_values, from_field, help_of, output, widget
+from .schema import Network, Optimizer, config_values, from_field, help_of, node_input, output
 
 NO_SIZE_PRESET = "custom"   # the NETWORK_SIZES entry that keeps rank/alpha as entered
 
@@ -37,15 +37,16 @@ class KilnNetworkConfig(io.ComfyNode):
                 from_field(NetworkSpec, "targets", options=list(PRESETS)),
                 from_field(NetworkSpec, "train_unet", advanced=True),
                 from_field(NetworkSpec, "train_text_encoder"),
-                widget(io.Combo, "size_preset", options=list(NETWORK_SIZES), default=NO_SIZE_PRESET, optional=True,
-                       tooltip="Set rank/alpha (and conv rank/alpha) from a preset; 'custom' uses the values above."),
+                node_input(io.Combo, "size_preset", options=list(NETWORK_SIZES), default=NO_SIZE_PRESET, optional=True,
+                           tooltip="Set rank/alpha (and conv rank/alpha) from a preset; 'custom' uses the values "
+                                   "above."),
                 from_field(NetworkSpec, "dropout", optional=True, advanced=True),
                 from_field(NetworkSpec, "rank_dropout", optional=True, advanced=True),
                 from_field(NetworkSpec, "module_dropout", optional=True, advanced=True),
-                widget(io.String, "block_rank_weights", default="", multiline=True, optional=True, advanced=True,
-                       tooltip=help_of(NetworkSpec, "block_rank_weights")),
-                widget(io.String, "block_lr_weights", default="", multiline=True, optional=True, advanced=True,
-                       tooltip=help_of(NetworkSpec, "block_lr_weights")),
+                node_input(io.String, "block_rank_weights", default="", multiline=True, optional=True, advanced=True,
+                           tooltip=help_of(NetworkSpec, "block_rank_weights")),
+                node_input(io.String, "block_lr_weights", default="", multiline=True, optional=True, advanced=True,
+                           tooltip=help_of(NetworkSpec, "block_lr_weights")),
                 from_field(NetworkSpec, "factor", id="lokr_factor", optional=True, advanced=True),
                 from_field(NetworkSpec, "init_seed", id="seed", optional=True, advanced=True),
             ],

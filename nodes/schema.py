@@ -22,9 +22,10 @@ def takes_advanced(kind) -> bool:
     return "advanced" in inspect.signature(kind.Input.__init__).parameters
 
 
-def widget(kind, id: str, *, advanced: bool = False, **options):  # noqa: A002 - the host's own name
-    """``kind.Input(id, **options)``; ``advanced=True`` folds the input away where the host's frontend can (the
-    2026 one), and is left out where the host's Input has no such argument (there every input simply shows)."""
+def node_input(kind, id: str, *, advanced: bool = False, **options):  # noqa: A002 - the host's own name
+    """A socket or widget input, ``kind.Input(id, **options)``. ``advanced=True`` folds it away where the host's
+    frontend can (the 2026 one); it is left out where the host's Input has no such argument (the 2025-10 host's:
+    there every input simply shows)."""
     if advanced and takes_advanced(kind):
         options["advanced"] = True
     return kind.Input(id, **options)
@@ -63,7 +64,7 @@ def from_field(config, name: str, *, id: str | None = None, options=None, **over
         kind = {bool: io.Boolean, int: io.Int, float: io.Float, str: io.String}[type(default)]
         kw.update({k: meta[k] for k in ("min", "max", "step") if k in meta})
     kw.update(overrides)
-    return widget(kind, id or name, **kw)
+    return node_input(kind, id or name, **kw)
 
 
 def output(kind, name: str, tooltip: str | None = None):

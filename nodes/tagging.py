@@ -14,7 +14,7 @@ from ..core.tags.frequency import comparison_chart, comparison_text, frequency, 
 from ..core.tags.hub import HUB_TAGGERS, ensure_model, local_names
 from ..core.tags.labels import Labels
 from ..core.tags.tagger import TagSettings, tag_images, write_captions
-from .schema import Dataset, output, widget
+from .schema import Dataset, node_input, output
 
 log = logging.getLogger("kiln")
 MODELS_KEY = "wd14_tagger"
@@ -27,16 +27,16 @@ def _model_dirs() -> list[Path]:
 
 
 def _threshold(id, default, tooltip):  # noqa: A002
-    return widget(io.Float, id, default=default, min=0.0, max=1.0, step=0.01, tooltip=tooltip)
+    return node_input(io.Float, id, default=default, min=0.0, max=1.0, step=0.01, tooltip=tooltip)
 
 
 def _caption_mode(tooltip):
-    return widget(io.Combo, "caption_mode", options=["overwrite", "append", "keep", "none"], default="overwrite",
-                  tooltip=tooltip)
+    return node_input(io.Combo, "caption_mode", options=["overwrite", "append", "keep", "none"], default="overwrite",
+                      tooltip=tooltip)
 
 
 def _text_input(tooltip):
-    return widget(io.String, "text", force_input=True, optional=True, tooltip=tooltip)
+    return node_input(io.String, "text", force_input=True, optional=True, tooltip=tooltip)
 
 
 def _captions_in(text: str | None, dataset) -> tuple[list[str], list[str]]:
@@ -61,35 +61,36 @@ class KilnTagger(io.ComfyNode):
             description="Auto-tag images with an ONNX tagger (WD14 v2/v3, pixai, Camie, cl_tagger); writes captions "
                         "beside the images and outputs them.",
             inputs=[
-                widget(io.Combo, "model", options=models, default="wd-v1-4-moat-tagger-v2",
-                       tooltip="A SmilingWolf WD14 v2/v3, pixai, Camie or cl_tagger model (downloaded once into "
-                               "models/wd14_tagger), or any local <name>.onnx with its tag file there (<name>.csv, "
-                               "or the model's .json tag file); the format is read from the model."),
-                widget(io.String, "folder", default="",
-                       tooltip="Folder of images to tag (subfolders included); relative to ComfyUI's input folder. "
-                               "Ignored when a dataset is connected."),
+                node_input(io.Combo, "model", options=models, default="wd-v1-4-moat-tagger-v2",
+                           tooltip="A SmilingWolf WD14 v2/v3, pixai, Camie or cl_tagger model (downloaded once into "
+                                   "models/wd14_tagger), or any local <name>.onnx with its tag file there (<name>.csv, "
+                                   "or the model's .json tag file); the format is read from the model."),
+                node_input(io.String, "folder", default="",
+                           tooltip="Folder of images to tag (subfolders included); relative to ComfyUI's input folder. "
+                                   "Ignored when a dataset is connected."),
                 _threshold("general_threshold", 0.35, "Confidence needed for general tags."),
                 _threshold("character_threshold", 0.85, "Confidence needed for character tags."),
                 _caption_mode("Write captions beside the images: overwrite, append new tags, keep existing files, "
                               "or write nothing (graph only)."),
-                widget(Dataset, "dataset", optional=True,
-                       tooltip="Tag this dataset's images instead of a folder; its captions are replaced by the tags."),
-                widget(io.Boolean, "general_mcut", default=False, optional=True, advanced=True,
-                       tooltip="Pick the general threshold per image with MCut (largest gap)."),
-                widget(io.Boolean, "character_mcut", default=False, optional=True, advanced=True,
-                       tooltip="Pick the character threshold per image with MCut (at least 0.15)."),
-                widget(io.Boolean, "include_rating", default=False, optional=True, advanced=True,
-                       tooltip="Add the most likely rating tag."),
-                widget(io.String, "exclude", default="", multiline=True, optional=True,
-                       tooltip="Tags never written (underscores or spaces both match)."),
-                widget(io.Boolean, "replace_underscores", default=True, optional=True, advanced=True,
-                       tooltip="red_dress -> red dress (kaomoji like ^_^ stay)."),
-                widget(io.String, "caption_extension", default=".txt", optional=True, advanced=True,
-                       tooltip="Caption file extension."),
-                widget(io.Int, "batch_size", default=8, min=1, max=256, optional=True, advanced=True,
-                       tooltip="Images per inference batch."),
-                widget(io.Boolean, "offline", default=False, optional=True, advanced=True,
-                       tooltip="Never download; a missing model is an error that says where to put it."),
+                node_input(Dataset, "dataset", optional=True,
+                           tooltip="Tag this dataset's images instead of a folder; its captions are replaced by the "
+                                   "tags."),
+                node_input(io.Boolean, "general_mcut", default=False, optional=True, advanced=True,
+                           tooltip="Pick the general threshold per image with MCut (largest gap)."),
+                node_input(io.Boolean, "character_mcut", default=False, optional=True, advanced=True,
+                           tooltip="Pick the character threshold per image with MCut (at least 0.15)."),
+                node_input(io.Boolean, "include_rating", default=False, optional=True, advanced=True,
+                           tooltip="Add the most likely rating tag."),
+                node_input(io.String, "exclude", default="", multiline=True, optional=True,
+                           tooltip="Tags never written (underscores or spaces both match)."),
+                node_input(io.Boolean, "replace_underscores", default=True, optional=True, advanced=True,
+                           tooltip="red_dress -> red dress (kaomoji like ^_^ stay)."),
+                node_input(io.String, "caption_extension", default=".txt", optional=True, advanced=True,
+                           tooltip="Caption file extension."),
+                node_input(io.Int, "batch_size", default=8, min=1, max=256, optional=True, advanced=True,
+                           tooltip="Images per inference batch."),
+                node_input(io.Boolean, "offline", default=False, optional=True, advanced=True,
+                           tooltip="Never download; a missing model is an error that says where to put it."),
             ],
             outputs=[output(io.String, "captions"), output(Dataset, "dataset")])
 
@@ -134,31 +135,32 @@ class KilnTagFilter(io.ComfyNode):
             node_id="KilnTagFilter", display_name="Kiln Tag Filter", category="Kiln/Tagging",
             description="Prune, replace, dedupe and cap tags; insert a trigger word. Works on text or on a dataset.",
             inputs=[
-                widget(io.String, "remove", default="", multiline=True,
-                       tooltip="Tags to prune: exact (underscores or spaces), with * wildcards, or a line "
-                               "'re:<regex>'; comma or line separated."),
-                widget(io.Boolean, "remove_metadata_tags", default=True, advanced=True,
-                       tooltip="Prune translation_request, commentary, watermark and the like."),
-                widget(io.Boolean, "character_preset", default=False,
-                       tooltip="The guides' character rules: prune eye colour, hair colour and hair length; keep "
-                               "hairstyle."),
-                widget(io.String, "trigger", default="",
-                       tooltip="Activation tag inserted first (set keep_tokens=1 on the dataset to keep it there)."),
-                widget(io.String, "replace", default="", multiline=True,
-                       tooltip="old=new pairs, e.g. red_dress=zyxdress."),
-                widget(io.Boolean, "drop_implied", default=True, advanced=True,
-                       tooltip="Drop a tag when a more specific one is present (shirt with white shirt)."),
-                widget(io.Int, "max_tags", default=0, min=0, max=500, advanced=True,
-                       tooltip="Keep at most this many tags after the trigger: the earliest, which in Kiln Tagger "
-                               "captions are the most confident (characters, then general tags by confidence). 0: "
-                               "no cap."),
+                node_input(io.String, "remove", default="", multiline=True,
+                           tooltip="Tags to prune: exact (underscores or spaces), with * wildcards, or a line "
+                                   "'re:<regex>'; comma or line separated."),
+                node_input(io.Boolean, "remove_metadata_tags", default=True, advanced=True,
+                           tooltip="Prune translation_request, commentary, watermark and the like."),
+                node_input(io.Boolean, "character_preset", default=False,
+                           tooltip="The guides' character rules: prune eye colour, hair colour and hair length; keep "
+                                   "hairstyle."),
+                node_input(io.String, "trigger", default="",
+                           tooltip="Activation tag inserted first (set keep_tokens=1 on the dataset to keep it "
+                                   "there)."),
+                node_input(io.String, "replace", default="", multiline=True,
+                           tooltip="old=new pairs, e.g. red_dress=zyxdress."),
+                node_input(io.Boolean, "drop_implied", default=True, advanced=True,
+                           tooltip="Drop a tag when a more specific one is present (shirt with white shirt)."),
+                node_input(io.Int, "max_tags", default=0, min=0, max=500, advanced=True,
+                           tooltip="Keep at most this many tags after the trigger: the earliest, which in Kiln Tagger "
+                                   "captions are the most confident (characters, then general tags by confidence). 0: "
+                                   "no cap."),
                 _text_input("Captions as text, one per line ('name: tags' lines from the tagger work too)."),
-                widget(Dataset, "dataset", optional=True, tooltip="Filter this dataset's captions."),
-                widget(io.String, "remove_categories", default="", optional=True, advanced=True,
-                       tooltip="Categories to prune (general, character, copyright, artist, meta, rating); needs "
-                               "tag_model."),
-                widget(io.String, "tag_model", default="", optional=True, advanced=True,
-                       tooltip="Tagger model whose tag CSV gives the categories (a name in models/wd14_tagger)."),
+                node_input(Dataset, "dataset", optional=True, tooltip="Filter this dataset's captions."),
+                node_input(io.String, "remove_categories", default="", optional=True, advanced=True,
+                           tooltip="Categories to prune (general, character, copyright, artist, meta, rating); needs "
+                                   "tag_model."),
+                node_input(io.String, "tag_model", default="", optional=True, advanced=True,
+                           tooltip="Tagger model whose tag CSV gives the categories (a name in models/wd14_tagger)."),
             ],
             outputs=[output(io.String, "text"), output(Dataset, "dataset"), output(io.String, "frequencies"),
                      output(io.Image, "chart")])
@@ -206,10 +208,10 @@ class KilnTagFrequency(io.ComfyNode):
             is_output_node=True,   # shows its table in the UI
             description="How many captions hold each tag, as text and as a bar chart.",
             inputs=[
-                widget(io.Int, "top", default=30, min=1, max=200,
-                       tooltip="How many of the most frequent tags to list and draw."),
+                node_input(io.Int, "top", default=30, min=1, max=200,
+                           tooltip="How many of the most frequent tags to list and draw."),
                 _text_input("Captions as text, one per line ('name: tags' lines work too)."),
-                widget(Dataset, "dataset", optional=True, tooltip="Count this dataset's captions."),
+                node_input(Dataset, "dataset", optional=True, tooltip="Count this dataset's captions."),
             ],
             outputs=[output(io.String, "frequencies"), output(io.Image, "chart")])
 

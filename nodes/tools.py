@@ -15,17 +15,17 @@ from ..core.tools.merge import check_against_model, merge_loras, without_modules
 from ..core.tools.resize import ResizeSpec, format_report, resize_lora
 from ..host.families import base_model_version
 from ..host.training import apply_lora, kohya_names_for_model, layer_shapes, patched_weights
-from .schema import Lora, output, widget
+from .schema import Lora, node_input, output
 
 RANK_METHODS = ["fixed", "sv_ratio", "sv_fro", "sv_cumulative"]
 
 
 def _strength(id, tooltip, **kw):  # noqa: A002
-    return widget(io.Float, id, default=1.0, min=-10.0, max=10.0, step=0.01, tooltip=tooltip, **kw)
+    return node_input(io.Float, id, default=1.0, min=-10.0, max=10.0, step=0.01, tooltip=tooltip, **kw)
 
 
 def _block_weights(tooltip):
-    return widget(io.String, "block_weights", default="", multiline=True, optional=True, tooltip=tooltip)
+    return node_input(io.String, "block_weights", default="", multiline=True, optional=True, tooltip=tooltip)
 
 
 class KilnLoadLora(io.ComfyNode):
@@ -35,9 +35,9 @@ class KilnLoadLora(io.ComfyNode):
             node_id="KilnLoadLora", display_name="Kiln Load LoRA", category="Kiln/LoRA",
             description="Read a LoRA file (safetensors only; never unpickles) into a Kiln LoRA value with kohya key "
                         "names.",
-            inputs=[widget(io.Combo, "lora_name", options=host.lora_names(),
-                           tooltip="A LoRA in the loras folder: kohya, LyCORIS, ComfyUI-native or diffusers/PEFT "
-                                   "keys.")],
+            inputs=[node_input(io.Combo, "lora_name", options=host.lora_names(),
+                               tooltip="A LoRA in the loras folder: kohya, LyCORIS, ComfyUI-native or diffusers/PEFT "
+                                       "keys.")],
             outputs=[output(Lora, "lora")])
 
     @classmethod
@@ -53,14 +53,15 @@ class KilnResizeLora(io.ComfyNode):
             description="Resize exactly from the factors (QR + small SVD) for LoRA layers; randomized SVD for "
                         "LoHa/LoKr/diff.",
             inputs=[
-                widget(Lora, "lora", tooltip="The LoRA to resize."),
-                widget(io.Combo, "method", options=RANK_METHODS, default="fixed",
-                       tooltip="fixed rank, or dynamic per layer: sv_ratio (keep singular values >= max/ratio), "
-                               "sv_fro (keep this fraction of the energy), sv_cumulative (this fraction of the sum "
-                               "of singular values)."),
-                widget(io.Float, "value", default=32.0, min=0.0, max=4096.0, step=0.01,
-                       tooltip="The rank for 'fixed'; the ratio or fraction (e.g. 0.9) for the dynamic methods."),
-                widget(io.Int, "max_rank", default=256, min=1, max=4096, tooltip="Upper bound for dynamic methods."),
+                node_input(Lora, "lora", tooltip="The LoRA to resize."),
+                node_input(io.Combo, "method", options=RANK_METHODS, default="fixed",
+                           tooltip="fixed rank, or dynamic per layer: sv_ratio (keep singular values >= max/ratio), "
+                                   "sv_fro (keep this fraction of the energy), sv_cumulative (this fraction of the sum "
+                                   "of singular values)."),
+                node_input(io.Float, "value", default=32.0, min=0.0, max=4096.0, step=0.01,
+                           tooltip="The rank for 'fixed'; the ratio or fraction (e.g. 0.9) for the dynamic methods."),
+                node_input(io.Int, "max_rank", default=256, min=1, max=4096,
+                           tooltip="Upper bound for dynamic methods."),
             ],
             outputs=[output(Lora, "lora"), output(io.String, "report")])
 
@@ -81,14 +82,14 @@ class KilnMergeLoras(io.ComfyNode):
             description="Merge LoRAs so the result's effect is exactly the weighted sum of their effects "
                         "(concatenated factors).",
             inputs=[
-                widget(Lora, "lora_a", tooltip="First LoRA."),
+                node_input(Lora, "lora_a", tooltip="First LoRA."),
                 _strength("weight_a", "Weight of the first LoRA."),
-                widget(Lora, "lora_b", tooltip="Second LoRA."),
+                node_input(Lora, "lora_b", tooltip="Second LoRA."),
                 _strength("weight_b", "Weight of the second LoRA."),
-                widget(io.Int, "rank", default=0, min=0, max=4096,
-                       tooltip="0 keeps the merge exact (ranks add up); > 0 compresses to this rank by the exact "
-                               "factored SVD."),
-                widget(Lora, "lora_c", optional=True, tooltip="Optional third LoRA."),
+                node_input(io.Int, "rank", default=0, min=0, max=4096,
+                           tooltip="0 keeps the merge exact (ranks add up); > 0 compresses to this rank by the exact "
+                                   "factored SVD."),
+                node_input(Lora, "lora_c", optional=True, tooltip="Optional third LoRA."),
                 _strength("weight_c", "Weight of the third LoRA.", optional=True),
                 _block_weights("Per-block factors applied to every LoRA: blocks IN00..IN11, MID, OUT00..OUT11, TE, "
                                "BASE, or kohya module patterns, e.g. TE=0, OUT04=0.5, lora_unet_up_blocks_1_*=0.5 "
@@ -111,24 +112,25 @@ class KilnExtractLora(io.ComfyNode):
             node_id="KilnExtractLora", display_name="Kiln Extract LoRA", category="Kiln/LoRA",
             description="Extract a LoRA from the difference of two models with a randomized SVD per layer.",
             inputs=[
-                widget(io.Model, "model_tuned", tooltip="Model A (e.g. a fine-tune)."),
-                widget(io.Model, "model_base", tooltip="Model B (the base it was tuned from). The LoRA is A - B."),
-                widget(io.Combo, "method", options=["fixed", "sv_fro", "sv_ratio"], default="fixed",
-                       tooltip="fixed rank, or per layer: sv_fro keeps this fraction of the layer's energy; "
-                               "sv_ratio keeps singular values >= max/ratio."),
-                widget(io.Float, "value", default=32.0, min=0.0, max=4096.0, step=0.01,
-                       tooltip="Rank for fixed, fraction/ratio otherwise."),
-                widget(io.Int, "max_rank", default=128, min=1, max=4096, tooltip="Upper bound per layer."),
-                widget(io.Int, "conv_rank", default=0, min=0, max=4096, tooltip="Rank for 3x3 convs (0 skips them)."),
-                widget(io.Float, "clamp_quantile", default=0.99, min=0.5, max=1.0, step=0.001, advanced=True,
-                       tooltip="Clamp factor values at this quantile (1 = off), like kohya's extractor."),
-                widget(io.Clip, "clip_tuned", optional=True,
-                       tooltip="Text encoder of A (to extract text-encoder layers too)."),
-                widget(io.Clip, "clip_base", optional=True, tooltip="Text encoder of B."),
-                widget(io.Int, "oversample", default=16, min=0, max=256, optional=True, advanced=True,
-                       tooltip="Randomized SVD oversampling."),
-                widget(io.Int, "power_iterations", default=6, min=0, max=10, optional=True, advanced=True,
-                       tooltip="Randomized SVD power iterations."),
+                node_input(io.Model, "model_tuned", tooltip="Model A (e.g. a fine-tune)."),
+                node_input(io.Model, "model_base", tooltip="Model B (the base it was tuned from). The LoRA is A - B."),
+                node_input(io.Combo, "method", options=["fixed", "sv_fro", "sv_ratio"], default="fixed",
+                           tooltip="fixed rank, or per layer: sv_fro keeps this fraction of the layer's energy; "
+                                   "sv_ratio keeps singular values >= max/ratio."),
+                node_input(io.Float, "value", default=32.0, min=0.0, max=4096.0, step=0.01,
+                           tooltip="Rank for fixed, fraction/ratio otherwise."),
+                node_input(io.Int, "max_rank", default=128, min=1, max=4096, tooltip="Upper bound per layer."),
+                node_input(io.Int, "conv_rank", default=0, min=0, max=4096,
+                           tooltip="Rank for 3x3 convs (0 skips them)."),
+                node_input(io.Float, "clamp_quantile", default=0.99, min=0.5, max=1.0, step=0.001, advanced=True,
+                           tooltip="Clamp factor values at this quantile (1 = off), like kohya's extractor."),
+                node_input(io.Clip, "clip_tuned", optional=True,
+                           tooltip="Text encoder of A (to extract text-encoder layers too)."),
+                node_input(io.Clip, "clip_base", optional=True, tooltip="Text encoder of B."),
+                node_input(io.Int, "oversample", default=16, min=0, max=256, optional=True, advanced=True,
+                           tooltip="Randomized SVD oversampling."),
+                node_input(io.Int, "power_iterations", default=6, min=0, max=10, optional=True, advanced=True,
+                           tooltip="Randomized SVD power iterations."),
             ],
             outputs=[output(Lora, "lora"), output(io.String, "report")])
 
@@ -158,8 +160,8 @@ class KilnCompareLoras(io.ComfyNode):
             node_id="KilnCompareLoras", display_name="Kiln Compare LoRAs", category="Kiln/LoRA", is_output_node=True,
             description="Per-module cosine similarity and norm ratio (B/A) of two LoRAs' deltas, as a table and a "
                         "plot.",
-            inputs=[widget(Lora, "lora_a", tooltip="First LoRA (A)."),
-                    widget(Lora, "lora_b", tooltip="Second LoRA (B).")],
+            inputs=[node_input(Lora, "lora_a", tooltip="First LoRA (A)."),
+                    node_input(Lora, "lora_b", tooltip="Second LoRA (B).")],
             outputs=[output(io.String, "table"), output(io.Image, "plot")])
 
     @classmethod
@@ -176,7 +178,7 @@ class KilnInspectLora(io.ComfyNode):
             node_id="KilnInspectLora", display_name="Kiln Inspect LoRA", category="Kiln/LoRA", is_output_node=True,
             description="Modules, ranks, alphas, norms, algorithm, base model and ss_* metadata, plus a per-block "
                         "norm plot.",
-            inputs=[widget(Lora, "lora", tooltip="The LoRA to describe.")],
+            inputs=[node_input(Lora, "lora", tooltip="The LoRA to describe.")],
             outputs=[output(io.String, "report"), output(io.Image, "block_norms")])
 
     @classmethod
@@ -195,12 +197,12 @@ class KilnMergeLoraIntoModel(io.ComfyNode):
                         "error naming the module on a shape or base-model mismatch). Save the result with the "
                         "host's Save Checkpoint node.",
             inputs=[
-                widget(io.Model, "model", tooltip="The model to merge the LoRA into."),
-                widget(Lora, "lora", tooltip="The LoRA to merge (from Load, Train, Resize, Merge or Extract)."),
+                node_input(io.Model, "model", tooltip="The model to merge the LoRA into."),
+                node_input(Lora, "lora", tooltip="The LoRA to merge (from Load, Train, Resize, Merge or Extract)."),
                 _strength("strength_model", "How much of the LoRA's UNet delta to add."),
-                widget(io.Clip, "clip", optional=True,
-                       tooltip="The text encoder, to merge the LoRA's text-encoder layers too (they are skipped "
-                               "without it)."),
+                node_input(io.Clip, "clip", optional=True,
+                           tooltip="The text encoder, to merge the LoRA's text-encoder layers too (they are skipped "
+                                   "without it)."),
                 _strength("strength_clip", "How much of the LoRA's text-encoder delta to add.", optional=True),
                 _block_weights("Per-block factors: IN00..IN11, MID, OUT00..OUT11, TE, BASE, or kohya module "
                                "patterns, e.g. OUT04=0.5, TE=0 (last match wins)."),

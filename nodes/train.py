@@ -25,7 +25,7 @@ from ..host.bake import bake
 from ..host.distributed import is_main_process
 from ..host.training import apply_lora, layer_shapes
 from .schema import (Dataset, Lora, Loss, Network, Objective, Optimizer, Samples, config_values, from_field,
-                     output, widget)
+                     node_input, output)
 
 log = logging.getLogger("kiln")
 
@@ -72,18 +72,18 @@ class KilnSamplePrompts(io.ComfyNode):
             node_id="KilnSamplePrompts", display_name="Kiln Sample Prompts", category="Kiln/Training",
             description="Prompts sampled during training with the current LoRA, through the host's sampler.",
             inputs=[
-                widget(io.String, "prompts", multiline=True, default="kiln shapes, red circle --d 1",
-                       tooltip="One prompt per line; kohya's --n --w --h --d --l --s options work."),
+                node_input(io.String, "prompts", multiline=True, default="kiln shapes, red circle --d 1",
+                           tooltip="One prompt per line; kohya's --n --w --h --d --l --s options work."),
                 from_field(SamplePrompt, "negative"),
                 from_field(SamplePrompt, "width"),
                 from_field(SamplePrompt, "height"),
                 from_field(SamplePrompt, "steps"),
                 from_field(SamplePrompt, "cfg"),
                 from_field(SamplePrompt, "seed", control_after_generate=False),
-                widget(io.Combo, "sampler_name", options=host.sampler_names(), default="euler",
-                       tooltip="The host's sampler."),
-                widget(io.Combo, "scheduler", options=host.scheduler_names(), default="normal",
-                       tooltip="The host's noise schedule."),
+                node_input(io.Combo, "sampler_name", options=host.sampler_names(), default="euler",
+                           tooltip="The host's sampler."),
+                node_input(io.Combo, "scheduler", options=host.scheduler_names(), default="normal",
+                           tooltip="The host's noise schedule."),
             ],
             outputs=[output(Samples, "samples")])
 
@@ -117,12 +117,12 @@ class KilnTrainLora(io.ComfyNode):
             description="Train a LoRA on the connected model and dataset, then output the model with it applied.",
             hidden=[io.Hidden.unique_id],   # the live chart is sent under this node's id
             inputs=[
-                widget(io.Model, "model", tooltip="The loaded base model (from a checkpoint loader); its memory "
-                                                  "manager is reused."),
-                widget(io.Clip, "clip", tooltip="The text encoder that encodes the captions (CLIP skip set "
-                                                "upstream applies)."),
-                widget(io.Vae, "vae", tooltip="Encodes the images to latents once (cached)."),
-                widget(Dataset, "dataset", tooltip="From Kiln Load Dataset."),
+                node_input(io.Model, "model", tooltip="The loaded base model (from a checkpoint loader); its memory "
+                                                      "manager is reused."),
+                node_input(io.Clip, "clip", tooltip="The text encoder that encodes the captions (CLIP skip set "
+                                                    "upstream applies)."),
+                node_input(io.Vae, "vae", tooltip="Encodes the images to latents once (cached)."),
+                node_input(Dataset, "dataset", tooltip="From Kiln Load Dataset."),
                 _train_field(SaveSpec, "output_name"),
                 _train_field(TrainConfig, "epochs"),
                 _train_field(TrainConfig, "max_steps"),
@@ -131,23 +131,23 @@ class KilnTrainLora(io.ComfyNode):
                 _train_field(TrainConfig, "seed"),
                 _train_field(TrainConfig, "mixed_precision"),
                 _train_field(TrainConfig, "gradient_checkpointing"),
-                widget(Network, "network", optional=True,
-                       tooltip="From Kiln Network (default: LoRA dim 32 alpha 16 on attention+MLP)."),
-                widget(Optimizer, "optimizer", optional=True,
-                       tooltip="From Kiln Optimizer (default: AdamW 1e-4, cosine with restarts)."),
-                widget(Objective, "objective", optional=True,
-                       tooltip="From Kiln Training Objective (default: plain L2)."),
-                widget(Samples, "sample_prompts", optional=True,
-                       tooltip="From Kiln Sample Prompts: preview images while training."),
+                node_input(Network, "network", optional=True,
+                           tooltip="From Kiln Network (default: LoRA dim 32 alpha 16 on attention+MLP)."),
+                node_input(Optimizer, "optimizer", optional=True,
+                           tooltip="From Kiln Optimizer (default: AdamW 1e-4, cosine with restarts)."),
+                node_input(Objective, "objective", optional=True,
+                           tooltip="From Kiln Training Objective (default: plain L2)."),
+                node_input(Samples, "sample_prompts", optional=True,
+                           tooltip="From Kiln Sample Prompts: preview images while training."),
                 _train_field(TrainConfig, "sample_every_n_steps", optional=True),
                 _train_field(TrainConfig, "save_every_n_steps", optional=True),
                 _train_field(TrainConfig, "save_every_n_epochs", optional=True),
                 _train_field(SaveSpec, "keep_last", optional=True),
                 _train_field(SaveSpec, "save_dtype", optional=True),
                 _train_field(SaveSpec, "resume_from", optional=True),
-                widget(io.Combo, "vram_preset", options=list(VRAM_CLASSES), default=NO_VRAM_PRESET, optional=True,
-                       advanced=True, tooltip="Set batch size, gradient checkpointing and precision together for a "
-                                              "GPU memory class (overrides those inputs)."),
+                node_input(io.Combo, "vram_preset", options=list(VRAM_CLASSES), default=NO_VRAM_PRESET, optional=True,
+                           advanced=True, tooltip="Set batch size, gradient checkpointing and precision together for a "
+                                                  "GPU memory class (overrides those inputs)."),
                 _train_field(TrainConfig, "ema_decay", optional=True),
                 _train_field(TrainConfig, "validation_split", optional=True),
                 _train_field(TrainConfig, "validation_every_n_steps", optional=True),
@@ -200,13 +200,13 @@ class KilnSaveLora(io.ComfyNode):
             node_id="KilnSaveLora", display_name="Kiln Save LoRA", category="Kiln/LoRA", is_output_node=True,
             description="Save a LoRA as .safetensors with kohya key names and ss_* metadata into the loras folder.",
             inputs=[
-                widget(Lora, "lora", tooltip="A LoRA from the Train, Resize, Merge or Load node."),
-                widget(io.String, "filename", default="kiln_lora",
-                       tooltip="File name in the loras folder (LoraLoader lists it); '.safetensors' is added. "
-                               "Subfolders allowed."),
-                widget(io.Boolean, "overwrite", default=True,
-                       tooltip="Replace an existing file of that name (written atomically); off adds a counter "
-                               "instead."),
+                node_input(Lora, "lora", tooltip="A LoRA from the Train, Resize, Merge or Load node."),
+                node_input(io.String, "filename", default="kiln_lora",
+                           tooltip="File name in the loras folder (LoraLoader lists it); '.safetensors' is added. "
+                                   "Subfolders allowed."),
+                node_input(io.Boolean, "overwrite", default=True,
+                           tooltip="Replace an existing file of that name (written atomically); off adds a counter "
+                                   "instead."),
             ],
             outputs=[output(io.String, "lora_name", "The name LoraLoader knows the file by.")])
 
@@ -229,14 +229,14 @@ class KilnApplyLora(io.ComfyNode):
             node_id="KilnApplyLora", display_name="Kiln Apply LoRA", category="Kiln/LoRA",
             description="Apply a Kiln LoRA value the way LoraLoader applies a file.",
             inputs=[
-                widget(io.Model, "model", tooltip="The model to apply the LoRA to."),
-                widget(Lora, "lora", tooltip="A LoRA value from any Kiln node."),
-                widget(io.Float, "strength_model", default=1.0, min=-10.0, max=10.0, step=0.01,
-                       tooltip="Strength on the diffusion model."),
-                widget(io.Clip, "clip", optional=True,
-                       tooltip="The text encoder, if the LoRA has text-encoder modules."),
-                widget(io.Float, "strength_clip", default=1.0, min=-10.0, max=10.0, step=0.01, optional=True,
-                       tooltip="Strength on the text encoder."),
+                node_input(io.Model, "model", tooltip="The model to apply the LoRA to."),
+                node_input(Lora, "lora", tooltip="A LoRA value from any Kiln node."),
+                node_input(io.Float, "strength_model", default=1.0, min=-10.0, max=10.0, step=0.01,
+                           tooltip="Strength on the diffusion model."),
+                node_input(io.Clip, "clip", optional=True,
+                           tooltip="The text encoder, if the LoRA has text-encoder modules."),
+                node_input(io.Float, "strength_clip", default=1.0, min=-10.0, max=10.0, step=0.01, optional=True,
+                           tooltip="Strength on the text encoder."),
             ],
             # unnamed, as the classic node's were: shown and saved as MODEL and CLIP
             outputs=[io.Model.Output(), io.Clip.Output()])
@@ -256,8 +256,8 @@ class KilnLossPlot(io.ComfyNode):
         return io.Schema(
             node_id="KilnLossPlot", display_name="Kiln Loss Plot", category="Kiln/Training",
             description="Draw a loss history as an image (raw and smoothed).",
-            inputs=[widget(Loss, "loss", tooltip="Loss history from the Train node."),
-                    widget(io.String, "title", default="loss", tooltip="Chart title.")],
+            inputs=[node_input(Loss, "loss", tooltip="Loss history from the Train node."),
+                    node_input(io.String, "title", default="loss", tooltip="Chart title.")],
             outputs=[io.Image.Output()])
 
     @classmethod
@@ -273,12 +273,12 @@ class KilnSampleTimeline(io.ComfyNode):
             node_id="KilnSampleTimeline", display_name="Kiln Sample Timeline", category="Kiln/Training",
             description="Samples over time: each sample prompt's images across the training steps, as one image.",
             inputs=[
-                widget(Loss, "loss",
-                       tooltip="The Train node's loss output (it lists the samples taken while training)."),
-                widget(io.Int, "max_columns", default=12, min=2, max=64,
-                       tooltip="Most sample steps shown (the first and the latest ones)."),
-                widget(io.Int, "cell_size", default=160, min=32, max=1024, step=8,
-                       tooltip="Pixel size of each sample in the grid."),
+                node_input(Loss, "loss",
+                           tooltip="The Train node's loss output (it lists the samples taken while training)."),
+                node_input(io.Int, "max_columns", default=12, min=2, max=64,
+                           tooltip="Most sample steps shown (the first and the latest ones)."),
+                node_input(io.Int, "cell_size", default=160, min=32, max=1024, step=8,
+                           tooltip="Pixel size of each sample in the grid."),
             ],
             outputs=[output(io.Image, "timeline", "One row per sample prompt, one column per sample step, "
                                                   "labelled: wire it to Save Image.")])
