@@ -133,12 +133,9 @@ def test_the_old_train_then_sample_runs_on_the_v3_nodes(old_demo, host):
     from kiln.core.lora.io import load_lora_file
     lora = load_lora_file(host.loras_dir() / "kiln_demo.safetensors")
     assert lora.modules and lora.metadata["ss_output_name"] == "kiln_demo"
-    train = next(k for k, v in runner_prompt("train_then_sample.json").items() if v["class_type"] == "KilnTrainLora")
-    assert len(old_demo.outputs[train]["kiln_loss"][0]["loss"]) == 30
-
-
-def runner_prompt(name):
-    return json.loads((OLD / "api" / name).read_text())
+    recorded = json.loads((OLD / "api" / "train_then_sample.json").read_text())
+    train = next(k for k, v in recorded.items() if v["class_type"] == "KilnTrainLora")
+    assert len(old_demo.outputs[train]["kiln_loss"][0]["loss"]) == recorded[train]["inputs"]["max_steps"] == 30
 
 
 @pytest.mark.parametrize("name", ["resize", "merge", "extract"])
