@@ -38,8 +38,8 @@ from ..core.train.state import load_state
 from . import families, live
 from .distributed import agreed_interrupt, join_training
 from .placement import place_for_training
-from .training import (HostDiffusionModel, apply_lora, gradient_checkpointing, target_layers,
-                       text_encoder_grad_safe, vae_encoder)
+from .memory import gradient_checkpointing
+from .training import HostDiffusionModel, apply_lora, target_layers, text_encoder_grad_safe, vae_encoder
 
 log = logging.getLogger("kiln")
 

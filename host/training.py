@@ -14,6 +14,7 @@ import comfy.model_management as mm
 import comfy.model_sampling
 import comfy.sd
 
+from ..core.lora.formats import kohya_name
 from ..core.lora.value import KilnLora
 from ..core.net.blocks import block_of
 from ..core.net.network import TargetLayer
@@ -29,7 +30,7 @@ def _weight_module_name(weight_key: str) -> str:
 def _ldm_kohya_name(weight_key: str) -> str:
     """``diffusion_model.input_blocks.1.1.proj_in.weight`` -> ``lora_unet_input_blocks_1_1_proj_in`` (the LDM-style
     spelling the host's loader accepts beside kohya's diffusers-style one)."""
-    return "lora_unet_" + weight_key[len("diffusion_model."):-len(".weight")].replace(".", "_")
+    return kohya_name("lora_unet_", weight_key[len("diffusion_model."):-len(".weight")])
 
 
 def kohya_names_for_model(model_patcher=None, clip=None) -> dict[str, str]:
@@ -231,9 +232,6 @@ def host_training_flag(enabled: bool):
     finally:
         mm.in_training = previous
 
-
-# Per-block checkpointing (with a depth) lives beside the other memory savers.
-from .memory import gradient_checkpointing  # noqa: E402,F401
 
 
 def vae_encoder(vae):

@@ -8,7 +8,7 @@ from comfy_api.latest import io
 
 from .. import host
 from ..core.data import DatasetConfig, dataset_fingerprint, load_dataset, parse_color
-from ..core.data.preview import preview_grid
+from ..core.plots.dataset_grid import preview_grid
 from ..core.train.loop import TrainConfig
 from .schema import Dataset, config_values, field_default, from_field, help_of, node_input, output
 
