@@ -74,33 +74,50 @@ TRAIN_THEN_SAMPLE_SD3 = [
 
 
 
-def _family_graph(tag: str, loaders: list[dict], te: str, latent: dict, guidance: float | None, cfg: float) -> list[dict]:
-    """train_then_sample on a transformer family: the family's own loader nodes ("unet", "te", "vae"), the
-    bake, and a sample with the trained LoRA using the family's own latent node and sampling settings."""
-    name = f"kiln_demo_{tag}"
+def _family_graph(tag: str, loaders: list[dict], latent: dict, guidance: float | None, cfg: float,
+                  outs=(("unet", 0), ("te", 0), ("vae", 0)), real: dict | None = None) -> list[dict]:
+    """train_then_sample on a model family: the family's own loader nodes (``outs``: where MODEL, CLIP and
+    VAE come from), the bake, and a sample with the trained LoRA using the family's own latent node and
+    sampling settings. Without ``real`` it is a tiny demo the tests run; with it, a template for the real
+    model (``real``: resolution, sample steps, scheduler)."""
+    model, te, vae = outs
+    name = f"kiln_{tag}" if real else f"kiln_demo_{tag}"
+    size = real["resolution"] if real else 64
     pos = ("guidance", 0) if guidance is not None else ("pos", 0)
+    if real:
+        # A real model: the dataset's folder, ten epochs at the family's resolution, adapters at Kiln's
+        # defaults; checkpointing on, since these models fill a 24 GB card otherwise.
+        data = {"path": "my_dataset", "resolution": size}
+        net, opt = {}, {}
+        train = {"output_name": name, "epochs": 10, "max_steps": 0, "seed": 0, "gradient_checkpointing": True}
+        title = f"Kiln Train LoRA ({tag})"
+    else:
+        data = {"path": "kiln_demo_dataset", "resolution": 64, "min_bucket_reso": 64, "max_bucket_reso": 64,
+                "bucket_reso_steps": 64}
+        net, opt = {"rank": 4, "alpha": 4.0}, {"learning_rate": 2e-3, "scheduler": "constant"}
+        train = {"output_name": name, "epochs": 1, "max_steps": 10, "seed": 0}
+        title = f"Kiln Train LoRA (tiny {tag} demo)"
     graph = loaders + [
-        {"id": "data", "type": "KilnLoadDataset", "widgets": {"path": "kiln_demo_dataset", "resolution": 64,
-                                                              "min_bucket_reso": 64, "max_bucket_reso": 64,
-                                                              "bucket_reso_steps": 64}},
-        {"id": "net", "type": "KilnNetworkConfig", "widgets": {"rank": 4, "alpha": 4.0}},
-        {"id": "opt", "type": "KilnOptimizerConfig", "widgets": {"learning_rate": 2e-3, "scheduler": "constant"}},
-        {"id": "train", "type": "KilnTrainLora", "title": f"Kiln Train LoRA (tiny {tag} demo)",
-         "widgets": {"output_name": name, "epochs": 1, "max_steps": 10, "seed": 0},
-         "inputs": {"model": ("unet", 0), "clip": ("te", 0), "vae": ("vae", 0), "dataset": ("data", 0),
+        {"id": "data", "type": "KilnLoadDataset", "widgets": data},
+        {"id": "net", "type": "KilnNetworkConfig", "widgets": net},
+        {"id": "opt", "type": "KilnOptimizerConfig", "widgets": opt},
+        {"id": "train", "type": "KilnTrainLora", "title": title, "widgets": train,
+         "inputs": {"model": model, "clip": te, "vae": vae, "dataset": ("data", 0),
                     "network": ("net", 0), "optimizer": ("opt", 0)}},
         {"id": "save", "type": "KilnSaveLora", "widgets": {"filename": name}, "inputs": {"lora": ("train", 2)}},
         {"id": "loss_png", "type": "SaveImage", "widgets": {"filename_prefix": f"{name}_loss"},
          "inputs": {"images": ("train", 4)}},
-        {"id": "pos", "type": "CLIPTextEncode", "widgets": {"text": "kiln shapes, red circle"},
-         "inputs": {"clip": ("te", 0)}},
-        {"id": "neg", "type": "CLIPTextEncode", "widgets": {"text": ""}, "inputs": {"clip": ("te", 0)}},
+        {"id": "pos", "type": "CLIPTextEncode",
+         "widgets": {"text": "your trigger word, a photo of ..." if real else "kiln shapes, red circle"},
+         "inputs": {"clip": te}},
+        {"id": "neg", "type": "CLIPTextEncode", "widgets": {"text": ""}, "inputs": {"clip": te}},
         dict(latent, id="latent"),
         {"id": "ks_lora", "type": "KSampler", "title": "KSampler (with the trained LoRA)",
-         "widgets": {"seed": 42, "steps": 8, "cfg": cfg, "sampler_name": "euler", "scheduler": "simple"},
+         "widgets": {"seed": 42, "steps": real["steps"] if real else 8, "cfg": cfg, "sampler_name": "euler",
+                     "scheduler": real["scheduler"] if real else "simple"},
          "inputs": {"model": ("train", 0), "positive": pos, "negative": ("neg", 0),
                     "latent_image": ("latent", 0)}},
-        {"id": "dec_lora", "type": "VAEDecode", "inputs": {"samples": ("ks_lora", 0), "vae": ("vae", 0)}},
+        {"id": "dec_lora", "type": "VAEDecode", "inputs": {"samples": ("ks_lora", 0), "vae": vae}},
         {"id": "png_lora", "type": "SaveImage", "widgets": {"filename_prefix": f"{name}_lora"},
          "inputs": {"images": ("dec_lora", 0)}},
     ]
@@ -118,7 +135,7 @@ TRAIN_THEN_SAMPLE_FLUX = _family_graph("flux", [
     {"id": "te", "type": "DualCLIPLoader", "widgets": {"clip_name1": "kiln-tiny-clip-l.safetensors",
                                                        "clip_name2": "kiln-tiny-t5xxl.safetensors", "type": "flux"}},
     {"id": "vae", "type": "VAELoader", "widgets": {"vae_name": "kiln-tiny-taesd16.safetensors"}},
-], "te", {"type": "EmptySD3LatentImage", "widgets": {"width": 64, "height": 64, "batch_size": 1}}, 3.5, 1.0)
+], {"type": "EmptySD3LatentImage", "widgets": {"width": 64, "height": 64, "batch_size": 1}}, 3.5, 1.0)
 
 # Wan 2.1 text-to-image (one frame): diffusion model, CLIPLoader (umt5_xxl, type wan), the Wan VAE; the
 # video latent node with length 1.
@@ -126,8 +143,36 @@ TRAIN_THEN_SAMPLE_WAN = _family_graph("wan", [
     {"id": "unet", "type": "UNETLoader", "widgets": {"unet_name": "kiln-tiny-wan-te.safetensors"}},
     {"id": "te", "type": "CLIPLoader", "widgets": {"clip_name": "kiln-tiny-umt5xxl.safetensors", "type": "wan"}},
     {"id": "vae", "type": "VAELoader", "widgets": {"vae_name": "kiln-tiny-taesd16.safetensors"}},
-], "te", {"type": "EmptyHunyuanLatentVideo", "widgets": {"width": 64, "height": 64, "length": 1,
-                                                         "batch_size": 1}}, None, 5.0)
+], {"type": "EmptyHunyuanLatentVideo", "widgets": {"width": 64, "height": 64, "length": 1,
+                                                   "batch_size": 1}}, None, 5.0)
+
+# Templates for the families whose models the host recognises only at full size (so no tiny file loads through
+# their loader nodes): the file names are those of ComfyUI's own example workflows. The tests check each graph
+# with the host's prompt validation (node types, inputs, links, choices); the families themselves train,
+# save and sample through the host in tests/test_families_host.py.
+TRAIN_QWEN_IMAGE = _family_graph("qwen_image", [
+    {"id": "unet", "type": "UNETLoader",
+     "widgets": {"unet_name": "qwen_image_fp8_e4m3fn.safetensors", "weight_dtype": "fp8_e4m3fn"}},
+    {"id": "te", "type": "CLIPLoader",
+     "widgets": {"clip_name": "qwen_2.5_vl_7b_fp8_scaled.safetensors", "type": "qwen_image"}},
+    {"id": "vae", "type": "VAELoader", "widgets": {"vae_name": "qwen_image_vae.safetensors"}},
+], {"type": "EmptySD3LatentImage", "widgets": {"width": 1328, "height": 1328, "batch_size": 1}}, None, 2.5,
+    real={"resolution": 1328, "steps": 20, "scheduler": "simple"})
+
+TRAIN_Z_IMAGE = _family_graph("z_image", [
+    {"id": "unet", "type": "UNETLoader", "widgets": {"unet_name": "z_image_turbo_bf16.safetensors"}},
+    {"id": "te", "type": "CLIPLoader", "widgets": {"clip_name": "qwen_3_4b.safetensors", "type": "lumina2"}},
+    {"id": "vae", "type": "VAELoader", "widgets": {"vae_name": "ae.safetensors"}},
+], {"type": "EmptySD3LatentImage", "widgets": {"width": 1024, "height": 1024, "batch_size": 1}}, None, 1.0,
+    real={"resolution": 1024, "steps": 8, "scheduler": "simple"})
+
+TRAIN_SDXL = _family_graph("sdxl", [
+    {"id": "ckpt", "type": "CheckpointLoaderSimple", "widgets": {"ckpt_name": "sd_xl_base_1.0.safetensors"}},
+], {"type": "EmptyLatentImage", "widgets": {"width": 1024, "height": 1024, "batch_size": 1}}, None, 7.0,
+    outs=(("ckpt", 0), ("ckpt", 1), ("ckpt", 2)), real={"resolution": 1024, "steps": 25, "scheduler": "normal"})
+
+# The families whose templates are checked by validation only (see above), with the host version they need.
+TEMPLATES = {"train_qwen_image": "qwen_image", "train_z_image": "z_image", "train_sdxl": "sdxl"}
 
 
 TAG_FILTER_TRAIN = [
@@ -272,6 +317,28 @@ GRAPHS = {
         "Change first:\n1. Load Diffusion Model: a Wan 2.1 t2v model; Load CLIP: umt5_xxl (type wan); "
         "Load VAE: wan_2.1_vae.\n2. Kiln Load Dataset: your images (one frame each), resolution 512-1024.\n"
         "3. Kiln Train LoRA: output_name, epochs. Sample with length 1 for a still image."),
+    "train_qwen_image": _arranged(TRAIN_QWEN_IMAGE, {
+        "Models": ["unet", "te", "vae"], "Dataset": ["data"], "Network and optimizer": ["net", "opt"],
+        "Train": ["train", "save"], RESULT: ["loss_png", "pos", "neg", "latent", "ks_lora", "dec_lora", "png_lora"]},
+        "Change first:\n1. The three loaders: your Qwen-Image files (fp8 weights train in bypass: the base stays "
+        "fp8; 'default' weight_dtype for bf16 files). Qwen-Image-Edit: the same graph with its model.\n"
+        "2. Kiln Load Dataset: path = your folder (N_name subfolders), resolution 1328 (1024 fits 16 GB "
+        "better); captions in plain sentences.\n3. Kiln Train LoRA: output_name, epochs.\n"
+        "4. The positive prompt: your trigger word."),
+    "train_z_image": _arranged(TRAIN_Z_IMAGE, {
+        "Models": ["unet", "te", "vae"], "Dataset": ["data"], "Network and optimizer": ["net", "opt"],
+        "Train": ["train", "save"], RESULT: ["loss_png", "pos", "neg", "latent", "ks_lora", "dec_lora", "png_lora"]},
+        "Change first:\n1. The three loaders: your Z-Image files (Qwen3-4B text encoder, CLIP type lumina2; "
+        "the Flux VAE ae.safetensors).\n2. Kiln Load Dataset: path = your folder, resolution 1024; captions in "
+        "plain sentences.\n3. Kiln Train LoRA: output_name, epochs.\n4. The sampler: Turbo samples in 8 steps "
+        "at cfg 1; the base model wants about 30 steps and cfg 4."),
+    "train_sdxl": _arranged(TRAIN_SDXL, {
+        "Models": ["ckpt"], "Dataset": ["data"], "Network and optimizer": ["net", "opt"],
+        "Train": ["train", "save"], RESULT: ["loss_png", "pos", "neg", "latent", "ks_lora", "dec_lora", "png_lora"]},
+        "Change first:\n1. Load Checkpoint: your SDXL model (Illustrious, NoobAI, Pony are SDXL; v-pred "
+        "models are detected).\n2. Kiln Load Dataset: path = your folder (N_name subfolders), resolution "
+        "1024; booru tags for anime models.\n3. Kiln Train LoRA: output_name, epochs.\n4. The positive "
+        "prompt: your trigger word."),
     "tag_filter_train": _arranged(TAG_FILTER_TRAIN, {
         "Dataset": ["data", "tagger", "filter", "preview", "freq_png"], "Network and optimizer": ["net", "opt"],
         "Train": ["ckpt", "train", "save"], RESULT: ["loss_png"]},

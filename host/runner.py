@@ -121,20 +121,27 @@ def _new_executor(server):
     return execution.PromptExecutor(server, **kwargs)
 
 
-def run_prompt(prompt: dict, fresh_cache: bool = True) -> RunResult:
-    """Validate and execute an API-format prompt in-process, as the server's worker would."""
-    global _EXECUTOR
+def validate_prompt(prompt: dict, prompt_id: str | None = None) -> list[str]:
+    """The server's own check of an API-format prompt (node types, inputs, links, choices such as file names),
+    as on Queue; returns the output nodes to execute, or raises WorkflowError with the host's node errors."""
     boot_host()
-    prompt_id = str(uuid.uuid4())
-    valid = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
+    valid = asyncio.run(execution.validate_prompt(prompt_id or str(uuid.uuid4()), prompt, None))
     if not valid[0]:
         details = json.dumps(valid[3], indent=1, default=str)[:4000]
         raise WorkflowError(f"the workflow does not validate: {valid[1].get('message')} {valid[1].get('details', '')}\n{details}")
+    return valid[2]
+
+
+def run_prompt(prompt: dict, fresh_cache: bool = True) -> RunResult:
+    """Validate and execute an API-format prompt in-process, as the server's worker would."""
+    global _EXECUTOR
+    prompt_id = str(uuid.uuid4())
+    outputs_to_run = validate_prompt(prompt, prompt_id)
     server = _Server()
     if _EXECUTOR is None or fresh_cache:
         _EXECUTOR = _new_executor(server)
     _EXECUTOR.server = server
-    _EXECUTOR.execute(prompt, prompt_id, {"client_id": None}, valid[2])
+    _EXECUTOR.execute(prompt, prompt_id, {"client_id": None}, outputs_to_run)
     error = None
     for event, data in _EXECUTOR.status_messages:
         if event in ("execution_error", "execution_interrupted"):

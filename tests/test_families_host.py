@@ -203,3 +203,47 @@ def test_training_samples_use_the_familys_sampling_defaults(host, tiny_assets):
     assert np.abs(kept - flux_way).max() <= 2 / 255, np.abs(kept - flux_way).max()
     assert np.abs(kept - ksampler(7.0, None, "normal")).max() > 0.05, "the generic settings give the same image"
     np.testing.assert_allclose(own, ksampler(2.0, 3.5, "simple"), atol=2 / 255)
+
+
+# The templates for families whose real files are the only ones their loader nodes accept (cli.graphs says why):
+# the host's own prompt validation, as on Queue, with empty files of the template's names in the model folders.
+TEMPLATE_FOLDERS = {"unet_name": "diffusion_models", "clip_name": "text_encoders", "vae_name": "vae",
+                    "ckpt_name": "checkpoints"}
+
+
+@pytest.mark.parametrize("name", ["train_qwen_image", "train_sdxl", "train_z_image"])
+def test_full_size_family_templates_pass_the_hosts_validation(name, host, tmp_path):
+    import folder_paths
+    from kiln.cli.graphs import TEMPLATES
+    from kiln.host import runner
+    assert name in TEMPLATES
+    prompt = runner.load_workflow(REPO / "workflows" / f"{name}.json")
+    added = []
+    for node in prompt.values():
+        for key, folder in TEMPLATE_FOLDERS.items():
+            if key in node["inputs"]:
+                where = tmp_path / folder
+                where.mkdir(exist_ok=True)
+                (where / node["inputs"][key]).write_bytes(b"")
+                if str(where) not in folder_paths.get_folder_paths(folder):
+                    folder_paths.add_model_folder_path(folder, str(where))
+                    added.append((folder, str(where)))
+    try:
+        to_run = runner.validate_prompt(prompt)
+        by_type = {v["class_type"]: k for k, v in prompt.items()}
+        train = prompt[by_type["KilnTrainLora"]]["inputs"]
+        # The bake takes the graph's own loaders' outputs, and the sampler the trained MODEL.
+        assert {train[k][0] for k in ("model", "clip", "vae")} <= {by_type[t] for t in by_type if t.endswith("Loader")
+                                                                  or t == "CheckpointLoaderSimple"}
+        assert train["gradient_checkpointing"] is True
+        assert prompt[by_type["KSampler"]]["inputs"]["model"] == [by_type["KilnTrainLora"], 0]
+        assert by_type["KilnSaveLora"] in to_run
+        # A file the folders do not hold is what the validation refuses (so the check above means something).
+        loader = next(v for v in prompt.values() if v["class_type"] in ("UNETLoader", "CheckpointLoaderSimple"))
+        key = "unet_name" if "unet_name" in loader["inputs"] else "ckpt_name"
+        loader["inputs"][key] = "not-there.safetensors"
+        with pytest.raises(runner.WorkflowError, match="not-there"):
+            runner.validate_prompt(prompt)
+    finally:
+        for folder, where in added:
+            folder_paths.folder_names_and_paths[folder][0].remove(where)
