@@ -12,10 +12,11 @@ from ..core.caption.combine import COMBINE_MODES, combine_caption
 from ..core.caption.models import HUB_MODELS, ensure_model, local_names
 from ..core.caption.prompts import TEMPLATES
 from ..core.caption.vlm import CaptionSettings, Captioner, caption_images
-from ..core.data.images import IMAGE_EXTENSIONS
+from ..core.data.scan import images_under
 from ..core.tags.tagger import write_captions
 from ..host import captioning as host_captioning
-from .schema import Dataset, node_input, output
+from .schema import (Dataset, caption_extension_input, caption_mode_input, image_folder_input, node_input,
+                     offline_input, output)
 
 log = logging.getLogger("kiln")
 MODELS_KEY = "LLM"   # models/LLM: where the common Florence-2, JoyCaption and Qwen-VL nodes keep theirs
@@ -50,9 +51,7 @@ class KilnCaptioner(io.ComfyNode):
                            tooltip="A vision-language model folder in models/LLM (Florence-2, JoyCaption, Qwen2.5-VL, "
                                    "Qwen3-VL or any model transformers loads as image-text-to-text); the listed hub "
                                    "models download there once."),
-                node_input(io.String, "folder", default="",
-                           tooltip="Folder of images to caption (subfolders included); relative to ComfyUI's input "
-                                   "folder. Ignored when a dataset is connected."),
+                image_folder_input("caption"),
                 node_input(io.Combo, "template", options=list(TEMPLATES), default="training",
                            tooltip="training: plain descriptive sentences for text-to-image training; short: one "
                                    "sentence; long: detailed; booru: tag list; custom: custom_prompt."),
@@ -60,10 +59,8 @@ class KilnCaptioner(io.ComfyNode):
                            tooltip="Longest caption, in tokens."),
                 node_input(io.String, "trigger", default="",
                            tooltip="Trigger word put first in every caption (never repeated)."),
-                node_input(io.Combo, "caption_mode", options=["overwrite", "append", "keep", "none"],
-                           default="overwrite",
-                           tooltip="Write captions beside the images: overwrite, append, keep existing files, or write "
-                                   "nothing (graph only)."),
+                caption_mode_input("Write captions beside the images: overwrite, append, keep existing files, or "
+                                   "write nothing (graph only)."),
                 node_input(Dataset, "dataset", optional=True,
                            tooltip="Caption this dataset's images instead of a folder; its captions are replaced."),
                 node_input(io.String, "custom_prompt", default="", multiline=True, optional=True, advanced=True,
@@ -76,15 +73,13 @@ class KilnCaptioner(io.ComfyNode):
                            tooltip="Tags as 'name: tags' lines (Kiln Tagger's captions output)."),
                 node_input(io.Boolean, "drop_tags_in_caption", default=True, optional=True, advanced=True,
                            tooltip="Leave out tags the caption already says word for word."),
-                node_input(io.String, "caption_extension", default=".txt", optional=True, advanced=True,
-                           tooltip="Caption file extension."),
+                caption_extension_input(),
                 node_input(io.Int, "batch_size", default=4, min=1, max=64, optional=True, advanced=True,
                            tooltip="Images per generate call."),
                 node_input(io.Int, "max_image_side", default=768, min=0, max=4096, optional=True, advanced=True,
                            tooltip="Downscale images so the longer side is at most this before the model sees them (0: "
                                    "as is)."),
-                node_input(io.Boolean, "offline", default=False, optional=True, advanced=True,
-                           tooltip="Never download; a missing model is an error that says where to put it."),
+                offline_input(),
             ],
             outputs=[output(io.String, "captions"), output(Dataset, "dataset")])
 
@@ -92,16 +87,8 @@ class KilnCaptioner(io.ComfyNode):
     def execute(cls, model, folder, template, max_new_tokens, trigger, caption_mode, dataset=None,
                 custom_prompt="", combine="caption only", tags=None, drop_tags_in_caption=True,
                 caption_extension=".txt", batch_size=4, max_image_side=768, offline=False):
-        if dataset is not None:
-            paths = [e.path for e in dataset.images]
-        else:
-            root = Path(host.resolve_input_path(folder))
-            if not root.is_dir():
-                raise ValueError(f"Kiln Captioner: {root} is not a folder; give a folder of images or connect a "
-                                 "dataset.")
-            paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-            if not paths:
-                raise ValueError(f"Kiln Captioner: no images in {root}.")
+        paths = ([e.path for e in dataset.images] if dataset is not None
+                 else images_under(Path(host.resolve_input_path(folder)), "Kiln Captioner"))
         tag_of: dict[str, str] = {}
         if combine != "caption only":
             if tags is not None:
@@ -126,8 +113,7 @@ class KilnCaptioner(io.ComfyNode):
         captions = {r.path: combine_caption(r.caption, tag_of.get(r.path.name, ""), combine, trigger,
                                             drop_tags_in_caption) for r in results}
         if caption_mode != "none":
-            ext = caption_extension if caption_extension.startswith(".") else "." + caption_extension
-            captions, written = write_captions(captions, caption_mode, ext)   # what each file now holds
+            captions, written = write_captions(captions, caption_mode, caption_extension)  # what each file now holds
             log.info("Kiln: captioned %d images with %s, wrote %d caption files (%s)", len(results), model,
                      written, caption_mode)
         text = "\n".join(f"{p.name}: {c}" for p, c in captions.items())

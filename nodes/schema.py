@@ -67,6 +67,28 @@ def from_field(config, name: str, *, id: str | None = None, options=None, **over
     return node_input(kind, id or name, **kw)
 
 
+# Inputs the labelling nodes (Kiln Tagger, Kiln Captioner) share, in the same words.
+def image_folder_input(verb: str):
+    return node_input(io.String, "folder", default="",
+                      tooltip=f"Folder of images to {verb} (subfolders included); relative to ComfyUI's input "
+                              "folder. Ignored when a dataset is connected.")
+
+
+def caption_mode_input(tooltip: str):
+    return node_input(io.Combo, "caption_mode", options=["overwrite", "append", "keep", "none"], default="overwrite",
+                      tooltip=tooltip)
+
+
+def caption_extension_input():
+    return node_input(io.String, "caption_extension", default=".txt", optional=True, advanced=True,
+                      tooltip="Caption file extension.")
+
+
+def offline_input():
+    return node_input(io.Boolean, "offline", default=False, optional=True, advanced=True,
+                      tooltip="Never download; a missing model is an error that says where to put it.")
+
+
 def output(kind, name: str, tooltip: str | None = None):
     """An output shown (and saved in workflows) under ``name``, as the classic nodes' RETURN_NAMES did."""
     return kind.Output(display_name=name, tooltip=tooltip)

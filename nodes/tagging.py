@@ -8,13 +8,14 @@ import torch
 from comfy_api.latest import io
 
 from .. import host
-from ..core.data.images import IMAGE_EXTENSIONS
+from ..core.data.scan import images_under
 from ..core.tags.filters import TagFilterSpec, apply_filter, parse_patterns, parse_replace
 from ..core.tags.frequency import comparison_chart, comparison_text, frequency, frequency_chart, frequency_text
 from ..core.tags.hub import HUB_TAGGERS, ensure_model, local_names
 from ..core.tags.labels import Labels
 from ..core.tags.tagger import TagSettings, tag_images, write_captions
-from .schema import Dataset, node_input, output
+from .schema import (Dataset, caption_extension_input, caption_mode_input, image_folder_input, node_input,
+                     offline_input, output)
 
 log = logging.getLogger("kiln")
 MODELS_KEY = "wd14_tagger"
@@ -28,11 +29,6 @@ def _model_dirs() -> list[Path]:
 
 def _threshold(id, default, tooltip):  # noqa: A002
     return node_input(io.Float, id, default=default, min=0.0, max=1.0, step=0.01, tooltip=tooltip)
-
-
-def _caption_mode(tooltip):
-    return node_input(io.Combo, "caption_mode", options=["overwrite", "append", "keep", "none"], default="overwrite",
-                      tooltip=tooltip)
 
 
 def _text_input(tooltip):
@@ -65,13 +61,11 @@ class KilnTagger(io.ComfyNode):
                            tooltip="A SmilingWolf WD14 v2/v3, pixai, Camie or cl_tagger model (downloaded once into "
                                    "models/wd14_tagger), or any local <name>.onnx with its tag file there (<name>.csv, "
                                    "or the model's .json tag file); the format is read from the model."),
-                node_input(io.String, "folder", default="",
-                           tooltip="Folder of images to tag (subfolders included); relative to ComfyUI's input folder. "
-                                   "Ignored when a dataset is connected."),
+                image_folder_input("tag"),
                 _threshold("general_threshold", 0.35, "Confidence needed for general tags."),
                 _threshold("character_threshold", 0.85, "Confidence needed for character tags."),
-                _caption_mode("Write captions beside the images: overwrite, append new tags, keep existing files, "
-                              "or write nothing (graph only)."),
+                caption_mode_input("Write captions beside the images: overwrite, append new tags, keep existing "
+                                   "files, or write nothing (graph only)."),
                 node_input(Dataset, "dataset", optional=True,
                            tooltip="Tag this dataset's images instead of a folder; its captions are replaced by the "
                                    "tags."),
@@ -85,12 +79,10 @@ class KilnTagger(io.ComfyNode):
                            tooltip="Tags never written (underscores or spaces both match)."),
                 node_input(io.Boolean, "replace_underscores", default=True, optional=True, advanced=True,
                            tooltip="red_dress -> red dress (kaomoji like ^_^ stay)."),
-                node_input(io.String, "caption_extension", default=".txt", optional=True, advanced=True,
-                           tooltip="Caption file extension."),
+                caption_extension_input(),
                 node_input(io.Int, "batch_size", default=8, min=1, max=256, optional=True, advanced=True,
                            tooltip="Images per inference batch."),
-                node_input(io.Boolean, "offline", default=False, optional=True, advanced=True,
-                           tooltip="Never download; a missing model is an error that says where to put it."),
+                offline_input(),
             ],
             outputs=[output(io.String, "captions"), output(Dataset, "dataset")])
 
@@ -100,15 +92,8 @@ class KilnTagger(io.ComfyNode):
                 caption_extension=".txt", batch_size=8, offline=False):
         files = ensure_model(model, _model_dirs(), offline=offline)
         labels = Labels.from_file(files.tags)
-        if dataset is not None:
-            paths = [e.path for e in dataset.images]
-        else:
-            root = Path(host.resolve_input_path(folder))
-            if not root.is_dir():
-                raise ValueError(f"Kiln Tagger: {root} is not a folder; give a folder of images or connect a dataset.")
-            paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-            if not paths:
-                raise ValueError(f"Kiln Tagger: no images in {root}.")
+        paths = ([e.path for e in dataset.images] if dataset is not None
+                 else images_under(Path(host.resolve_input_path(folder)), "Kiln Tagger"))
         settings = TagSettings(general_threshold, character_threshold, general_mcut, character_mcut, include_rating,
                                parse_patterns(exclude), replace_underscores)
         pbar = host.progress_bar(len(paths))
@@ -120,8 +105,7 @@ class KilnTagger(io.ComfyNode):
                              cuda_usable=torch.cuda.is_available())
         captions = {r.path: r.caption for r in results}
         if caption_mode != "none":
-            ext = caption_extension if caption_extension.startswith(".") else "." + caption_extension
-            captions, written = write_captions(captions, caption_mode, ext)   # what each file now holds
+            captions, written = write_captions(captions, caption_mode, caption_extension)  # what each file now holds
             log.info("Kiln: tagged %d images, wrote %d caption files (%s)", len(results), written, caption_mode)
         text = "\n".join(f"{p.name}: {c}" for p, c in captions.items())
         out_dataset = dataset.with_captions(captions) if dataset is not None else None

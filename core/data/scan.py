@@ -41,6 +41,17 @@ def find_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if is_image(p))
 
 
+def images_under(root: Path, who: str) -> list[Path]:
+    """Every image in a folder and its subfolders, sorted (what the tagger and the captioner label); ``who``
+    names the node in the errors."""
+    if not root.is_dir():
+        raise ValueError(f"{who}: {root} is not a folder; give a folder of images or connect a dataset.")
+    paths = sorted(p for p in root.rglob("*") if is_image(p))
+    if not paths:
+        raise ValueError(f"{who}: no images in {root}.")
+    return paths
+
+
 def find_concepts(root: Path, flat_repeats: int, warn) -> list[Concept]:
     """The N_name folders under ``root``, or ``root`` itself as one concept when it holds the images."""
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))

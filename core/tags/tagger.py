@@ -271,8 +271,10 @@ def write_caption(path: Path, caption: str, mode: str, extension: str = ".txt") 
 
 
 def write_captions(captions: dict, mode: str, extension: str = ".txt") -> tuple[dict, int]:
-    """{image path: caption} -> ({image path: the caption its file now holds}, files written)."""
+    """{image path: caption} -> ({image path: the caption its file now holds}, files written). The extension
+    may be given with or without its dot."""
     from ..lora.io import atomic_write_bytes
+    extension = extension if extension.startswith(".") else "." + extension
     final, written = {}, 0
     for path, caption in captions.items():
         target = Path(path).with_suffix(extension)
