@@ -55,6 +55,20 @@ def loaded(host, tiny_assets):
                                          max_bucket_reso=128, bucket_reso_steps=64))
     return model, clip, vae, dataset
 
+
+@pytest.fixture(scope="module")
+def loaded_for_measuring(host, tiny_assets, tmp_path_factory):
+    """The tiny checkpoint loaded outside inference mode (so a bake swaps no tensors inside a measured region)
+    and a one-bucket 128 px shapes set: what the memory and placement host tests measure."""
+    import nodes
+    from kiln.core.data import DatasetConfig, load_dataset
+    from kiln.host import fixtures
+    root = fixtures.write_shapes_dataset(tmp_path_factory.mktemp("measured_data"), size=128)
+    model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(tiny_assets.checkpoint_name)[:3]
+    dataset = load_dataset(DatasetConfig(path=str(root), resolution=128, min_bucket_reso=128, max_bucket_reso=128,
+                                         bucket_reso_steps=64))
+    return model, clip, vae, dataset
+
 # --- Host tests: marked, and required where the set-up script provided a host -------------------------------
 # `pytest -m host` runs only the tests that use the real ComfyUI (kiln.sh runs them against every older host).
 # With KILN_REQUIRE_HOST=1 (set by scripts/kiln.sh, so by CI) a host test skipped for want of the host or the

@@ -6,16 +6,8 @@ import torch
 
 
 @pytest.fixture(scope="module")
-def setup(host, tiny_assets, tmp_path_factory):
-    import nodes
-    from kiln.core.data import DatasetConfig, load_dataset
-    from kiln.host import fixtures
-    root = fixtures.write_shapes_dataset(tmp_path_factory.mktemp("mem_data"), size=128)
-    # Loaded outside inference mode, so the bake swaps no tensors inside the measured region.
-    model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(tiny_assets.checkpoint_name)[:3]
-    dataset = load_dataset(DatasetConfig(path=str(root), resolution=128, min_bucket_reso=128, max_bucket_reso=128,
-                                         bucket_reso_steps=64))
-    return model, clip, vae, dataset
+def setup(loaded_for_measuring):
+    return loaded_for_measuring
 
 
 def _one_step_peak(setup, name, **cfg):
