@@ -253,6 +253,14 @@ def _arranged(graph: list[dict], groups: dict[str, list[str]], note: str) -> lis
 
 
 RESULT = "Check the result"
+
+
+def _family_groups(models=("unet", "te", "vae"), guidance: bool = False) -> dict[str, list[str]]:
+    """The groups of a _family_graph: its loaders, the dataset, network and optimizer, the bake, the sample."""
+    return {"Models": list(models), "Dataset": ["data"], "Network and optimizer": ["net", "opt"],
+            "Train": ["train", "save"],
+            RESULT: ["loss_png", "pos"] + (["guidance"] if guidance else []) + ["neg", "latent", "ks_lora", "dec_lora",
+                                                                               "png_lora"]}
 TRAIN_NOTE = ("Change first:\n"
               "1. Load Checkpoint: your base model.\n"
               "2. Kiln Load Dataset: path = your folder in ComfyUI's input folder (N_name subfolders, "
@@ -295,46 +303,33 @@ GRAPHS = {
         "Train": ["ckpt", "prompts", "train", "save"],
         RESULT: ["loss_png", "timeline", "timeline_png", "pos", "neg", "latent", "ks_base", "ks_lora",
                  "dec_base", "dec_lora", "png_base", "png_lora"]}, TRAIN_NOTE),
-    "train_then_sample_sd3": _arranged(TRAIN_THEN_SAMPLE_SD3, {
-        "Models": ["unet", "te", "vae"], "Dataset": ["data"], "Network and optimizer": ["net", "opt"],
-        "Train": ["train", "save"], RESULT: ["loss_png", "pos", "neg", "latent", "ks_lora", "dec_lora", "png_lora"]},
+    "train_then_sample_sd3": _arranged(TRAIN_THEN_SAMPLE_SD3, _family_groups(),
         "Change first:\n1. Load Diffusion Model / Load CLIP / Load VAE: your SD3.5 files (CLIP type sd3; "
         "TripleCLIPLoader for clip_l + clip_g + t5xxl). For Flux: DualCLIPLoader (clip_l + t5xxl, type flux) "
         "and the Flux VAE; Qwen-Image, Z-Image, Wan: CLIPLoader with their type.\n2. Kiln Load Dataset: "
         "your folder, resolution 1024.\n3. Kiln Train LoRA: output_name, epochs."),
-    "train_then_sample_flux": _arranged(TRAIN_THEN_SAMPLE_FLUX, {
-        "Models": ["unet", "te", "vae"], "Dataset": ["data"], "Network and optimizer": ["net", "opt"],
-        "Train": ["train", "save"],
-        RESULT: ["loss_png", "pos", "guidance", "neg", "latent", "ks_lora", "dec_lora", "png_lora"]},
+    "train_then_sample_flux": _arranged(TRAIN_THEN_SAMPLE_FLUX, _family_groups(guidance=True),
         "Change first:\n1. Load Diffusion Model: flux1-dev (or schnell); DualCLIPLoader: clip_l + "
         "t5xxl_fp16 (type flux); Load VAE: ae.safetensors. Same graph for Chroma (CLIPLoader t5xxl, type "
         "chroma).\n2. Kiln Load Dataset: your folder, resolution 1024 (captions in plain sentences).\n"
         "3. Kiln Train LoRA: output_name, epochs. Flux dev trains with guidance 1 and samples with "
         "FluxGuidance 3.5, cfg 1."),
-    "train_then_sample_wan": _arranged(TRAIN_THEN_SAMPLE_WAN, {
-        "Models": ["unet", "te", "vae"], "Dataset": ["data"], "Network and optimizer": ["net", "opt"],
-        "Train": ["train", "save"], RESULT: ["loss_png", "pos", "neg", "latent", "ks_lora", "dec_lora", "png_lora"]},
+    "train_then_sample_wan": _arranged(TRAIN_THEN_SAMPLE_WAN, _family_groups(),
         "Change first:\n1. Load Diffusion Model: a Wan 2.1 t2v model; Load CLIP: umt5_xxl (type wan); "
         "Load VAE: wan_2.1_vae.\n2. Kiln Load Dataset: your images (one frame each), resolution 512-1024.\n"
         "3. Kiln Train LoRA: output_name, epochs. Sample with length 1 for a still image."),
-    "train_qwen_image": _arranged(TRAIN_QWEN_IMAGE, {
-        "Models": ["unet", "te", "vae"], "Dataset": ["data"], "Network and optimizer": ["net", "opt"],
-        "Train": ["train", "save"], RESULT: ["loss_png", "pos", "neg", "latent", "ks_lora", "dec_lora", "png_lora"]},
+    "train_qwen_image": _arranged(TRAIN_QWEN_IMAGE, _family_groups(),
         "Change first:\n1. The three loaders: your Qwen-Image files (fp8 weights train in bypass: the base stays "
         "fp8; 'default' weight_dtype for bf16 files). Qwen-Image-Edit: the same graph with its model.\n"
         "2. Kiln Load Dataset: path = your folder (N_name subfolders), resolution 1328 (1024 fits 16 GB "
         "better); captions in plain sentences.\n3. Kiln Train LoRA: output_name, epochs.\n"
         "4. The positive prompt: your trigger word."),
-    "train_z_image": _arranged(TRAIN_Z_IMAGE, {
-        "Models": ["unet", "te", "vae"], "Dataset": ["data"], "Network and optimizer": ["net", "opt"],
-        "Train": ["train", "save"], RESULT: ["loss_png", "pos", "neg", "latent", "ks_lora", "dec_lora", "png_lora"]},
+    "train_z_image": _arranged(TRAIN_Z_IMAGE, _family_groups(),
         "Change first:\n1. The three loaders: your Z-Image files (Qwen3-4B text encoder, CLIP type lumina2; "
         "the Flux VAE ae.safetensors).\n2. Kiln Load Dataset: path = your folder, resolution 1024; captions in "
         "plain sentences.\n3. Kiln Train LoRA: output_name, epochs.\n4. The sampler: Turbo samples in 8 steps "
         "at cfg 1; the base model wants about 30 steps and cfg 4."),
-    "train_sdxl": _arranged(TRAIN_SDXL, {
-        "Models": ["ckpt"], "Dataset": ["data"], "Network and optimizer": ["net", "opt"],
-        "Train": ["train", "save"], RESULT: ["loss_png", "pos", "neg", "latent", "ks_lora", "dec_lora", "png_lora"]},
+    "train_sdxl": _arranged(TRAIN_SDXL, _family_groups(models=("ckpt",)),
         "Change first:\n1. Load Checkpoint: your SDXL model (Illustrious, NoobAI, Pony are SDXL; v-pred "
         "models are detected).\n2. Kiln Load Dataset: path = your folder (N_name subfolders), resolution "
         "1024; booru tags for anime models.\n3. Kiln Train LoRA: output_name, epochs.\n4. The positive "
