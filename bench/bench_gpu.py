@@ -3,7 +3,7 @@ VRAM presets, bf16 and fp8 base weights. Models are built from the host's own su
 random weights (nothing is downloaded); the text encoder is a one-layer CLIP from the host's class whose
 width matches what the diffusion model reads.
 
-    python bench/bench_gpu.py                      # a CUDA machine: real widths (Flux.1 12B, Qwen-Image 20B)
+    python bench/bench_gpu.py                      # a CUDA machine: real widths (SDXL 2.6B, Flux.1 12B, Qwen-Image 20B)
     python bench/bench_gpu.py --tiny --steps 1     # anywhere: the same code at tiny widths (what the test runs)
 
 Prints, per family / base dtype / preset: steps/s and peak memory (max allocated on CUDA, the allocator's
@@ -30,6 +30,11 @@ GIB = 2 ** 30
 # image size at real width). The pooled-vector width follows the context width, because the bench's
 # text encoder pools at its own width (a single Linear of the model is a little wider than the original).
 REAL = {
+    # SDXL's UNet at its real layout; the adm vector is the pooled text width + SDXL's six size embeddings.
+    "sdxl": ("SDXL", dict(model_channels=320, num_res_blocks=[2, 2, 2], channel_mult=[1, 2, 4],
+                          transformer_depth=[0, 0, 2, 2, 10, 10],
+                          transformer_depth_output=[0, 0, 0, 2, 2, 2, 10, 10, 10],
+                          transformer_depth_middle=10, context_dim=2048, adm_in_channels=2048 + 6 * 256), 1024),
     "flux1-dev": ("Flux", dict(hidden_size=3072, num_heads=24, depth=19, depth_single_blocks=38, context_in_dim=4096,
                                vec_in_dim=4096), 1024),
     "qwen-image": ("QwenImage", dict(num_layers=60, attention_head_dim=128, num_attention_heads=24,
@@ -52,7 +57,7 @@ def build(family: str, tiny: bool, base: str, device):
     # The constructor options this host's class takes (older hosts lack some, e.g. Flux's txt_ids_dims).
     tiny_kwargs = ff.host_kwargs(family) if hasattr(ff, "host_kwargs") else dict(spec.kwargs)
     kwargs = tiny_kwargs if tiny else {**tiny_kwargs, **real}
-    width = kwargs.get("context_in_dim", kwargs.get("joint_attention_dim"))
+    width = kwargs.get("context_in_dim", kwargs.get("joint_attention_dim", kwargs.get("context_dim")))
     config = getattr(sm, config_name)(dict(kwargs))
     dtype = getattr(torch, DTYPES[base])
     compute = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -60,8 +65,12 @@ def build(family: str, tiny: bool, base: str, device):
     model = config.get_model({}, device=device)
     with torch.no_grad():
         gen = torch.Generator(device=device).manual_seed(0)
+        # Norm scales by module type, not by name: a UNet's GroupNorms are "in_layers.0", "out.0"..., and a
+        # zeroed one passes no gradient back (Kiln's training guard stops such a bake).
+        norm_scales = {f"{n}.weight" for n, m in model.diffusion_model.named_modules()
+                       if isinstance(m, (torch.nn.GroupNorm, torch.nn.LayerNorm)) or "norm" in type(m).__name__.lower()}
         for name, p in model.diffusion_model.named_parameters():
-            if "norm" in name.lower() and p.dim() == 1:
+            if name in norm_scales or ("norm" in name.lower() and p.dim() == 1):
                 p.fill_(1.0)
             elif p.dim() >= 2:
                 w = torch.randn(p.shape, generator=gen, device=device, dtype=torch.float32) / math.sqrt(p[0].numel())
