@@ -238,7 +238,8 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
         live.start(node_id, trainer.total_steps, save.output_name)
         resume = load_state(save.resume_from) if save.resume_from else None
         try:
-            with network, gradient_checkpointing(hm.patcher, cfg.gradient_checkpointing, cfg.checkpoint_depth), \
+            with network, gradient_checkpointing(hm.patcher, cfg.gradient_checkpointing, cfg.checkpoint_depth,
+                                                     placement.called), \
                     placement.training(hm, cfg.gradient_checkpointing), \
                     text_encoder_grad_safe(clip, net.train_text_encoder):
                 result = trainer.run(resume)

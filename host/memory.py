@@ -46,26 +46,29 @@ def diffusion_blocks(diffusion_model: nn.Module) -> list[nn.Module]:
     return blocks
 
 
-def checkpoint_units(diffusion_model: nn.Module, depth: int = 1) -> list[nn.Module]:
+def checkpoint_units(diffusion_model: nn.Module, depth: int = 1, called=None) -> list[nn.Module]:
     """Modules whose activations are recomputed in backward. Depth 1: each block (for the SD UNet each
     ResBlock, SpatialTransformer and resampler of a level). Depth 2: each part of those (a transformer's
     blocks, an attention or MLP of a DiT block), and so on; lists, dicts and Sequentials don't count as a
     level (their forward is not what the host calls), like the host's ``checkpoint_depth``. Finer units keep fewer
-    activations alive during recomputation but more at the unit boundaries."""
+    activations alive during recomputation but more at the unit boundaries.
+
+    ``called``: the modules whose forward a traced step ran (host.preflight.called_modules). A part whose
+    forward its block never calls (MMDiT's context and x halves, which the joint block drives through their
+    own methods) would be wrapped for nothing; with ``called`` such a block stays one unit."""
     if depth < 1:
         raise ValueError(f"checkpoint depth must be 1 or more (1 = whole blocks), not {depth}")
     units: list[nn.Module] = []
 
     def descend(m: nn.Module, level: int):
-        if level == depth or not any(True for _ in m.children()):
+        parts = [g for c in m.children() for g in (c.children() if isinstance(c, _CONTAINERS) else (c,))]
+        if called is not None:
+            parts = [p for p in parts if p in called]
+        if level == depth or not parts:
             units.append(m)
             return
-        for child in m.children():
-            if isinstance(child, _CONTAINERS):
-                for grandchild in child.children():
-                    descend(grandchild, level + 1)
-            else:
-                descend(child, level + 1)
+        for part in parts:
+            descend(part, level + 1)
     for block in diffusion_blocks(diffusion_model):
         for part in (block.children() if isinstance(block, _CONTAINERS) else (block,)):
             descend(part, 1)
@@ -92,14 +95,15 @@ def _recompute_contexts(unit: nn.Module):
 
 
 @contextlib.contextmanager
-def gradient_checkpointing(model_patcher, enabled: bool, depth: int = 1):
-    """Recompute each checkpoint unit's activations in backward instead of keeping them; yields the stats."""
+def gradient_checkpointing(model_patcher, enabled: bool, depth: int = 1, called=None):
+    """Recompute each checkpoint unit's activations in backward instead of keeping them; yields the stats.
+    ``called``: see checkpoint_units."""
     stats = CheckpointStats()
     gradient_checkpointing.last = stats   # the latest run's figures, for the log and the tests
     if not enabled:
         yield stats
         return
-    units = checkpoint_units(model_patcher.model.diffusion_model, depth)
+    units = checkpoint_units(model_patcher.model.diffusion_model, depth, called)
     stats.units = len(units)
     for unit in units:
         original = unit.forward

@@ -121,6 +121,7 @@ class Placement:
     streamed: list = field(default_factory=list)        # the layers streamed
     forward_fetches: int = 0           # streamed layers' forwards while training (weights brought over)
     backward: RefetchStats = field(default_factory=RefetchStats)
+    called: set | None = None          # modules whose forward the traced step ran (checkpoint units among them)
 
     @property
     def streaming(self) -> bool:
@@ -190,7 +191,11 @@ def place_for_training(hm, network, trainer, optimizer: str, clip=None, vae=None
     trace = None
     if first is not None:
         try:
-            trace = trace_training_step(hm, network, trainer, first[2], cfg.checkpoint_depth)
+            # Below whole blocks, only parts whose forward runs can be checkpoint units: find them (one more
+            # fake forward) so the trace and the training wrap the same units.
+            called = set() if cfg.gradient_checkpointing and cfg.checkpoint_depth > 1 else None
+            trace = trace_training_step(hm, network, trainer, first[2], cfg.checkpoint_depth, called)
+            placement.called = called
         except Exception as exc:   # noqa: BLE001 - an estimate that can't be made must not stop the bake
             log.warning("Kiln: the pre-flight memory trace failed on this model (%s: %s); the host loads it "
                         "without an estimate of what training needs", type(exc).__name__, exc)

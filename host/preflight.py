@@ -10,6 +10,8 @@ on and off (core.train.estimate turns it into bytes).
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
@@ -70,15 +72,52 @@ class _FreshAllocations(TorchDispatchMode):
         return out
 
 
-def trace_training_step(hm, network, trainer, refs, checkpoint_depth: int = 1) -> ActivationTrace:
+def _fake_step(hm, network, trainer, latents, conds, n: int, *contexts) -> None:
+    """One training forward and loss of ``n`` images on fake tensors, with ``contexts`` entered inside the
+    fake mode (hooks that watch it)."""
+    sigma_value = hm.percent_to_sigma(0.5)   # a Python number: read before the fake mode, where reads fail
+    with torch.inference_mode(False), torch.enable_grad(), network, contextlib.ExitStack() as stack:
+        for context in contexts:
+            stack.enter_context(context)
+        x0 = hm.process_latent_in(latents.to(hm.device, torch.float32))
+        noise = torch.randn_like(x0)
+        sigma = torch.full((n,), sigma_value, device=x0.device, dtype=torch.float32)
+        x_t = hm.noise_scaling(sigma, noise, x0)
+        dtype = autocast_dtype(trainer.cfg.mixed_precision, hm.device)
+        with torch.autocast(hm.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            x0_hat = hm.predict_x0(x_t, sigma, conds)
+        loss = (x0_hat.float() - x0).pow(2).mean()
+        del loss
+
+
+def called_modules(hm, network, latents, conds, trainer, n: int) -> set:
+    """The diffusion model's modules whose forward a training step runs (on fake tensors): what can be a
+    checkpoint unit (host.memory.checkpoint_units)."""
+    called: set = set()
+    handles = [m.register_forward_pre_hook(lambda module, args: called.add(module))
+               for m in hm.base.diffusion_model.modules()]
+    try:
+        _fake_step(hm, network, trainer, latents, conds, n, FakeTensorMode(allow_non_fake_inputs=True))
+    finally:
+        for h in handles:
+            h.remove()
+    return called
+
+
+def trace_training_step(hm, network, trainer, refs, checkpoint_depth: int = 1,
+                        called: set | None = None) -> ActivationTrace:
     """Trace one micro-batch (``refs``) of ``trainer``'s step on ``hm`` with ``network`` attached.
 
     The latents and captions of ``refs`` are taken from the trainer's caches (encoded there if missing:
-    the same work the first step would do); everything after that runs on fake tensors."""
+    the same work the first step would do); everything after that runs on fake tensors. ``called``, when
+    given, is filled with the modules whose forward the step runs, and the checkpoint units are chosen
+    among them (as training will)."""
     latents = trainer.latents.get(trainer.dataset, refs)
     conds = trainer.encode_captions([trainer.dataset.caption(r, 0) for r in refs])
     dm = hm.base.diffusion_model
-    units = checkpoint_units(dm, checkpoint_depth)
+    if called is not None:
+        called.update(called_modules(hm, network, latents, conds, trainer, len(refs)))
+    units = checkpoint_units(dm, checkpoint_depth, called)
     low_precision = set(recast_layers(hm.patcher))
     current_unit: list = []
     saved: dict = {}            # storage key -> (bytes, unit index or -1, is a cast weight)
@@ -127,21 +166,11 @@ def trace_training_step(hm, network, trainer, refs, checkpoint_depth: int = 1) -
                 current_unit.pop()
         handles.append(unit.register_forward_pre_hook(unit_pre, with_kwargs=True))
         handles.append(unit.register_forward_hook(unit_post))
-    sigma_value = hm.percent_to_sigma(0.5)   # a Python number: read before the fake mode, where reads fail
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     allocations = _FreshAllocations(mode, hm.device)
     try:
-        with torch.inference_mode(False), torch.enable_grad(), network, mode, allocations, \
-                torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            x0 = hm.process_latent_in(latents.to(hm.device, torch.float32))
-            noise = torch.randn_like(x0)
-            sigma = torch.full((len(refs),), sigma_value, device=x0.device, dtype=torch.float32)
-            x_t = hm.noise_scaling(sigma, noise, x0)
-            dtype = autocast_dtype(trainer.cfg.mixed_precision, hm.device)
-            with torch.autocast(hm.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                x0_hat = hm.predict_x0(x_t, sigma, conds)
-            loss = (x0_hat.float() - x0).pow(2).mean()
-            del loss
+        _fake_step(hm, network, trainer, latents, conds, len(refs), mode, allocations,
+                   torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t))
     finally:
         for h in handles:
             h.remove()

@@ -59,3 +59,38 @@ def test_checkpoint_units_by_depth(host):
     assert checkpoint_units(seq, 1) == list(seq.input_blocks[0])
     with pytest.raises(ValueError, match="depth"):
         checkpoint_units(dm, 0)
+
+
+def test_depth_two_on_mmdit_wraps_only_parts_whose_forward_runs(host, tiny_assets):
+    """SD3's joint blocks drive their context and x halves through the halves' own methods, never their
+    forward: wrapped at depth 2 they would checkpoint nothing. Units are chosen among the modules the traced
+    step called, so every unit ran and was recomputed in backward."""
+    import nodes
+    from kiln.core.data import DatasetConfig, load_dataset
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.core.train.loop import TrainConfig
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.core.train.specs import SaveSpec
+    from kiln.host import family_fixtures as ff, memory
+    from kiln.host.bake import bake
+    from conftest import REPO
+    if ff.available("sd3"):
+        pytest.skip(ff.available("sd3"))
+    assets = ff.ensure_family_assets("sd3", REPO / ".cache" / "test-assets")
+    model, _ = ff.load_model("sd3", assets.unet_name)
+    with torch.inference_mode():
+        vae = nodes.VAELoader().load_vae(assets.vae_name)[0]
+    clip = ff.tiny_text_encoder("sd3", cache_dir=REPO / ".cache" / "test-assets")
+    dataset = load_dataset(DatasetConfig(path=str(tiny_assets.dataset_dir), resolution=64, min_bucket_reso=64,
+                                         max_bucket_reso=64, bucket_reso_steps=64))
+    halves = [m for b in model.model.diffusion_model.joint_blocks for m in (b.context_block, b.x_block)]
+    assert set(halves) <= set(memory.checkpoint_units(model.model.diffusion_model, 2))   # without the trace
+    with torch.inference_mode():
+        bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0, targets="attn_mlp"),
+             OptimizerSpec(lr=1e-3, scheduler="constant"),
+             TrainConfig(max_steps=1, batch_size=2, seed=0, probe_samples=0, gradient_checkpointing=True,
+                         checkpoint_depth=2),
+             SaveSpec(output_name="mem_sd3_depth2", save_dtype="fp32", save_state=False))
+    stats = memory.gradient_checkpointing.last
+    assert stats.units > 0 and stats.forwards == stats.units, stats
+    assert stats.recomputed > 0, stats
