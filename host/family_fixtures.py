@@ -21,7 +21,7 @@ import torch
 from ..core.lora.io import atomic_write_bytes
 from .fixtures import _seeded_init
 
-FAMILY_FIXTURE_VERSION = "3"
+FAMILY_FIXTURE_VERSION = "4"
 
 
 @dataclass(frozen=True)
@@ -491,7 +491,11 @@ def ensure_clip_l_file(cache_dir: str | Path) -> str:
     path = folder / CLIP_L_FILE
     if not path.is_file() or _meta(path).get("kiln_fixture") != FAMILY_FIXTURE_VERSION:
         prefix = "cond_stage_model.transformer."
-        _write(path, {k[len(prefix):]: v.half() if v.is_floating_point() else v for k, v in clip_l_state_dict().items()},
-               {"kiln_fixture": FAMILY_FIXTURE_VERSION})
+        sd = {k[len(prefix):]: v.half() if v.is_floating_point() else v for k, v in clip_l_state_dict().items()}
+        # A text-encoder file carries the pooled output's projection (the checkpoint's CLIP does not); without
+        # it the host leaves that layer uninitialised memory, and the pooled vector (SD3's, HiDream's) is
+        # whatever the memory held: NaN after some other tests.
+        sd["text_projection.weight"] = torch.eye(768, dtype=torch.float16)
+        _write(path, sd, {"kiln_fixture": FAMILY_FIXTURE_VERSION})
     folder_paths.add_model_folder_path("text_encoders", str(folder), is_default=True)
     return CLIP_L_FILE
