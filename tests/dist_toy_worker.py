@@ -65,5 +65,8 @@ def main(rank, world, port, out, batch, max_steps, save_every, dataset_n, resume
     try:
         cfg = TrainConfig(max_steps=max_steps, batch_size=batch, seed=3, probe_samples=0, save_every_n_steps=save_every)
         train(cfg, Shard(rank, world), Path(out), dataset_n, resume, stop_at)
+        # Leave together: a rank that tears its gloo group down while the other still works with it can abort
+        # ("terminate called without an active exception", seen once in a full run).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
