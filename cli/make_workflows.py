@@ -188,13 +188,12 @@ def to_ui(graph: list[dict], node_classes: dict) -> dict:
 def main() -> int:
     load_pack()
     from kiln.host import runner
-    import nodes as host_nodes
     from .graphs import GRAPHS
     runner.boot_host()
     out_dir = PACK_ROOT / "workflows"
     out_dir.mkdir(exist_ok=True)
     for name, graph in GRAPHS.items():
-        ui = to_ui(graph, host_nodes.NODE_CLASS_MAPPINGS)
+        ui = to_ui(graph, runner.node_classes())
         ui["id"] = f"6b696c6e-0000-4000-8000-{sum(map(ord, name)):012d}"
         (out_dir / f"{name}.json").write_text(json.dumps(ui, indent=1) + "\n")
         print(f"wrote workflows/{name}.json ({len(ui['nodes'])} nodes)")

@@ -90,6 +90,11 @@ class RunResult:
         return found
 
 
+def node_classes() -> dict:
+    """The host's node table (class_type -> class), Kiln's nodes included once booted."""
+    return host_nodes.NODE_CLASS_MAPPINGS
+
+
 def input_types(class_type: str):
     cls = host_nodes.NODE_CLASS_MAPPINGS.get(class_type)
     if cls is None:
