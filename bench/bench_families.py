@@ -16,12 +16,12 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
+import harness  # noqa: E402
 from harness import RunMeter, native_inputs  # noqa: E402
 
 FAMILIES = ["flux1-dev", "sd3", "chroma", "flux2", "qwen-image", "z-image", "wan", "lumina2"]
@@ -33,7 +33,7 @@ def child(args) -> dict:
     import cli
     cli.load_pack()
     from kiln.host import family_fixtures as ff, fixtures, runner
-    runner.boot_host(Path(tempfile.mkdtemp(prefix="kiln-bench-")))
+    runner.boot_host(harness.scratch_dir("kiln-bench-"))
     reason = ff.available(args.family)
     if reason:
         return {"which": args.which, "skipped": reason}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
+import harness  # noqa: E402
 from harness import native_inputs  # noqa: E402
 
 GIB = 2 ** 30
@@ -162,7 +162,7 @@ def main(argv=None):
     import cli
     cli.load_pack()
     from kiln.host import runner
-    work = Path(tempfile.mkdtemp(prefix="kiln-bench-gpu-"))
+    work = harness.scratch_dir("kiln-bench-gpu-")
     runner.boot_host(work)
     from kiln.host import family_fixtures as ff
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

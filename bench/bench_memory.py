@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+
+import harness  # noqa: E402
+
 MIB = 2 ** 20
 SD3_DEPTH = 4      # hidden width 64 x depth (the host's SD3 detection reads it so): 256 wide, 4 joint blocks
 
@@ -109,7 +112,7 @@ def setup(families) -> dict:
     import cli
     cli.load_pack()
     from kiln.host import runner
-    work = Path(tempfile.mkdtemp(prefix="kiln-bench-memory-"))
+    work = harness.scratch_dir("kiln-bench-memory-")
     runner.boot_host(work)
     return {f: FAMILY_SETUPS[f](work) for f in families}
 

@@ -10,7 +10,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +19,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
+import harness  # noqa: E402
 import cli  # noqa: E402
 
 cli.load_pack()
@@ -87,7 +88,7 @@ def main():
     ap.add_argument("--workers", type=int, default=2, help="decoding threads")
     ap.add_argument("--repeats", type=int, default=3, help="alternating rounds; medians are reported")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="kiln-tagbench-"))
+    tmp = harness.scratch_dir("kiln-tagbench-")
     model, csv = write_bench_tagger(tmp / "model", size=args.size)
     cache = REPO / ".cache" / f"tag-bench-{args.images}"
     paths = sorted(cache.glob("*.*")) if cache.is_dir() else []

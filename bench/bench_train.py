@@ -18,12 +18,12 @@ import statistics
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
+import harness  # noqa: E402
 from harness import RunMeter, native_inputs  # noqa: E402
 
 
@@ -33,7 +33,7 @@ def child(args) -> dict:
     import cli
     cli.load_pack()
     from kiln.host import fixtures, runner
-    work = Path(tempfile.mkdtemp(prefix="kiln-bench-"))
+    work = harness.scratch_dir("kiln-bench-")
     runner.boot_host(work)
     assets = fixtures.ensure_demo_assets(REPO / ".cache" / "test-assets")
     import nodes

@@ -4,6 +4,18 @@ A benchmark imports it with the bench folder on sys.path (``sys.path.insert(0, s
 from __future__ import annotations
 
 import time
+from pathlib import Path
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A temporary folder for one benchmark process, removed when the process exits: a benchmark writes model
+    files of hundreds of MB, and leaving one per run filled the disk that CI installs torch on."""
+    import atexit
+    import shutil
+    import tempfile
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
+    return work
 
 
 class RssSampler:
