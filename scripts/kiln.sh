@@ -88,6 +88,16 @@ pip_install() {
   printf '%s\n' "$out" | grep -v -e '^WARNING: Location' -e '^$' >&2 || true
 }
 
+# Fail early, and say so, when the disk cannot hold what comes next: pip's own "No space left on device" arrives
+# minutes into an install, half-way through torch, and names no remedy.
+need_disk_gb() {
+  local need="$1" dir="$2" free
+  free="$(df -Pk "$dir" 2>/dev/null | awk 'NR==2 {print int($4 / 1048576)}')"
+  if [ -n "$free" ] && [ "$free" -lt "$need" ]; then
+    die "only ${free} GB free on the disk holding $dir; the next step (torch, its CUDA libraries and the host's packages) needs about ${need} GB: free some space (old clones or benchmark folders in /tmp) and run again."
+  fi
+}
+
 # Create/refresh a virtual environment for one host: torch, the host's requirements, Kiln's. Prints its python.
 setup_venv() {
   local venv="$1" host="$2" vpy stamp want
@@ -99,6 +109,7 @@ setup_venv() {
   stamp="$venv/.kiln-setup"
   want="$(cat requirements.txt requirements-dev.txt scripts/kiln.sh "$host/requirements.txt" 2>/dev/null | sha256sum | cut -c1-16)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    need_disk_gb 9 "$venv"
     echo "kiln: installing packages into $venv (torch 2.14.1 / torchvision 0.29.1, torchaudio, ComfyUI's requirements, Kiln's)" >&2
     pip_install "$vpy" --upgrade pip
     pip_install "$vpy" "torch==2.14.1" "torchvision==0.29.1"
