@@ -45,3 +45,9 @@ def test_every_host_module_and_core_package_is_on_the_map():
     code_dirs = {p.name + "/" for p in REPO.iterdir()
                  if p.is_dir() and not p.name.startswith(".") and any(p.glob("*.py")) and p.name != "shared"}
     assert not code_dirs - set(sections), f"code folders missing from README's map: {sorted(code_dirs - set(sections))}"
+
+
+def test_each_place_is_described_once():
+    """Two descriptions of one module drift apart (the map once described host/preflight.py twice)."""
+    repeated = {f"{top}{name}" for top, names in _sections().items() for name in names if names.count(name) > 1}
+    assert not repeated, f"README map describes these more than once: {sorted(repeated)}"
