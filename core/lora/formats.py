@@ -63,8 +63,8 @@ def _module_prefix(path: str, two_encoders: bool = False) -> str | None:
     if path.startswith("transformer."):
         # ai-toolkit / diffusers / SimpleTuner transformer LoRAs: the module path under the diffusion
         # model. For Qwen-Image and HiDream the host's module names are these names, so LoraLoader's
-        # kohya names (lora_unet_<path>) apply them; Flux, Wan and Z-Image files were converted to the
-        # host's layout before (transformer_layouts); what is left (e.g. SD3's) the fit check names.
+        # kohya names (lora_unet_<path>) apply them; Flux/Chroma/FLUX.2, SD3, Wan and Z-Image files were
+        # converted to the host's layout before (transformer_layouts); what is left the fit check names.
         return kohya_name("lora_unet_", path[len("transformer."):])
     return None
 
@@ -84,7 +84,7 @@ def to_kohya(lora: KilnLora) -> KilnLora:
     """The same LoRA with kohya key names. Unrecognised keys are a clear error naming them."""
     # Imported here: transformer_layouts builds on this module's names.
     from .transformer_layouts import to_host_layout
-    # diffusers transformer layouts that differ from the host's (Flux, Wan, Z-Image) first.
+    # diffusers transformer layouts that differ from the host's (Flux, FLUX.2, SD3, Wan, Z-Image) first.
     out, tensors = to_host_layout(lora.tensors, lora.metadata)
     unknown = []
     two = any(k.startswith(("text_encoder_2.", "text_encoders.clip_g.")) for k in tensors)
