@@ -116,6 +116,27 @@ def test_sd3_pre_only_modulation_swaps_scale_and_shift_and_peft_prefix_reads_the
         torch.testing.assert_close(peft.tensors[k], out[k])
 
 
+def test_z_image_diffusers_names_under_the_comfyui_prefix():
+    """The host reads Z-Image's diffusers names under ``diffusion_model.`` too; Kiln reads them the same
+    as under ``transformer.``, and leaves ComfyUI's own ``diffusion_model.`` names alone."""
+    from kiln.core.lora.formats import to_kohya
+    from kiln.core.lora.value import KilnLora
+    down, up = _pair(4, 4, 2, 0)
+    keys = {}
+    for path in ("layers.0.attention.to_v", "all_final_layer.2-1.linear", "layers.0.feed_forward.w1"):
+        keys[f"{path}.lora_A.weight"], keys[f"{path}.lora_B.weight"] = down, up
+    via_transformer = to_kohya(KilnLora({"transformer." + k: v for k, v in keys.items()}, {})).tensors
+    via_comfy = to_kohya(KilnLora({"diffusion_model." + k: v for k, v in keys.items()}, {})).tensors
+    assert {k.split(".")[0] for k in via_comfy} == {"lora_unet_layers_0_attention_qkv", "lora_unet_final_layer_linear",
+                                                    "lora_unet_layers_0_feed_forward_w1"}
+    assert set(via_comfy) == set(via_transformer)
+    for k in via_comfy:
+        torch.testing.assert_close(via_comfy[k], via_transformer[k])
+    native = to_kohya(KilnLora({"diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight": down,
+                                "diffusion_model.double_blocks.0.img_attn.qkv.lora_B.weight": up}, {})).tensors
+    assert "lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight" in native
+
+
 def test_flux2_names_and_two_names_for_one_layer_add_up():
     """FLUX.2's own diffusers names (SwiGLU feed-forwards, fused single-block projections, global
     modulations); where a file names one host layer twice (ff.net.0.proj and ff.linear_in), both deltas
