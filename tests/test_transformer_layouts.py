@@ -27,8 +27,10 @@ def test_flux_split_qkv_and_single_linear1_become_fused_deltas():
     # double block: q and v with different ranks and alphas, no k (its rows stay zero); single block: all four
     for i, (path, out_f, rank, alpha) in enumerate([
             ("transformer_blocks.0.attn.to_q", h, 2, 1.0), ("transformer_blocks.0.attn.to_v", h, 3, 6.0),
-            ("single_transformer_blocks.0.attn.to_q", h, 2, None), ("single_transformer_blocks.0.attn.to_k", h, 2, None),
-            ("single_transformer_blocks.0.attn.to_v", h, 2, None), ("single_transformer_blocks.0.proj_mlp", 4 * h, 2, None)]):
+            ("single_transformer_blocks.0.attn.to_q", h, 2, None),
+            ("single_transformer_blocks.0.attn.to_k", h, 2, None),
+            ("single_transformer_blocks.0.attn.to_v", h, 2, None),
+            ("single_transformer_blocks.0.proj_mlp", 4 * h, 2, None)]):
         down, up = _pair(out_f, h, rank, i)
         tensors[f"transformer.{path}.lora_A.weight"], tensors[f"transformer.{path}.lora_B.weight"] = down, up
         if alpha is not None:
@@ -263,8 +265,8 @@ def test_kiln_reads_diffusers_transformer_loras_as_the_host_applies_them(family,
     import nodes
     from safetensors.torch import save_file
     from kiln.core.lora.formats import to_kohya
+    from kiln.core.lora.io import load_lora_file
     from kiln.core.lora.transformer_layouts import FLUX2_KILN_ONLY, LAYOUTS
-    from kiln.core.lora.value import KilnLora
     from kiln.host import family_fixtures as ff
     from kiln.host.training import apply_lora
     if ff.available(family):
@@ -294,7 +296,11 @@ def test_kiln_reads_diffusers_transformer_loras_as_the_host_applies_them(family,
             assert len(extra) == 3 * 7, sorted(extra)
     modules = {k.rsplit(".", 2)[0] for k in tensors if k.endswith("lora_A.weight")}
     assert len(modules) >= 4, modules
-    kiln = to_kohya(KilnLora({**tensors, **extra}, {}))
+    # Kiln reads the file as Kiln Load LoRA does; the host's LoraLoader reads it without the FLUX.2 modules
+    # it has no names for (it would report them as not loaded).
+    kiln_file = host.loras_dir() / f"kiln_diffusers_{family}_all.safetensors"
+    save_file({**tensors, **extra}, str(kiln_file))
+    kiln = to_kohya(load_lora_file(kiln_file))
     with caplog.at_level(logging.WARNING), torch.inference_mode():
         via_kiln, _ = apply_lora(model, None, kiln, 1.0, 0.0)
     assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()], caplog.text
@@ -305,7 +311,8 @@ def test_kiln_reads_diffusers_transformer_loras_as_the_host_applies_them(family,
         assert set(kiln_weights) == expected_targets
     base = model.model.state_dict()
     for name in names:
-        key = next(k for k in kiln_weights if "lora_unet_" + k[len("diffusion_model."):-len(".weight")].replace(".", "_") == name)
+        key = next(k for k in kiln_weights
+                   if "lora_unet_" + k[len("diffusion_model."):-len(".weight")].replace(".", "_") == name)
         torch.testing.assert_close((kiln_weights[key] - base[key].float()).flatten(1), _delta(kiln.tensors, name),
                                    atol=1e-5, rtol=1e-4)
     for path in {k.rsplit(".", 2)[0][len("transformer."):] for k in extra if k.endswith("lora_A.weight")}:
