@@ -14,7 +14,7 @@ import contextlib
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 from torch.utils._pytree import tree_leaves, tree_map
 
 from ..core.train.estimate import ActivationTrace
@@ -34,6 +34,47 @@ def _nbytes(t: torch.Tensor) -> int:
         return int(t.untyped_storage().nbytes())
     except (RuntimeError, NotImplementedError):
         return t.numel() * t.element_size()
+
+
+def _known_values(args, kwargs) -> bool:
+    """Whether an op reads only real (not fake) integer or boolean tensors: values the trace knows. Floating
+    tensors (weights, activations, latents, caption features) are always traced as fakes."""
+    tensors = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+    return bool(tensors) and not any(isinstance(t, FakeTensor) or t.is_floating_point() or t.is_complex()
+                                     for t in tensors)
+
+
+_INDEXING = {torch.ops.aten.index.Tensor, torch.ops.aten.index_put.default, torch.ops.aten.index_put_.default,
+             torch.ops.aten._index_put_impl_.default}
+
+
+def _masks_as_positions(indices):
+    """A real boolean mask index as the positions it selects (what indexing does with it): a fake tensor
+    indexed by known positions has a known shape, where a mask would ask the fake mode for its count."""
+    out = []
+    for index in indices:
+        if isinstance(index, torch.Tensor) and not isinstance(index, FakeTensor) and \
+                index.dtype in (torch.bool, torch.uint8):
+            with unset_fake_temporarily():
+                out.extend(index.nonzero().unbind(1))
+        else:
+            out.append(index)
+    return out
+
+
+def _balanced_choice(fake_indices, choices: int, dim: int) -> torch.Tensor:
+    """Known indices in place of a top-k's: each row picks its k choices round-robin, so every choice is
+    picked equally often. Top-k over activations is how an MoE gate routes tokens to experts (HiDream); the
+    routing is the one value of the forward a trace cannot know, and with experts of one size what the step
+    keeps for backward depends only on how many tokens are routed in all (tokens x k), not on which expert
+    takes which, so any routing with the real k prices those the same; the balanced one gives each expert
+    its average share."""
+    with unset_fake_temporarily():
+        moved = fake_indices.movedim(dim, -1)
+        k = moved.shape[-1]
+        rows = moved.numel() // max(k, 1)
+        picks = (torch.arange(rows).unsqueeze(1) * k + torch.arange(k)) % choices
+        return picks.reshape(moved.shape).movedim(-1, dim).to(fake_indices.dtype).contiguous()
 
 
 class _FreshAllocations(TorchDispatchMode):
@@ -61,8 +102,20 @@ class _FreshAllocations(TorchDispatchMode):
         return t
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        args, kwargs = tree_map(self._fake, (args, kwargs or {}))
+        kwargs = kwargs or {}
+        if _known_values(args, kwargs):
+            # Integer and boolean tensors made from the cached captions (Lumina2/Z-Image's text attention
+            # mask, whose token count the host reads with .item()) keep their real values: an op on them
+            # alone runs for real, so the forward takes the branch and the sequence length training will.
+            with unset_fake_temporarily():
+                return func(*args, **kwargs)
+        if func in _INDEXING and len(args) > 1:
+            args = (args[0], _masks_as_positions(args[1])) + tuple(args[2:])
+        args, kwargs = tree_map(self._fake, (args, kwargs))
         out = func(*args, **kwargs)
+        if func is torch.ops.aten.topk.default:
+            out = (out[0], _balanced_choice(out[1], args[0].shape[args[2] if len(args) > 2 else -1],
+                                            args[2] if len(args) > 2 else -1))
         inputs = {_storage_key(t) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
         for t in tree_leaves(out):
             if isinstance(t, torch.Tensor):
@@ -97,7 +150,8 @@ def called_modules(hm, network, latents, conds, trainer, n: int) -> set:
     handles = [m.register_forward_pre_hook(lambda module, args: called.add(module))
                for m in hm.base.diffusion_model.modules()]
     try:
-        _fake_step(hm, network, trainer, latents, conds, n, FakeTensorMode(allow_non_fake_inputs=True))
+        mode = FakeTensorMode(allow_non_fake_inputs=True)
+        _fake_step(hm, network, trainer, latents, conds, n, mode, _FreshAllocations(mode, hm.device))
     finally:
         for h in handles:
             h.remove()
