@@ -213,7 +213,8 @@ def _skip_without_host_map(family):
     2025-10 host's LoraLoader has no diffusers names for them, so there is nothing to compare with."""
     import comfy.utils
     if family == "lumina2" and not hasattr(comfy.utils, "z_image_to_diffusers"):
-        pytest.skip("this ComfyUI's LoraLoader has no diffusers names for Lumina2 (no comfy.utils.z_image_to_diffusers)")
+        pytest.skip("this ComfyUI's LoraLoader has no diffusers names for Lumina2 "
+                    "(no comfy.utils.z_image_to_diffusers)")
 
 
 # Names a real file of one Flux generation never carries (the host's map lists both generations'):
