@@ -205,7 +205,7 @@ def _metadata_family(metadata: dict) -> str:
     text = " ".join(str(metadata.get(k, "")).lower() for k in ("modelspec.architecture", "ss_base_model_version"))
     if "flux" in text or "chroma" in text:
         return "flux"
-    if "stable-diffusion-3" in text or "sd3" in text:
+    if "stable-diffusion-3" in text or "stable-diffusion-v3" in text or "sd3" in text:
         return "sd3"
     return ""
 
