@@ -178,19 +178,33 @@ def test_workflow_opens_without_missing_nodes(page, path):
 
 
 # A fresh Train node at 100% zoom. The 2026 frontend's node renderer (Vue nodes, Comfy.VueNodes.Enabled) folds
-# the inputs the schema marks advanced behind "Show advanced inputs"; its classic canvas renderer shows them all
-# (it reads widget.advanced, which that frontend leaves unset, and lays out hidden widgets as gaps).
+# the inputs the schema marks advanced behind "Show advanced inputs"; its classic canvas renderer, the default,
+# would show them all (it reads widget.advanced, which that frontend leaves unset, and lays out hidden widgets as
+# gaps), so Kiln's extension folds its nodes there with a button of its own (web/kiln.js, foldAdvancedInputs).
 TRAIN_NODE_CANVAS = """async () => {
     const graph = window.app.graph;
     graph.clear();
     const node = window.LiteGraph.createNode('KilnTrainLora');
     graph.add(node);
     await new Promise(r => setTimeout(r, 300));
-    const widgets = node.widgets || [];
-    const shown = typeof node.isWidgetVisible === 'function'
-        ? widgets.filter(w => node.isWidgetVisible(w)) : widgets.filter(w => !w.hidden);
-    return {total: widgets.length, shown: shown.length, height: node.size[1], computed: node.computeSize()[1],
-            advanced: widgets.filter(w => w.advanced || (w.options && w.options.advanced)).map(w => w.name)};
+    const inputs = () => (node.widgets || []).filter(w => w.serialize !== false);
+    const visible = () => inputs().filter(w => typeof node.isWidgetVisible === 'function'
+        ? node.isWidgetVisible(w) : !w.hidden).map(w => w.name);
+    node.pos = [260, 120];   // clear of the sidebar and the menu
+    window.app.canvas.ds.scale = 1.0;
+    window.app.canvas.ds.offset = [0, 0];
+    window.app.canvas.setDirty(true, true);
+    const folded = {total: inputs().length, shown: visible(), height: node.size[1],
+                    advanced: inputs().filter(w => w.advanced || (w.options && w.options.advanced)).map(w => w.name)};
+    const button = (node.widgets || []).find(w => w.name === 'kiln_advanced');
+    if (!button) return {folded, button: null};
+    const label = button.label;
+    button.callback();
+    await new Promise(r => setTimeout(r, 300));
+    const unfolded = {shown: visible(), height: node.size[1], label: button.label};
+    button.callback();   // fold them again for the screenshot
+    await new Promise(r => setTimeout(r, 300));
+    return {folded, unfolded, button: label, refolded: {shown: visible(), height: node.size[1]}};
 }"""
 
 TRAIN_NODE_FOLDED = """async () => {
@@ -222,17 +236,31 @@ TRAIN_NODE_FOLDED = """async () => {
 
 
 def test_train_node_short_path_fits_a_laptop_screen(page, host):
-    """The 2026 host marks the Train node's rarely changed inputs advanced; its frontend's node renderer folds
-    them away: fewer widget rows show than with "Show advanced inputs", and the node with its common path is at
-    most ~800 px tall at 100% zoom. The 2025-10 host has no advanced inputs: there every input simply shows."""
+    """The 2026 host marks the Train node's rarely changed inputs advanced; both of its frontend's renderers fold
+    them away (the classic canvas through Kiln's button, the Vue node renderer through its own): fewer widgets
+    show than with "Show advanced inputs", and the node with its common path is at most ~800 px tall at 100% zoom.
+    The 2025-10 host has no advanced inputs: there every input simply shows, with no button."""
     from comfy_api.latest import io
     from kiln.nodes.schema import takes_advanced
     canvas = page.evaluate(TRAIN_NODE_CANVAS)
-    assert canvas["total"] >= 20, canvas
+    folded = canvas["folded"]
+    assert folded["total"] >= 20, canvas
     if not takes_advanced(io.Float):
-        assert canvas["advanced"] == [] and canvas["shown"] == canvas["total"], canvas
+        assert folded["advanced"] == [] and len(folded["shown"]) == folded["total"], canvas
+        assert canvas["button"] is None, canvas
         return
-    assert {"ema_decay", "vram_preset", "resume_from", "save_dtype"} <= set(canvas["advanced"]), canvas
+    assert {"ema_decay", "vram_preset", "resume_from", "save_dtype"} <= set(folded["advanced"]), canvas
+    # The classic canvas (the frontend's default renderer): folded by Kiln's button, the node shrinks to its
+    # common path and grows back with every input when unfolded.
+    assert canvas["button"] and "advanced" in canvas["button"].lower(), canvas
+    assert not set(folded["shown"]) & set(folded["advanced"]), canvas
+    assert {"output_name", "epochs", "max_steps", "batch_size"} <= set(folded["shown"]), canvas
+    assert len(canvas["unfolded"]["shown"]) == folded["total"], canvas
+    assert folded["height"] < canvas["unfolded"]["height"] and folded["height"] <= 800, canvas
+    refolded = canvas["refolded"]
+    assert refolded["shown"] == folded["shown"] and refolded["height"] < canvas["unfolded"]["height"], canvas
+    assert refolded["height"] <= 800, canvas
+    _screenshot(page, "train_node_short_path_classic.png")
     try:
         got = page.evaluate(TRAIN_NODE_FOLDED)
         assert got["button"], f"no 'Show advanced inputs' button on the Train node: {got}"

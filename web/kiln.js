@@ -380,6 +380,60 @@ function widgetValue(node, name, fallback) {
   return w ? w.value : fallback;
 }
 
+// Inputs the node schema marks advanced: the 2026 frontend folds them only in its Nodes 2.0 renderer (Vue nodes).
+// Its classic canvas, the default, hides a widget only when widget.advanced is set, which it leaves unset, and still
+// lays hidden ones out as gaps (computeSize counts every widget that is not `hidden`). On Kiln's own nodes in the
+// classic canvas, folded advanced widgets are therefore `hidden` too, and a "Show advanced inputs" button toggles
+// the node's own showAdvanced flag, the one the Vue renderer's button and the canvas's menu toggle as well. On the
+// 2025-10 host no input is advanced, so nothing here applies.
+function setting(id) {
+  return !!app.extensionManager?.setting?.get?.(id);
+}
+
+function classicFolding(node) {
+  return !setting("Comfy.VueNodes.Enabled") && !setting("Comfy.Node.AlwaysShowAdvancedWidgets") && !node.showAdvanced;
+}
+
+function isLinked(node, widget) {
+  return !!node.inputs?.some((i) => i.widget?.name === widget.name && i.link != null);
+}
+
+function fitHeight(node) {
+  node.setSize([node.size[0], node.computeSize()[1]]);
+  node.setDirtyCanvas?.(true, true);
+}
+
+function foldAdvancedInputs(node) {
+  const advanced = (node.widgets || []).filter((w) => w.options?.advanced);
+  if (!advanced.length || node.kilnFold) return;
+  // A seed's "control after generate" widget folds with its seed.
+  for (const w of [...advanced, ...advanced.flatMap((a) => a.linkedWidgets || [])]) {
+    let own = !!w.hidden; // what the frontend itself sets stays in force
+    w.advanced = true;
+    Object.defineProperty(w, "hidden", {
+      configurable: true,
+      enumerable: true,
+      get: () => own || (classicFolding(node) && !isLinked(node, w)), // a connected input stays in view
+      set: (v) => { own = v; },
+    });
+  }
+  const label = () => (node.showAdvanced ? "Hide advanced inputs" : `Show advanced inputs (${advanced.length})`);
+  const button = node.addWidget("button", "kiln_advanced", null, () => {
+    node.showAdvanced = !node.showAdvanced;
+    button.label = label();
+    fitHeight(node);
+  });
+  button.label = label();
+  button.serialize = false; // not an input: saved workflows keep their widget values as they were
+  Object.defineProperty(button, "hidden", { configurable: true, get: () => setting("Comfy.VueNodes.Enabled"), set: () => {} });
+  // Below the inputs, above the live chart or any other display widget.
+  node.widgets.pop();
+  const at = node.widgets.findIndex((w) => w.serialize === false);
+  node.widgets.splice(at < 0 ? node.widgets.length : at, 0, button);
+  node.kilnFold = { button, label };
+  fitHeight(node);
+}
+
 function renderAll() {
   for (const id of state.keys()) render(id);
 }
@@ -396,6 +450,24 @@ app.registerExtension({
     renderAll();
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (String(nodeData.name).startsWith("Kiln")) {
+      const created = nodeType.prototype.onNodeCreated;
+      nodeType.prototype.onNodeCreated = function () {
+        const r = created?.apply(this, arguments);
+        foldAdvancedInputs(this);
+        return r;
+      };
+      // A saved graph restores the node's unfolded size: fit it to what shows (classic canvas only).
+      const configured = nodeType.prototype.onConfigure;
+      nodeType.prototype.onConfigure = function () {
+        const r = configured?.apply(this, arguments);
+        if (this.kilnFold) {
+          this.kilnFold.button.label = this.kilnFold.label();
+          if (classicFolding(this)) fitHeight(this);
+        }
+        return r;
+      };
+    }
     if (nodeData.name === TRAIN_NODE) {
       const created = nodeType.prototype.onNodeCreated;
       nodeType.prototype.onNodeCreated = function () {
