@@ -170,6 +170,28 @@ def test_load_rejects_a_file_of_another_layout():
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_training_forward_of_a_wide_layer_holds_two_outputs_at_most(variant):
+    """The adapted layer's training forward adds into the base output instead of forming the delta, a scaled
+    copy and a sum beside it (four output-sized tensors at once before): a wide Linear's forward peaks at the
+    base output plus the adapter's own output. Every targeted layer of every block adds this to a step's
+    peak; the values themselves are checked by test_training_forward_equals_the_layer_with_the_files_weight."""
+    from kiln.core.train.memory import measure_peak
+    spec = VARIANTS[variant][0]
+    base = nn.Linear(64, 2048)
+    base.requires_grad_(False)
+    net = Network(spec, [TargetLayer("lora_unet_mid_attn1_to_q",
+                                     "diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_q", base, False,
+                                     "MID")])
+    net.train()
+    x = torch.randn(512, 64)
+    with net, measure_peak("cpu") as peak:
+        out = base(x)
+    assert out.requires_grad, variant
+    output_bytes = out.numel() * out.element_size()
+    assert peak.peak_bytes < 2.5 * output_bytes, f"{variant}: peak {peak.peak_bytes / output_bytes:.2f} outputs"
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_learns_a_toy_regression(variant):
     """The student learns what a teacher of the same algorithm (random adapter weights) computes, on the
     Linear and the 3x3 Conv together."""

@@ -65,7 +65,12 @@ class AdapterModule(nn.Module):
         if self.skips_this_step():
             return base_out
         delta = self.delta_forward(x, base)
-        return base_out + (delta * self.multiplier).to(base_out.dtype)
+        if self.multiplier != 1.0:
+            delta = delta * self.multiplier
+        # Added into the base output in place: the base layer's backward never reads its own output, so
+        # only the sum stays alive, not the base output, the delta and a scaled copy beside it (three
+        # output-sized tensors at once, the training step's peak on the largest targeted layer).
+        return base_out.add_(delta.to(base_out.dtype))
 
     def delta_forward(self, x: torch.Tensor, base: nn.Module) -> torch.Tensor:
         raise NotImplementedError

@@ -31,5 +31,5 @@ class DyLoRAModule(LoRAModule):
         up = self.lora_up[:, :b].to(x.dtype)
         if self.is_conv:
             h = F.conv2d(x, down, None, self.stride, self.padding, self.dilation, self.groups)
-            return F.conv2d(self._rank_mask(h), up) * self.scale
-        return F.linear(self._rank_mask(F.linear(x, down)), up) * self.scale
+            return F.conv2d(self._rank_mask(h) * self.scale, up)
+        return F.linear(self._rank_mask(F.linear(x, down)) * self.scale, up)

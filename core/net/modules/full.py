@@ -29,7 +29,8 @@ class FullModule(DeltaWeightModule):
         out = super().delta_forward(x, base)
         if self.diff_b is None:
             return out
-        return out + self.diff_b.to(out.dtype).view((-1, 1, 1) if self.is_conv else (-1,))
+        # In place on the fresh F.linear/conv output, which its backward does not keep: no second copy.
+        return out.add_(self.diff_b.to(out.dtype).view((-1, 1, 1) if self.is_conv else (-1,)))
 
     def export(self):
         out = {"diff": self.diff.detach().clone()}

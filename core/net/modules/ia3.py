@@ -46,7 +46,9 @@ class IA3Module(DeltaWeightModule):
         vec = self.scale_vector
         if self.training and self.rank_dropout:
             vec = self._drop_rows(vec)
-        return base_out + wx * (vec * self.multiplier).view(shape).to(base_out.dtype)
+        # Into the base output in place (its layer's backward does not read it): beside it only W x is
+        # kept, which the scale vector's gradient needs, not a product and a sum as well.
+        return base_out.addcmul_(wx, (vec * self.multiplier).view(shape).to(base_out.dtype))
 
     def delta_weight(self):
         w = self.base_weight.detach().float()

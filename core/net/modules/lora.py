@@ -35,10 +35,9 @@ class LoRAModule(AdapterModule):
         up = self.lora_up.to(x.dtype)
         if self.is_conv:
             h = F.conv2d(x, down, None, self.stride, self.padding, self.dilation, self.groups)
-            h = self._rank_mask(h)
-            return F.conv2d(h, up) * self.scale
-        h = self._rank_mask(F.linear(x, down))
-        return F.linear(h, up) * self.scale
+            return F.conv2d(self._rank_mask(h) * self.scale, up)
+        # The scale goes on the rank-wide h, not on the output-wide result: no output-sized copy.
+        return F.linear(self._rank_mask(F.linear(x, down)) * self.scale, up)
 
     def export(self):
         return {"lora_down.weight": self.lora_down.detach().clone(),
