@@ -4,7 +4,7 @@ built with the host's classes), fp32 / bf16 / fp8 base weights, checkpointing of
 with Kiln's pre-flight estimate of its training memory beside the measured peak; printed as ratios, in one run.
 
     .venv/bin/python bench/bench_memory.py [--families sd15 sd3] [--bases fp32 bf16 fp8] [--batches 1 4]
-                                           [--checkpoint-depth 1] [--steps 1] [--quick]
+                                           [--checkpoint-depth 1] [--sd3-depth 4] [--steps 1] [--quick]
 
 Memory is what each trainer allocates while it runs (core.train.memory: the allocator's own records on CPU,
 max allocated on CUDA): activations, gradients, optimizer state, and any copy of the weights a trainer
@@ -76,9 +76,9 @@ def setup_sd15(work: Path) -> FamilyRun:
     return FamilyRun(str(work / "diffusion_models" / files.fp16), clip, vae, dataset, *_native_inputs(dataset, clip, vae))
 
 
-def setup_sd3(work: Path) -> FamilyRun:
-    """SD3's MMDiT from the host's class at depth SD3_DEPTH (the fixture's widths otherwise), so weights and
-    activations both matter; the family's tiny text encoder and 16-channel VAE."""
+def setup_sd3(work: Path, depth: int = SD3_DEPTH) -> FamilyRun:
+    """SD3's MMDiT from the host's class with ``depth`` joint blocks, 64 x depth wide (the fixture's widths
+    otherwise), so weights and activations both matter; the family's tiny text encoder and 16-channel VAE."""
     import torch
     import comfy.ops
     import nodes
@@ -86,15 +86,15 @@ def setup_sd3(work: Path) -> FamilyRun:
     from kiln.host import family_fixtures as ff
     fam = ff.ensure_family_assets("sd3", REPO / ".cache" / "test-assets")
     kwargs = ff.host_kwargs("sd3")
-    kwargs.update(depth=SD3_DEPTH, context_embedder_config={
-        "target": "torch.nn.Linear", "params": {"in_features": 64, "out_features": 64 * SD3_DEPTH}})
+    kwargs.update(depth=depth, context_embedder_config={
+        "target": "torch.nn.Linear", "params": {"in_features": 64, "out_features": 64 * depth}})
     cls = ff._import(ff.FAMILIES["sd3"].model_class)
     torch.manual_seed(0)
     model = cls(**kwargs, dtype=torch.float32, device="cpu", operations=comfy.ops.disable_weight_init)
     ff._init_tiny(model, 0)
     with torch.no_grad():
         model.get_submodule(ff.FAMILIES["sd3"].out_layer).weight.mul_(0.1)
-    path = work / "diffusion_models" / f"kiln-wide-sd3-d{SD3_DEPTH}.safetensors"
+    path = work / "diffusion_models" / f"kiln-wide-sd3-d{depth}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     clip = ff.tiny_text_encoder("sd3")
@@ -107,14 +107,14 @@ def setup_sd3(work: Path) -> FamilyRun:
 FAMILY_SETUPS = {"sd15": setup_sd15, "sd3": setup_sd3}
 
 
-def setup(families) -> dict:
+def setup(families, sd3_depth: int = SD3_DEPTH) -> dict:
     sys.path.insert(0, str(REPO))
     import cli
     cli.load_pack()
     from kiln.host import runner
     work = harness.scratch_dir("kiln-bench-memory-")
     runner.boot_host(work)
-    return {f: FAMILY_SETUPS[f](work) for f in families}
+    return {f: FAMILY_SETUPS[f](work, sd3_depth) if f == "sd3" else FAMILY_SETUPS[f](work) for f in families}
 
 
 def measure(fn):
@@ -188,8 +188,13 @@ def main(argv=None):
     p.add_argument("--bases", nargs="+", choices=list(BASES), help="base weight dtypes (default: all)")
     p.add_argument("--batches", nargs="+", type=int, help="batch sizes (default: 1 4)")
     p.add_argument("--checkpoint-depth", type=int, default=1, help="with checkpointing: 1 each block, 2 each part")
+    p.add_argument("--sd3-depth", type=int, default=SD3_DEPTH,
+                   help=f"SD3's joint blocks (64 x depth wide; default {SD3_DEPTH}; SD3.5 medium has 24): "
+                        "checkpointing's saving grows with the number of blocks")
     args = p.parse_args(argv)
-    runs = setup(args.families)
+    runs = setup(args.families, args.sd3_depth)
+    if "sd3" in runs:
+        print(f"sd3: {args.sd3_depth} joint blocks, {64 * args.sd3_depth} wide, 256 px", flush=True)
     bases = args.bases or (("fp32", "fp8") if args.quick else ("fp32", "bf16", "fp8"))
     batches = tuple(args.batches or ((4,) if args.quick else (1, 4)))
     rows = {}
