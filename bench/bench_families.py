@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import harness  # noqa: E402
 from harness import RunMeter, native_inputs  # noqa: E402
 
-FAMILIES = ["flux1-dev", "sd3", "chroma", "flux2", "qwen-image", "z-image", "wan", "lumina2"]
+FAMILIES = ["flux1-dev", "sd3", "chroma", "flux2", "qwen-image", "z-image", "wan", "wan2.2-5b", "hidream", "lumina2"]
 
 
 def child(args) -> dict:
@@ -45,7 +45,7 @@ def child(args) -> dict:
                                          max_bucket_reso=64, bucket_reso_steps=64))
     cuda = torch.cuda.is_available()
     model, _ = ff.load_model(args.family, fam.unet_name)
-    clip = ff.tiny_text_encoder(args.family)
+    clip = ff.tiny_text_encoder(args.family, cache_dir=REPO / ".cache" / "test-assets")
     with torch.inference_mode():
         vae = nodes.VAELoader().load_vae(fam.vae_name)[0]
         if args.which == "native":
