@@ -11,6 +11,7 @@ on and off (core.train.estimate turns it into bytes).
 from __future__ import annotations
 
 import contextlib
+import weakref
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -87,6 +88,29 @@ class _FreshAllocations(TorchDispatchMode):
         self.fake_mode, self.device = fake_mode, device
         self.fresh: set = set()
         self.fakes: dict = {}
+        # The forward's own peak: fresh storages alive at once (each freed when its last tensor dies), less
+        # what training will not hold then (set by the trace: units' internals under checkpointing, cast
+        # weights re-cast in backward). Conditioning built inside the step (HiDream's 4096-wide T5 and Llama
+        # states, batched) and a block's temporaries can make it higher than what backward keeps.
+        self.live = 0
+        self.refs: dict = {}          # fresh storage key -> [live tensors, bytes]
+        self.not_held = 0             # kept by the trace, not by training
+        self.released_by_units = 0    # kept by finished units, freed there under checkpointing
+        self.peak = self.peak_checkpointed = 0
+
+    def _hold(self, t, key) -> None:
+        held = self.refs[key]
+        held[0] += 1
+        weakref.finalize(t, self._drop, key)
+
+    def _drop(self, key) -> None:
+        held = self.refs.get(key)
+        if held is None:
+            return
+        held[0] -= 1
+        if held[0] == 0:
+            self.live -= held[1]
+            del self.refs[key]
 
     def _fake(self, t):
         # One fake per real tensor, so a no-op cast of a weight returns that same fake; on the training
@@ -120,8 +144,18 @@ class _FreshAllocations(TorchDispatchMode):
         for t in tree_leaves(out):
             if isinstance(t, torch.Tensor):
                 key = _storage_key(t)
-                if key is not None and key not in inputs:
+                if key is None:
+                    continue
+                if key not in inputs:
                     self.fresh.add(key)
+                    if key not in self.refs:
+                        self.refs[key] = [0, _nbytes(t)]
+                        self.live += self.refs[key][1]
+                if key in self.refs:
+                    self._hold(t, key)
+        held = self.live - self.not_held
+        self.peak = max(self.peak, held)
+        self.peak_checkpointed = max(self.peak_checkpointed, held - self.released_by_units)
         return out
 
 
@@ -178,6 +212,9 @@ def trace_training_step(hm, network, trainer, refs, checkpoint_depth: int = 1,
     unit_inputs: dict = {}      # storage key -> bytes (tensors a checkpointed unit keeps as its input)
     kept_refs: list = []        # keeps the fake tensors alive so their storage keys stay unique
     largest = [0]
+    unit_saved = [0]            # fresh bytes kept inside the unit now running (freed at its end if checkpointed)
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    allocations = _FreshAllocations(mode, hm.device)
 
     # Weights (and their transposes, which fake tracing may materialise) are kept by reference, not copied.
     # A low-precision layer's weight in another dtype is its cast copy: kept while a checkpointed unit is
@@ -201,6 +238,11 @@ def trace_training_step(hm, network, trainer, refs, checkpoint_depth: int = 1,
             saved[key] = (n, current_unit[-1] if current_unit else -1, cast)
             if not cast:
                 largest[0] = max(largest[0], n)
+            if key in allocations.fresh:
+                if cast:
+                    allocations.not_held += n
+                elif current_unit:
+                    unit_saved[0] += n
             kept_refs.append(t)
         return t
 
@@ -208,6 +250,7 @@ def trace_training_step(hm, network, trainer, refs, checkpoint_depth: int = 1,
     for i, unit in enumerate(units):
         def unit_pre(m, args, kwargs, _i=i):
             current_unit.append(_i)
+            unit_saved[0] = 0
             for v in list(args) + list(kwargs.values()):
                 if isinstance(v, torch.Tensor) and v.is_floating_point():
                     key = _storage_key(v)
@@ -218,10 +261,10 @@ def trace_training_step(hm, network, trainer, refs, checkpoint_depth: int = 1,
         def unit_post(m, args, output):
             if current_unit:
                 current_unit.pop()
+                allocations.released_by_units += unit_saved[0]
+                unit_saved[0] = 0
         handles.append(unit.register_forward_pre_hook(unit_pre, with_kwargs=True))
         handles.append(unit.register_forward_hook(unit_post))
-    mode = FakeTensorMode(allow_non_fake_inputs=True)
-    allocations = _FreshAllocations(mode, hm.device)
     try:
         _fake_step(hm, network, trainer, latents, conds, len(refs), mode, allocations,
                    torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t))
@@ -239,4 +282,5 @@ def trace_training_step(hm, network, trainer, refs, checkpoint_depth: int = 1,
     boundaries = sum(n for k, n in unit_inputs.items() if k in allocations.fresh)
     return ActivationTrace(batch=len(refs), saved_bytes=sum(n for n, _, cast in new.values() if not cast),
                            outside_units_bytes=outside, unit_bytes=tuple(per_unit), unit_input_bytes=boundaries,
-                           largest_bytes=largest[0])
+                           largest_bytes=largest[0], forward_peak_bytes=allocations.peak,
+                           forward_peak_checkpointed_bytes=allocations.peak_checkpointed)

@@ -70,6 +70,10 @@ class ActivationTrace:
                                      # recomputation holds them)
     unit_input_bytes: int            # the units' inputs: what checkpointing keeps instead
     largest_bytes: int               # the largest single kept tensor
+    # The forward's own peak (kept tensors, conditioning built in the step, a block's temporaries), without
+    # and with checkpointing: above what backward holds where the step builds wide conditioning (HiDream).
+    forward_peak_bytes: int = 0
+    forward_peak_checkpointed_bytes: int = 0
 
 
 # During backward the gradient of the largest kept activation and the gradient flowing into it exist
@@ -78,12 +82,15 @@ BACKWARD_TRANSIENTS = 2
 
 
 def activation_bytes(trace: ActivationTrace, batch: int, checkpointing: bool) -> int:
-    """Bytes a step at ``batch`` keeps for backward, with the backward's transient gradients."""
+    """Bytes a step at ``batch`` needs for its activations: what it keeps for backward with the backward's
+    transient gradients, or the forward's own peak where that is higher."""
     if checkpointing:
         kept = trace.outside_units_bytes + trace.unit_input_bytes + max(trace.unit_bytes, default=0)
+        forward = trace.forward_peak_checkpointed_bytes
     else:
         kept = trace.saved_bytes
-    return int((kept + BACKWARD_TRANSIENTS * trace.largest_bytes) * batch / max(1, trace.batch))
+        forward = trace.forward_peak_bytes
+    return int(max(kept + BACKWARD_TRANSIENTS * trace.largest_bytes, forward) * batch / max(1, trace.batch))
 
 
 @dataclass(frozen=True)
