@@ -29,6 +29,20 @@ def test_activation_bytes_scale_with_batch_and_checkpointing():
     assert est.fits() and est.fitting_settings() == []
 
 
+def test_a_forward_peak_above_what_backward_keeps_is_the_activation_bytes():
+    """A step whose forward builds wide conditioning (HiDream's batched T5/Llama states) peaks in forward,
+    above what it keeps for backward: that peak is what it needs, with and without checkpointing."""
+    import dataclasses
+    wide = dataclasses.replace(TRACE, forward_peak_bytes=500 * MIB, forward_peak_checkpointed_bytes=200 * MIB)
+    assert activation_bytes(wide, 2, False) == 500 * MIB
+    assert activation_bytes(wide, 4, False) == 1000 * MIB
+    assert activation_bytes(wide, 2, True) == 200 * MIB
+    # Below what backward holds, the forward's peak changes nothing.
+    narrow = dataclasses.replace(TRACE, forward_peak_bytes=300 * MIB, forward_peak_checkpointed_bytes=100 * MIB)
+    assert activation_bytes(narrow, 2, False) == activation_bytes(TRACE, 2, False) == 420 * MIB
+    assert activation_bytes(narrow, 2, True) == activation_bytes(TRACE, 2, True)
+
+
 FP8 = "fp8 base weights (load the model with weight_dtype fp8_e4m3fn)"
 
 

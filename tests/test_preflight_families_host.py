@@ -33,8 +33,8 @@ def family_setup(request, host, tmp_path_factory):
     return family, (model, clip, vae, dataset)
 
 
-# Images per step: Lumina2 trains one at a time, since the 2025-10 host's Lumina2 cannot batch captions of
-# different lengths (its attention broadcasts the padded text mask wrongly at batch > 1, in training too).
+# Images per step: Lumina2 trains one at a time, since the 2025-10 host's Lumina2 fails at batch > 1 with a
+# text attention mask (its attention broadcasts the mask to the wrong shape, in training too).
 BATCH = {"lumina2": 1}
 
 
