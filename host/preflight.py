@@ -127,7 +127,7 @@ class _FreshAllocations(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if _known_values(args, kwargs):
+        if _known_values(args, kwargs) and not func._schema.is_mutable:   # a real cached tensor is never written
             # Integer and boolean tensors made from the cached captions (Lumina2/Z-Image's text attention
             # mask, whose token count the host reads with .item()) keep their real values: an op on them
             # alone runs for real, so the forward takes the branch and the sequence length training will.
