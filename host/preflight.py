@@ -6,7 +6,12 @@ so every tensor autograd would keep for backward is seen with its size. Tensors 
 weights, the adapters, the cached latents and captions) are not counted; a low-precision weight's cast
 copy is not counted where Kiln re-casts it in backward (host.memory.recast_weights_in_backward). Each kept
 tensor is attributed to the gradient-checkpoint unit it was saved in, so one trace prices checkpointing
-on and off (core.train.estimate turns it into bytes).
+on and off (core.train.estimate turns it into bytes); the forward's own peak is recorded beside it.
+
+Where a forward reads tensor values, the trace is given them rather than giving up: integer and boolean tensors
+from the caches stay real and ops on them alone run for real (Lumina2/Z-Image read the caption's token count
+from its attention mask), and a top-k over activations (an MoE gate: HiDream) gets a balanced routing, whose
+masks then index by position (see _balanced_choice for why that prices the step as any routing would).
 """
 from __future__ import annotations
 
