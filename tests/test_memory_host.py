@@ -36,7 +36,9 @@ def test_checkpointing_lowers_peak_memory(setup):
     assert on_stats.units == 10 and on_stats.forwards == 10 and on_stats.recomputed == 8
     mib = 2 ** 20
     print(f"peak of one step at batch 4: {off / mib:.1f} MiB without checkpointing, {on / mib:.1f} MiB with")
-    assert on < 0.5 * off, f"checkpointing: peak {on / mib:.1f} MiB vs {off / mib:.1f} MiB without"
+    # 255.5 vs 77.4 MiB (3.3x) on both hosts; what is left with checkpointing is mostly the one recomputed
+    # SpatialTransformer (the tiny UNet has four, which hold most of the activations) and its gradients.
+    assert on < 0.37 * off, f"checkpointing: peak {on / mib:.1f} MiB vs {off / mib:.1f} MiB without"
 
 
 def test_checkpoint_units_by_depth(host):
