@@ -33,8 +33,9 @@ def family_setup(request, host, tmp_path_factory):
     return family, (model, clip, vae, dataset)
 
 
-# Images per step: Lumina2 trains one at a time, since the 2025-10 host's Lumina2 fails at batch > 1 with a
-# text attention mask (its attention broadcasts the mask to the wrong shape, in training too).
+# Images per step: Lumina2 trains one at a time, since on the CPU the 2025-10 host's Lumina2 fails at batch > 1
+# with a text attention mask (its CPU default, sub-quadratic attention, broadcasts the mask to the wrong shape;
+# on an NVIDIA GPU that host uses PyTorch's attention instead).
 BATCH = {"lumina2": 1}
 
 
