@@ -160,7 +160,7 @@ run_suite() {
   say "running tests against ComfyUI $label at $host ${*:+(pytest $*)}"
   local log; log="$(mktemp)"
   set +e
-  COMFYUI_PATH="$host" KILN_REQUIRE_HOST=1 "$vpy" -m pytest tests -q -p no:cacheprovider "$@" 2>&1 | tee "$log"
+  COMFYUI_PATH="$host" KILN_REQUIRE_HOST=1 "$vpy" -m pytest tests -q -rs -p no:cacheprovider "$@" 2>&1 | tee "$log"
   local code=${PIPESTATUS[0]}
   set -e
   local line; line="$(grep -E '^(=+ )?[0-9]+ (passed|failed|error)' "$log" | tail -n 1 | sed -E 's/^=+ //; s/ =+$//' || true)"
