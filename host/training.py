@@ -233,7 +233,6 @@ def host_training_flag(enabled: bool):
         mm.in_training = previous
 
 
-
 def vae_encoder(vae):
     """(encode fn for core.data.cache.LatentCache, an identity string for its cache key)."""
     sd = vae.first_stage_model.state_dict()

@@ -417,20 +417,23 @@ function foldAdvancedInputs(node) {
       set: (v) => { own = v; },
     });
   }
-  const label = () => (node.showAdvanced ? "Hide advanced inputs" : `Show advanced inputs (${advanced.length})`);
   const button = node.addWidget("button", "kiln_advanced", null, () => {
     node.showAdvanced = !node.showAdvanced;
-    button.label = label();
     fitHeight(node);
   });
-  button.label = label();
+  // Read from showAdvanced when drawn, so a toggle from the canvas menu or a loaded graph shows the right word.
+  Object.defineProperty(button, "label", {
+    configurable: true,
+    get: () => (node.showAdvanced ? "Hide advanced inputs" : `Show advanced inputs (${advanced.length})`),
+    set: () => {},
+  });
   button.serialize = false; // not an input: saved workflows keep their widget values as they were
   Object.defineProperty(button, "hidden", { configurable: true, get: () => setting("Comfy.VueNodes.Enabled"), set: () => {} });
   // Below the inputs, above the live chart or any other display widget.
   node.widgets.pop();
   const at = node.widgets.findIndex((w) => w.serialize === false);
   node.widgets.splice(at < 0 ? node.widgets.length : at, 0, button);
-  node.kilnFold = { button, label };
+  node.kilnFold = true;
   fitHeight(node);
 }
 
@@ -461,10 +464,7 @@ app.registerExtension({
       const configured = nodeType.prototype.onConfigure;
       nodeType.prototype.onConfigure = function () {
         const r = configured?.apply(this, arguments);
-        if (this.kilnFold) {
-          this.kilnFold.button.label = this.kilnFold.label();
-          if (classicFolding(this)) fitHeight(this);
-        }
+        if (this.kilnFold && classicFolding(this)) fitHeight(this);
         return r;
       };
     }
