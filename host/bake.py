@@ -39,7 +39,8 @@ from . import families, live
 from .distributed import agreed_interrupt, join_training
 from .placement import place_for_training
 from .memory import gradient_checkpointing
-from .training import HostDiffusionModel, apply_lora, target_layers, text_encoder_grad_safe, vae_encoder
+from .training import (HostDiffusionModel, apply_lora, check_text_encoder_trainable, target_layers,
+                       text_encoder_grad_safe, vae_encoder, latent_spatial_ratio)
 
 log = logging.getLogger("kiln")
 
@@ -54,11 +55,8 @@ def base_model_version(model) -> str:
 
 def checkpoint_name(model) -> str:
     """The checkpoint file the MODEL was loaded from (kohya's ss_sd_model_name: its file name), where the
-    host records it (ModelPatcher.cached_patcher_init holds the loader and its path); "" otherwise."""
-    init = getattr(model, "cached_patcher_init", None)
-    if isinstance(init, tuple) and len(init) > 1 and init[1] and isinstance(init[1][0], str):
-        return Path(init[1][0]).name
-    return ""
+    host records it; "" otherwise."""
+    return families.model_file_name(model)
 
 
 def make_autograd_safe(module: torch.nn.Module) -> int:
@@ -112,6 +110,14 @@ class _Sampler:
         self.files: list[Path] = []
         self.keys: list[tuple[int, int]] = []
 
+    def empty_latent(self, width: int, height: int) -> torch.Tensor:
+        """The empty latent the host's own Empty Latent Image + KSampler give for ``width`` x ``height``: a 1/8
+        latent rescaled to the family's latent ratio (16 for FLUX.2 and Wan 2.2, whose latents a 1/8 latent would
+        sample at twice the size, 4x the tokens), as its latent nodes' downscale_ratio_spacial makes it."""
+        ratio = latent_spatial_ratio(self.hm.patcher)
+        cells = [max(1, round((side // 8) * 8 / ratio)) for side in (height, width)]
+        return torch.zeros([1, 4, *cells])
+
     def __call__(self, step: int) -> list[Image.Image]:
         out = []
         with torch.no_grad():
@@ -120,11 +126,12 @@ class _Sampler:
                 if self.guidance is not None:
                     pos = node_helpers.conditioning_set_values(pos, {"guidance": self.guidance})
                 neg = self.clip.encode_from_tokens_scheduled(self.clip.tokenize(p.negative))
-                latent = torch.zeros([1, 4, p.height // 8, p.width // 8])
-                latent = comfy.sample.fix_empty_latent_channels(self.hm.patcher, latent)
+                latent = comfy.sample.fix_empty_latent_channels(self.hm.patcher, self.empty_latent(p.width, p.height))
                 noise = comfy.sample.prepare_noise(latent, p.seed)
                 samples = comfy.sample.sample(self.hm.patcher, noise, p.steps, p.cfg, self.spec.sampler,
                                               self.spec.scheduler, pos, neg, latent, seed=p.seed, disable_pbar=True)
+                if samples.dim() == 5 and getattr(self.vae, "latent_dim", 2) == 2:
+                    samples = samples[:, :, 0]   # a one-frame video latent on an image VAE (a TAE preview VAE)
                 image = self.vae.decode(samples)[0]
                 while image.dim() > 3:
                     image = image[0]
@@ -166,6 +173,7 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
         make_autograd_safe(hm.base.diffusion_model)
         shard = join_training(hm.device)   # Shard(0, 1) unless under torchrun
         if net.train_text_encoder:
+            check_text_encoder_trainable(clip)
             make_autograd_safe(clip.cond_stage_model)
         network = Network(net, target_layers(hm.patcher if net.train_unet else None,
                                              clip if net.train_text_encoder else None), device=hm.device)
@@ -181,7 +189,7 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
                 model_name=checkpoint_name(model),
                 epoch=trainer_box["t"].epochs_done(step), total_steps=trainer_box["t"].total_steps, started_at=started,
                 clip_skip=(-clip.layer_idx if getattr(clip, "layer_idx", None) else None),
-                v_parameterization=hm.kind == "v", family=hm.family)
+                v_parameterization=hm.kind == "v", family=families.release_of(model))
             with trainer_box["t"].ema_applied():
                 return KilnLora(network.export(_DTYPES[save.save_dtype]), meta)
 

@@ -5,6 +5,8 @@ training details that depend on the host: timestep sampling defaults and the Flu
 Family strings are the ones core.net.families and core.lora.metadata key their tables by."""
 from __future__ import annotations
 
+import re
+
 # supported_models class name -> family string (first match walking the config class's MRO).
 FAMILY_OF_CONFIG_CLASS = {
     "SD15": "sd1", "SD20": "sd2", "SDXLRefiner": "sdxl", "SDXL": "sdxl", "SD3": "sd3",
@@ -16,8 +18,8 @@ FAMILY_OF_CONFIG_CLASS = {
 # kohya's ss_base_model_version per family (sd-scripts' values where it writes them).
 BASE_MODEL_VERSION = {"sd1": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0", "sd3": "sd3",
                       "flux1-dev": "flux1", "flux1-schnell": "flux1", "chroma": "chroma", "flux2": "flux2",
-                      "qwen-image": "qwen_image", "z-image": "z_image", "wan": "wan", "lumina2": "lumina2",
-                      "hidream": "hidream"}
+                      "qwen-image": "qwen_image", "z-image": "z_image", "wan": "wan", "wan2.2-5b": "wan2.2_5b",
+                      "wan2.2-a14b": "wan2.2_a14b", "lumina2": "lumina2", "hidream": "hidream"}
 
 
 def family_of(model_patcher) -> str:
@@ -30,10 +32,34 @@ def family_of(model_patcher) -> str:
     return type(config).__name__.lower()
 
 
+def model_file_name(model_patcher) -> str:
+    """The file the MODEL was loaded from (the host records the loader and its path in cached_patcher_init); ""
+    where it does not."""
+    init = getattr(model_patcher, "cached_patcher_init", None)
+    if isinstance(init, tuple) and len(init) > 1 and init[1] and isinstance(init[1][0], str):
+        return init[1][0].replace("\\", "/").rsplit("/", 1)[-1]
+    return ""
+
+
+def release_of(model_patcher) -> str:
+    """The family string a saved file's metadata names: the family, told apart where one family's releases differ
+    for the user (Wan 2.2's TI2V 5B by its host class; the 2.2 A14B experts, which load as Wan 2.1's class, by the
+    file name the official releases carry: ``wan2.2_t2v_high_noise_14B...``)."""
+    family = family_of(model_patcher)
+    if family != "wan":
+        return family
+    classes = [c.__name__ for c in type(model_patcher.model.model_config).__mro__]
+    if classes[0] == "WAN22_T2V":
+        return "wan2.2-5b"
+    if classes[0].startswith("WAN22") or re.search(r"wan[-_. ]?2[._]?2", model_file_name(model_patcher).lower()):
+        return "wan2.2-a14b"
+    return family
+
+
 def base_model_version(model_patcher) -> str:
     if any(c.__name__ == "SDXLRefiner" for c in type(model_patcher.model.model_config).__mro__):
         return "sdxl_refiner_v1-0"
-    family = family_of(model_patcher)
+    family = release_of(model_patcher)
     return BASE_MODEL_VERSION.get(family, family)
 
 

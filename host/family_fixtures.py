@@ -499,3 +499,99 @@ def ensure_clip_l_file(cache_dir: str | Path) -> str:
         _write(path, sd, {"kiln_fixture": FAMILY_FIXTURE_VERSION})
     folder_paths.add_model_folder_path("text_encoders", str(folder), is_default=True)
     return CLIP_L_FILE
+
+
+# --- The families' own text encoders and video VAE, tiny ----------------------------------------------------------
+# The settings matrix (tests/test_family_matrix_host.py) trains each family's real text-encoder class where it is
+# small enough to build: T5-XXL for Chroma (the host's PixArt/Chroma T5 wrapper), UMT5-XXL for Wan, Qwen3-4B for
+# Z-Image, each with a shrunken config through the host's own "<name>_model_config" option, and a Wan 2.1 VAE (the
+# video VAE Wan and Qwen-Image use; the host reads its width from the file) through VAELoader.
+# name -> (module, TE class factory, tokenizer class, model_config name, config, needs the SentencePiece data)
+REAL_TEXT_ENCODERS = {
+    "chroma": ("comfy.text_encoders.pixart_t5", "pixart_te", "PixArtTokenizer", "t5xxl",
+               {"d_model": 64, "d_kv": 16, "num_heads": 2, "num_layers": 2, "d_ff": 128}, False),
+    "wan": ("comfy.text_encoders.wan", "te", "WanT5Tokenizer", "umt5xxl",
+            {"d_model": 64, "d_kv": 16, "num_heads": 2, "num_layers": 2, "d_ff": 128, "vocab_size": 32128}, True),
+    "z-image": ("comfy.text_encoders.z_image", "te", "ZImageTokenizer", "qwen3_4b",
+                {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 2,
+                 "num_key_value_heads": 1}, False),
+}
+
+
+def real_text_encoder(family: str, seed: int = 4):
+    """The family's own text-encoder class (see REAL_TEXT_ENCODERS), tiny, random, as a ``comfy.sd.CLIP``; None
+    where this host lacks the class."""
+    import importlib
+    import comfy.sd
+    from . import COMFYUI_ROOT
+    module_name, factory, tokenizer, name, config, spiece = REAL_TEXT_ENCODERS[family]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    tokenizer_data = {}
+    if spiece:
+        path = Path(COMFYUI_ROOT) / "comfy" / "text_encoders" / "t5_pile_tokenizer" / "tokenizer.model"
+        tokenizer_data["spiece_model"] = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
+
+    te_class, tokenizer_class = getattr(module, factory)(), getattr(module, tokenizer)
+
+    class Target:
+        params = {}
+        clip = te_class
+        tokenizer = tokenizer_class
+
+    clip = comfy.sd.CLIP(target=Target(), embedding_directory=None, tokenizer_data=tokenizer_data,
+                         model_options={f"{name}_model_config": dict(config), "dtype": torch.float32})
+    _init_tiny(clip.cond_stage_model, seed)
+    return clip
+
+
+WAN_VAE_FILE = "kiln-tiny-wan21-vae.safetensors"
+
+
+def ensure_wan_vae(cache_dir: str | Path) -> str:
+    """A tiny Wan 2.1 VAE (16 latent channels, 8x spatial, 4x temporal: a video VAE) as VAELoader lists it."""
+    import folder_paths
+    from comfy.ldm.wan.vae import WanVAE
+    folder = Path(cache_dir) / "video-vae"
+    path = folder / WAN_VAE_FILE
+    stamp = f"{FAMILY_FIXTURE_VERSION}-wan21-dim8"
+    if not path.is_file() or _meta(path).get("kiln_fixture") != stamp:
+        vae = WanVAE(dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                     temperal_downsample=[False, True, True])
+        _init_tiny(vae, 5)
+        _write(path, vae.state_dict(), {"kiln_fixture": stamp})
+    folder_paths.add_model_folder_path("vae", str(folder), is_default=True)
+    return WAN_VAE_FILE
+
+
+def load_model_as(family: str, unet_name: str, weight_dtype: torch.dtype | None):
+    """The family's MODEL with its weights stored as ``weight_dtype`` (bf16, fp8; None: as built), through the
+    host's own loading (comfy.sd.load_diffusion_model with the dtype option UNETLoader's weight_dtype sets, or the
+    config class with that inference dtype), computing in fp32 on CPU as the host decides."""
+    if weight_dtype is None:
+        return load_model(family, unet_name)[0]
+    spec = FAMILIES[family]
+    if not spec.config_class:
+        import comfy.sd
+        import folder_paths
+        try:
+            with torch.inference_mode():
+                return comfy.sd.load_diffusion_model(folder_paths.get_full_path_or_raise("diffusion_models", unet_name),
+                                                     model_options={"dtype": weight_dtype})
+        except RuntimeError as exc:
+            if "size mismatch" not in str(exc):
+                raise
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.supported_models as sm
+    reference = config_built_model(family).model.diffusion_model.state_dict()
+    config = getattr(sm, spec.config_class or spec.host_class)(host_kwargs(family))
+    config.set_inference_dtype(weight_dtype, torch.float32)
+    model = config.get_model({})
+    with torch.no_grad():
+        for key, value in model.diffusion_model.state_dict().items():
+            value.copy_(reference[key].to(value.dtype))
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                            offload_device=mm.unet_offload_device())

@@ -48,19 +48,66 @@ def kohya_names_for_model(model_patcher=None, clip=None) -> dict[str, str]:
             preferred = [n for n in names if n != ldm]
             out[preferred[0] if preferred else ldm] = w
     if clip is not None:
-        key_map = comfy.lora.model_lora_keys_clip(clip.cond_stage_model, {})
-        weights = {w for k, w in key_map.items() if k.startswith("lora_te")}
-        has_g = any(w.startswith("clip_g.") for w in weights)
-        has_l = any(w.startswith("clip_l.") for w in weights)
-        for k, w in key_map.items():
-            if not k.startswith("lora_te"):
-                continue
-            two_encoders = has_g and has_l
-            if two_encoders and (k.startswith("lora_te1_") or k.startswith("lora_te2_")):
-                out[k] = w
-            elif not two_encoders and k.startswith("lora_te_"):
-                out[k] = w
+        out.update(text_encoder_names(clip))
     return out
+
+
+_CLIP_PREFIXES = ("clip_l.", "clip_g.", "clip_h.")
+
+
+def text_encoder_names(clip) -> dict[str, str]:
+    """kohya module name -> text-encoder weight key, for every encoder layer the host's LoraLoader reads by a
+    kohya-style name: CLIP as kohya writes it (``lora_te_`` for one CLIP, ``lora_te1_``/``lora_te2_`` for SDXL's
+    pair); T5-XXL as ``lora_te1_`` where it is the only encoder (Chroma) -- beside CLIP encoders it stays frozen,
+    kohya's default for Flux and SD3; a lone LLM encoder (Qwen2.5-VL, Qwen3, Llama, Gemma: the host's
+    ``lora_te_layers_N_...`` names) as the host names it. Encoders the host reads only by their generic
+    ``text_encoders.<path>`` name (UMT5) get none (see ``untrainable_text_encoders``)."""
+    key_map = comfy.lora.model_lora_keys_clip(clip.cond_stage_model, {})
+    names_of: dict[str, list[str]] = {}
+    for k, w in key_map.items():
+        if k.startswith("lora_te"):
+            names_of.setdefault(w, []).append(k)
+    weights = set(names_of)
+    clip_weights = {w for w in weights if w.startswith(_CLIP_PREFIXES)}
+    two_clips = any(w.startswith("clip_g.") for w in clip_weights) and any(w.startswith("clip_l.") for w in clip_weights)
+    out: dict[str, str] = {}
+    for w, names in names_of.items():
+        if w in clip_weights:
+            wanted = ("lora_te1_", "lora_te2_") if two_clips else ("lora_te_",)
+            chosen = [n for n in names if n.startswith(wanted)]
+        elif w.startswith("t5xxl."):
+            chosen = [] if clip_weights else [n for n in names if n.startswith("lora_te1_")]
+        else:
+            chosen = [n for n in names if n.startswith("lora_te_")]
+        if chosen:
+            out[sorted(chosen)[0]] = w
+    return out
+
+
+def untrainable_text_encoders(clip) -> list[str]:
+    """The text encoders of ``clip`` (their state-dict prefixes) that no kohya-style LoRA name of this host reaches,
+    so text-encoder training cannot train them: UMT5 (Wan), and on older hosts the LLM encoders."""
+    reached = {w.split(".", 1)[0] for w in text_encoder_names(clip).values()}
+    present = {k.split(".", 1)[0] for k in clip.cond_stage_model.state_dict() if k.endswith(".weight")}
+    frozen_t5 = {"t5xxl"} if any(p.startswith("clip_") for p in present) else set()
+    return sorted(present - reached - frozen_t5)
+
+
+def check_text_encoder_trainable(clip) -> None:
+    """Before any step: refuse text-encoder training where no encoder layer can be saved under a name the host's
+    LoraLoader reads back (the run would train the diffusion model only and say nothing), and name the encoders
+    that stay frozen beside trained ones."""
+    frozen = untrainable_text_encoders(clip)
+    if not text_encoder_names(clip):
+        raise ValueError(
+            f"train_text_encoder is on, but the connected text encoder ({', '.join(frozen) or 'unknown'}) has no LoRA "
+            "key names that this ComfyUI's LoraLoader reads back (no trainer writes LoRAs for it), so a trained encoder "
+            "could not be loaded: turn train_text_encoder off; the diffusion model trains as usual.")
+    if frozen:
+        log.warning("Kiln: text-encoder training trains %s; %s stays frozen (kohya's default beside CLIP, or no "
+                    "LoRA key names for it in this ComfyUI)", ", ".join(sorted({w.split(".", 1)[0] for w in
+                                                                                text_encoder_names(clip).values()})),
+                    ", ".join(frozen))
 
 
 def target_layers(model_patcher=None, clip=None) -> list[TargetLayer]:
@@ -233,6 +280,13 @@ def host_training_flag(enabled: bool):
         mm.in_training = previous
 
 
+def latent_spatial_ratio(model_patcher) -> int:
+    """Pixels per latent cell of the MODEL's latent format (8 for most, 16 for FLUX.2 and Wan 2.2); 8 on hosts
+    whose latent formats do not say."""
+    ratio = getattr(model_patcher.get_model_object("latent_format"), "spacial_downscale_ratio", 8)
+    return int(ratio) if isinstance(ratio, (int, float)) and ratio >= 1 else 8
+
+
 def vae_encoder(vae):
     """(encode fn for core.data.cache.LatentCache, an identity string for its cache key)."""
     sd = vae.first_stage_model.state_dict()
@@ -242,16 +296,25 @@ def vae_encoder(vae):
         t = sd[k].flatten()
         probe.append(f"{k}:{tuple(sd[k].shape)}:{float(t[: 16].float().sum()):.6g}")
 
+    # A video VAE (latent_dim 3: Wan 2.1/2.2, Qwen-Image's, HunyuanVideo's, LTX's) reads a batch of images as one
+    # clip and returns one latent for all of them, so each item is encoded on its own there (as the host's own
+    # latent nodes feed it one clip at a time); image VAEs take the batch at once.
+    per_item = getattr(vae, "latent_dim", 2) == 3
+
     def encode(pixels):
         with torch.no_grad():
-            return vae.encode(pixels[..., :3]).to("cpu", torch.float32).clone()
+            if per_item:
+                out = torch.cat([vae.encode(pixels[i:i + 1, ..., :3]) for i in range(pixels.shape[0])])
+            else:
+                out = vae.encode(pixels[..., :3])
+            return out.to("cpu", torch.float32).clone()
     import hashlib
     return encode, hashlib.sha256("|".join(probe).encode()).hexdigest()[:16]
 
 
 @contextlib.contextmanager
 def text_encoder_grad_safe(clip, enabled: bool):
-    """The host's CLIP layers add residuals in place (``x += attn(norm(x))``), which would overwrite the
+    """The host's text encoders add residuals in place (``x += attn(norm(x))``), which would overwrite the
     tensor the norm keeps for backward. Feeding each norm a copy of its input makes the in-place add
     harmless to autograd (a [tokens, width] copy per norm; nothing changes when not training the TE)."""
     if not enabled or clip is None:
@@ -259,7 +322,9 @@ def text_encoder_grad_safe(clip, enabled: bool):
         return
     handles = []
     for module in clip.cond_stage_model.modules():
-        if isinstance(module, torch.nn.LayerNorm):
+        # nn.LayerNorm (CLIP) and the encoders' own RMSNorm/T5LayerNorm classes (T5, UMT5, Llama, Qwen, Gemma).
+        if isinstance(module, torch.nn.LayerNorm) or ("Norm" in type(module).__name__
+                                                     and not any(True for _ in module.children())):
             handles.append(module.register_forward_pre_hook(
                 lambda m, args: (args[0].clone(),) + tuple(args[1:]) if torch.is_grad_enabled() else None))
     try:

@@ -79,6 +79,7 @@ _HOST_SKIPS: list[str] = []
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "host: uses the real ComfyUI host (the `host` fixture)")
+    config.addinivalue_line("markers", "slow: a long cell (CI runs it; `-m 'not slow'` leaves it out of a quick run)")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -34,6 +34,17 @@ class LatentCache:
         self.hits = 0
         self.misses = 0
 
+    def _encode(self, pixels: list[torch.Tensor]) -> torch.Tensor:
+        """One latent per image, or an error that says why: an encoder that returns fewer latents than it was
+        given images (a video VAE reading the batch as one clip) would otherwise pair latents with the wrong
+        captions, or leave some images without one."""
+        latents = self.encode(torch.stack(pixels))
+        if latents.shape[0] != len(pixels):
+            raise RuntimeError(f"the VAE returned {latents.shape[0]} latents for {len(pixels)} images (a video VAE "
+                               "reads a batch as one clip: encode each image on its own); train with batch_size 1 "
+                               "or report this VAE")
+        return latents
+
     def key(self, dataset, ref) -> str:
         e = dataset.images[ref.index]
         parts = {"content": e.content_hash, "size": list(e.size), "bucket": list(ref.bucket),
@@ -60,7 +71,7 @@ class LatentCache:
         if dataset.config.color_aug:
             # Colour augmentation changes the pixels every step: nothing to reuse.
             self.misses += len(refs)
-            return self.encode(torch.stack([dataset.load_pixels(r) for r in refs]))
+            return self._encode([dataset.load_pixels(r) for r in refs])
         keys = [self.key(dataset, r) for r in refs]
         missing: dict[str, object] = {}
         for ref, key in zip(refs, keys):
@@ -74,7 +85,7 @@ class LatentCache:
         self.misses += sum(1 for k in keys if k in missing)
         self.hits += len(keys) - sum(1 for k in keys if k in missing)
         if missing:
-            latents = self.encode(torch.stack([dataset.load_pixels(r) for r in missing.values()]))
+            latents = self._encode([dataset.load_pixels(r) for r in missing.values()])
             for key, lat in zip(missing, latents):
                 lat = lat.detach().to("cpu").contiguous().clone()
                 self.memory[key] = lat

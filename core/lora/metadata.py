@@ -33,6 +33,9 @@ MODELSPEC_ARCHITECTURE: dict[str, tuple[str, str, tuple[int, int], str | None]] 
     "qwen-image": ("Qwen-Image", "https://github.com/QwenLM/Qwen-Image", (1328, 1328), None),
     "z-image": ("Z-Image", "https://github.com/Tongyi-MAI/Z-Image", (1024, 1024), None),
     "wan": ("wan2.1", "https://github.com/Wan-Video/Wan2.1", (1280, 720), None),
+    # Wan 2.2: the TI2V 5B (its own 48-channel latent) and the A14B high/low-noise experts (Wan 2.1's layout).
+    "wan2.2-5b": ("wan2.2-ti2v-5b", "https://github.com/Wan-Video/Wan2.2", (1280, 704), None),
+    "wan2.2-a14b": ("wan2.2-a14b", "https://github.com/Wan-Video/Wan2.2", (1280, 720), None),
     "lumina2": ("lumina-2", "https://github.com/Alpha-VLLM/Lumina-Image-2.0", (1024, 1024), None),
     "hidream": ("hidream-i1", "https://github.com/HiDream-ai/HiDream-I1", (1024, 1024), None),
 }
@@ -42,7 +45,7 @@ MODELSPEC_ARCHITECTURE: dict[str, tuple[str, str, tuple[int, int], str | None]] 
 FAMILY_OF_BASE_MODEL_VERSION = {
     "sd_v1": "sd1", "sd_v2": "sd2", "sdxl_base_v1-0": "sdxl", "sdxl_refiner_v1-0": "sdxl", "sd3": "sd3",
     "flux1": "flux1-dev", "chroma": "chroma", "flux2": "flux2", "qwen_image": "qwen-image", "z_image": "z-image",
-    "wan": "wan", "lumina2": "lumina2", "hidream": "hidream",
+    "wan": "wan", "wan2.2_5b": "wan2.2-5b", "wan2.2_a14b": "wan2.2-a14b", "lumina2": "lumina2", "hidream": "hidream",
 }
 
 

@@ -1,7 +1,8 @@
 """Which layers a network trains, decided on the host's module names (LDM/CLIP naming).
 
 Presets follow kohya: "attn_mlp" is every Linear/1x1 layer inside the transformer blocks (attention,
-feed-forward, proj_in/out) and the text encoder's attention and MLP; "attn" only the attention
+feed-forward, proj_in/out) and the text encoder's attention and MLP (CLIP, T5, and the Llama/Qwen/Gemma
+encoders' gated MLP); "attn" only the attention
 projections; "full" adds the ResNet, time-embedding and resampling layers (3x3 convs train only when
 the spec gives them a conv rank). Norms, embeddings and biases never train.
 """
@@ -13,8 +14,13 @@ import torch.nn as nn
 
 from .families import UNET_FAMILIES, wanted_in_family
 
-_ATTN = re.compile(r"\.attn\d?\.(to_q|to_k|to_v|to_out\.0)$|\.self_attn\.(q_proj|k_proj|v_proj|out_proj)$")
-_TRANSFORMER = re.compile(r"(transformer_blocks\.\d+\.|\.proj_in$|\.proj_out$|\.mlp\.fc\d$|\.self_attn\.)")
+# Attention projections: the UNet's (to_q...), CLIP's (q_proj... out_proj), the LLM encoders' (Llama, Qwen, Gemma:
+# q_proj... o_proj) and T5's (SelfAttention.q/k/v/o).
+_ATTN = re.compile(r"\.attn\d?\.(to_q|to_k|to_v|to_out\.0)$|\.self_attn\.(q_proj|k_proj|v_proj|out_proj|o_proj)$|"
+                   r"\.SelfAttention\.[qkvo]$")
+# attn_mlp adds the feed-forwards: CLIP's fc1/fc2, the LLM encoders' gated MLP, T5's DenseReluDense.
+_TRANSFORMER = re.compile(r"(transformer_blocks\.\d+\.|\.proj_in$|\.proj_out$|\.mlp\.fc\d$|\.self_attn\.|"
+                          r"\.mlp\.(gate_proj|up_proj|down_proj)$|\.DenseReluDense\.(wi|wi_0|wi_1|wo)$)")
 _FULL_EXTRA = re.compile(r"(in_layers\.\d+|out_layers\.\d+|emb_layers\.\d+|skip_connection|\.op$|\.conv$|"
                          r"time_embed\.\d+|label_emb\.\d+\.\d+|^diffusion_model\.out\.\d+|input_blocks\.0\.0)$")
 
