@@ -171,8 +171,19 @@ TRAIN_SDXL = _family_graph("sdxl", [
 ], {"type": "EmptyLatentImage", "widgets": {"width": 1024, "height": 1024, "batch_size": 1}}, None, 7.0,
     outs=(("ckpt", 0), ("ckpt", 1), ("ckpt", 2)), real={"resolution": 1024, "steps": 25, "scheduler": "normal"})
 
+# Chroma as its users load it: the diffusion model, CLIPLoader (t5xxl, type chroma), the Flux VAE; sampled with real
+# cfg and a negative prompt (Chroma has no distilled guidance). The host's detection fixes Chroma's modulation widths,
+# so no tiny file loads through UNETLoader: a template (Chroma trains in tests/test_family_matrix_host.py).
+TRAIN_CHROMA = _family_graph("chroma", [
+    {"id": "unet", "type": "UNETLoader", "widgets": {"unet_name": "Chroma1-HD.safetensors"}},
+    {"id": "te", "type": "CLIPLoader", "widgets": {"clip_name": "t5xxl_fp16.safetensors", "type": "chroma"}},
+    {"id": "vae", "type": "VAELoader", "widgets": {"vae_name": "ae.safetensors"}},
+], {"type": "EmptySD3LatentImage", "widgets": {"width": 1024, "height": 1024, "batch_size": 1}}, None, 4.0,
+    real={"resolution": 1024, "steps": 26, "scheduler": "simple"})
+
 # The families whose templates are checked by validation only (see above), with the host version they need.
-TEMPLATES = {"train_qwen_image": "qwen_image", "train_z_image": "z_image", "train_sdxl": "sdxl"}
+TEMPLATES = {"train_qwen_image": "qwen_image", "train_z_image": "z_image", "train_sdxl": "sdxl",
+             "train_chroma": "chroma"}
 
 
 TAG_FILTER_TRAIN = [
@@ -329,6 +340,11 @@ GRAPHS = {
         "the Flux VAE ae.safetensors).\n2. Kiln Load Dataset: path = your folder, resolution 1024; captions in "
         "plain sentences.\n3. Kiln Train LoRA: output_name, epochs.\n4. The sampler: Turbo samples in 8 steps "
         "at cfg 1; the base model wants about 30 steps and cfg 4."),
+    "train_chroma": _arranged(TRAIN_CHROMA, _family_groups(),
+        "Change first:\n1. The three loaders: your Chroma file (Chroma1-HD or Chroma1-Base), t5xxl (CLIP type chroma), "
+        "the Flux VAE ae.safetensors.\n2. Kiln Load Dataset: path = your folder, resolution 1024 (512 trains "
+        "faster); captions in plain sentences.\n3. Kiln Train LoRA: output_name, epochs.\n4. The sampler: real cfg "
+        "(about 4) and a negative prompt; Chroma has no FluxGuidance."),
     "train_sdxl": _arranged(TRAIN_SDXL, _family_groups(models=("ckpt",)),
         "Change first:\n1. Load Checkpoint: your SDXL model (Illustrious, NoobAI, Pony are SDXL; v-pred "
         "models are detected).\n2. Kiln Load Dataset: path = your folder (N_name subfolders), resolution "

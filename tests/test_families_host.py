@@ -214,7 +214,7 @@ TEMPLATE_FOLDERS = {"unet_name": "diffusion_models", "clip_name": "text_encoders
                     "ckpt_name": "checkpoints"}
 
 
-@pytest.mark.parametrize("name", ["train_qwen_image", "train_sdxl", "train_z_image"])
+@pytest.mark.parametrize("name", ["train_qwen_image", "train_sdxl", "train_z_image", "train_chroma"])
 def test_full_size_family_templates_pass_the_hosts_validation(name, host, tmp_path):
     import folder_paths
     from kiln.cli.graphs import TEMPLATES

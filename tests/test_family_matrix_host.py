@@ -58,6 +58,9 @@ def _model_clip_vae(family, setting):
     assets = ff.ensure_family_assets(family, CACHE)
     dtype = {"bf16": torch.bfloat16, "fp8": getattr(torch, "float8_e4m3fn", None)}.get(setting)
     model = ff.load_model_as(family, assets.unet_name, dtype)
+    if dtype is not None:   # the base really is stored at that precision
+        stored = {p.dtype for p in model.model.diffusion_model.parameters()}
+        assert dtype in stored, (family, stored)
     vae = None
     if family in VIDEO_VAE:
         try:
