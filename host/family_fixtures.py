@@ -512,6 +512,8 @@ REAL_TEXT_ENCODERS = {
                {"d_model": 64, "d_kv": 16, "num_heads": 2, "num_layers": 2, "d_ff": 128}, False),
     "wan": ("comfy.text_encoders.wan", "te", "WanT5Tokenizer", "umt5xxl",
             {"d_model": 64, "d_kv": 16, "num_heads": 2, "num_layers": 2, "d_ff": 128, "vocab_size": 32128}, True),
+    "wan2.2-5b": ("comfy.text_encoders.wan", "te", "WanT5Tokenizer", "umt5xxl",
+                  {"d_model": 64, "d_kv": 16, "num_heads": 2, "num_layers": 2, "d_ff": 128, "vocab_size": 32128}, True),
     "z-image": ("comfy.text_encoders.z_image", "te", "ZImageTokenizer", "qwen3_4b",
                 {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 2,
                  "num_key_value_heads": 1}, False),
