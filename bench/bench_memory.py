@@ -123,8 +123,8 @@ def measure(fn):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
     with measure_peak(device) as peak:
-        fn()
-    return peak.peak_bytes, time.perf_counter() - started
+        out = fn()
+    return peak.peak_bytes, time.perf_counter() - started, out
 
 
 # base -> (weight storage, compute precision on CUDA); on CPU both trainers compute in fp32 (CPU bf16
@@ -140,7 +140,6 @@ def run_config(run: FamilyRun, base, checkpointing, batch, args, native: bool = 
     from kiln.core.train.specs import SaveSpec
     from kiln.host.bake import bake
     from kiln.host.native import diffusion_weight_bytes, load_diffusion_model, native_options, train_lora_native
-    from kiln.host.placement import place_for_training
     dtype_name, compute = BASES[base]
     dtype = getattr(torch, dtype_name)
     if not torch.cuda.is_available():
@@ -148,13 +147,13 @@ def run_config(run: FamilyRun, base, checkpointing, batch, args, native: bool = 
     row = {}
     model = load_diffusion_model(run.path, dtype)
     row["weights"] = diffusion_weight_bytes(model)
-    row["kiln"], row["kiln_s"] = measure(lambda: bake(
+    row["kiln"], row["kiln_s"], baked = measure(lambda: bake(
         model, run.clip, run.vae, run.dataset, NetworkSpec(rank=args.rank, alpha=1.0, targets="attn_mlp"),
         OptimizerSpec(name="adamw", lr=1e-4, scheduler="constant", max_grad_norm=0),
         TrainConfig(max_steps=args.steps, batch_size=batch, seed=0, probe_samples=0, mixed_precision=compute,
                     gradient_checkpointing=checkpointing, checkpoint_depth=args.checkpoint_depth),
         SaveSpec(output_name="bench_memory", save_state=False, cache_latents_to_disk=True)))
-    estimate = place_for_training.last.estimate
+    estimate = baked.report.placement.estimate
     row["estimate"] = estimate.training_bytes() if estimate is not None else None
     del model
     if not native:
@@ -166,7 +165,7 @@ def run_config(run: FamilyRun, base, checkpointing, batch, args, native: bool = 
     model = load_diffusion_model(run.path, dtype)
     try:
         with torch.inference_mode():
-            row["native"], row["native_s"] = measure(lambda: train_lora_native(
+            row["native"], row["native_s"], _ = measure(lambda: train_lora_native(
                 model, run.latents, run.positive, batch_size=batch, steps=args.steps, lr=1e-4, rank=args.rank,
                 training_dtype=compute, gradient_checkpointing=checkpointing, bypass=bypass,
                 checkpoint_depth=args.checkpoint_depth))

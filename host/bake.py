@@ -33,14 +33,14 @@ from ..core.plots.loss_chart import loss_plot
 from ..core.plots.timeline import sample_file_name
 from ..core.train.saves import NoSaver, RunSaver
 from ..core.train import family_sampling
-from ..core.train.specs import BakeResult, SampleSpec, SaveSpec
+from ..core.train.specs import BakeResult, SampleRecord, SampleSpec, SaveSpec, TrainingReport
 from ..core.train.state import load_state
 from . import families, live
 from .distributed import agreed_interrupt, join_training
 from .placement import place_for_training
 from .memory import gradient_checkpointing
-from .training import (HostDiffusionModel, apply_lora, check_text_encoder_trainable, target_layers,
-                       text_encoder_grad_safe, vae_encoder, latent_spatial_ratio)
+from .training import (HostDiffusionModel, apply_lora, check_text_encoder_trainable, latent_spatial_ratio,
+                       target_layers, text_encoder_grad_safe, vae_encoder)
 
 log = logging.getLogger("kiln")
 
@@ -106,9 +106,7 @@ class _Sampler:
         # Named like the run's save folder (<name>, <name>_run2, ...): a second run of the same name keeps
         # its samples apart from the first run's, and a resumed run adds to its own run's samples.
         self.dir = Path(folder_paths.get_output_directory()) / "kiln_samples" / run_name
-        self.images: list[np.ndarray] = []
-        self.files: list[Path] = []
-        self.keys: list[tuple[int, int]] = []
+        self.records: list[SampleRecord] = []
 
     def empty_latent(self, width: int, height: int) -> torch.Tensor:
         """The empty latent the host's own Empty Latent Image + KSampler give for ``width`` x ``height``: a 1/8
@@ -141,9 +139,7 @@ class _Sampler:
                 tmp = path.with_suffix(".tmp.png")
                 pil.save(tmp)
                 tmp.replace(path)
-                self.files.append(path)
-                self.keys.append((step, i))
-                self.images.append(to_float(pil))
+                self.records.append(SampleRecord(step, i, path, to_float(pil)))
                 out.append(pil)
         return out
 
@@ -156,120 +152,170 @@ def _latent_cache(encode, encoder_id, on_disk: bool = False):
 
 def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: TrainConfig, save: SaveSpec,
          samples: SampleSpec | None = None, on_step=None, node_id: str | None = None) -> BakeResult:
-    """``node_id``: the Train node's id in the frontend's graph (the V3 hidden UNIQUE_ID), which the live loss chart
-    and sample timeline are sent under; None (headless, tests) sends nothing."""
-    from . import interrupt_exception_type, throw_if_interrupted
-    if net.train_text_encoder and clip is None:
-        raise ValueError("Text-encoder training is on but no CLIP is connected to the train node; "
-                         "connect the checkpoint's CLIP or turn text-encoder training off.")
-    if clip is None:
-        raise ValueError("The train node needs the checkpoint's CLIP to encode the captions; connect it.")
-    started = time.time()
-    validation = None
-    if cfg.validation_split > 0:
-        dataset, validation = dataset.split_validation(cfg.validation_split, cfg.seed)
-    with torch.inference_mode(False):
-        hm = HostDiffusionModel(model, clip, net.train_text_encoder, load=False)   # loaded by place_for_training
-        make_autograd_safe(hm.base.diffusion_model)
-        shard = join_training(hm.device)   # Shard(0, 1) unless under torchrun
-        if net.train_text_encoder:
-            check_text_encoder_trainable(clip)
-            make_autograd_safe(clip.cond_stage_model)
-        network = Network(net, target_layers(hm.patcher if net.train_unet else None,
-                                             clip if net.train_text_encoder else None), device=hm.device)
-        encode, encoder_id = vae_encoder(vae)
-        latents = _latent_cache(encode, encoder_id, save.cache_latents_to_disk)
-        pbar = comfy.utils.ProgressBar(1)
-        trainer_box = {}
+    """One training run on the host's MODEL (see ``Bake``). ``node_id``: the Train node's id in the frontend's graph
+    (the V3 hidden UNIQUE_ID), which the live loss chart and sample timeline are sent under; None sends nothing."""
+    return Bake(model, clip, vae, dataset, net, opt, cfg, save, samples, on_step, node_id).run()
 
-        def make_lora(step):
-            meta = training_metadata(
-                network=net, optimizer=opt, train=cfg, dataset_meta=dataset.training_metadata(),
-                base_model_version=base_model_version(model), output_name=save.output_name, steps=step,
-                model_name=checkpoint_name(model),
-                epoch=trainer_box["t"].epochs_done(step), total_steps=trainer_box["t"].total_steps, started_at=started,
-                clip_skip=(-clip.layer_idx if getattr(clip, "layer_idx", None) else None),
-                v_parameterization=hm.kind == "v", family=families.release_of(model))
-            with trainer_box["t"].ema_applied():
-                return KilnLora(network.export(_DTYPES[save.save_dtype]), meta)
 
-        def make_state(step):
-            return trainer_box["t"].state(step, {"output_name": save.output_name, "algorithm": net.algorithm})
+class Bake:
+    """A bake's steps, in order: check the inputs, prepare the model, build the network and trainer, place the
+    model (cache latents and captions, unload the encoders, load with the memory training needs), run, save, and
+    apply the LoRA to the graph's MODEL/CLIP. What the steps share lives on the object; what the run wrote comes
+    back as a ``TrainingReport``."""
 
-        saver = RunSaver(save, checkpoint_dir(save.output_name), make_lora, make_state) if shard.is_main \
-            else NoSaver()
-        sampler = _Sampler(samples, hm, clip, vae, saver.dir.name) if samples and samples.prompts and shard.is_main \
-            else None
-        last_preview = [None]
+    def __init__(self, model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: TrainConfig,
+                 save: SaveSpec, samples: SampleSpec | None = None, on_step=None, node_id: str | None = None):
+        self.model, self.clip, self.vae, self.dataset = model, clip, vae, dataset
+        self.net, self.opt, self.cfg, self.save, self.samples = net, opt, cfg, save, samples
+        self.on_step, self.node_id = on_step, node_id
+        self.started = time.time()
+        self.validation = None
+        self.trainer: Trainer | None = None
+        self.sampler: _Sampler | None = None
+        self.placement = None
+        self.preflight: Preflight | None = None
+        self.last_preview = None
+        self.pbar = comfy.utils.ProgressBar(1)
 
-        def progress(step, total, loss):
-            if not shard.is_main:
-                return
-            pbar.update_absolute(step, total, last_preview[0])
-            live.step(node_id, step, total, loss, trainer_box["t"].epoch_of_step(step))
-            if on_step:
-                on_step(step, total, loss)
+    def run(self) -> BakeResult:
+        self.check_inputs()
+        with torch.inference_mode(False):
+            self.prepare_model()
+            self.build()
+            self.place()
+            result = self.train()
+            lora = self.make_lora(result.step)
+            mm.soft_empty_cache()
+        return self.apply(result, lora)
 
-        def sample(step):
-            with trainer_box["t"].ema_applied():
-                pils = sampler(step)
-            placement.restore(hm, clip, vae)   # sampling loaded the encoders and the whole model again
-            if pils:
-                last_preview[0] = ("JPEG", pils[-1], 512)
-                out_dir = Path(folder_paths.get_output_directory())
-                live.samples(node_id, [{"filename": f.name, "subfolder": str(f.parent.relative_to(out_dir)),
-                                        "type": "output", "step": k[0], "prompt": k[1]}
-                                       for f, k in zip(sampler.files[-len(pils):], sampler.keys[-len(pils):])],
-                             [p.prompt for p in sampler.spec.prompts])
+    def check_inputs(self) -> None:
+        if self.net.train_text_encoder and self.clip is None:
+            raise ValueError("Text-encoder training is on but no CLIP is connected to the train node; "
+                             "connect the checkpoint's CLIP or turn text-encoder training off.")
+        if self.clip is None:
+            raise ValueError("The train node needs the checkpoint's CLIP to encode the captions; connect it.")
+        if self.net.train_text_encoder:
+            check_text_encoder_trainable(self.clip)
+        if self.cfg.validation_split > 0:
+            self.dataset, self.validation = self.dataset.split_validation(self.cfg.validation_split, self.cfg.seed)
 
-        hooks = TrainHooks(progress=progress,
-                           check_interrupt=agreed_interrupt(throw_if_interrupted, shard, hm.device,
+    def prepare_model(self) -> None:
+        """The host's MODEL cloned (loaded later, by ``place``), and the adapters' network on its layers."""
+        self.hm = HostDiffusionModel(self.model, self.clip, self.net.train_text_encoder, load=False)
+        make_autograd_safe(self.hm.base.diffusion_model)   # before the pre-flight trace runs a fake backward
+        self.shard = join_training(self.hm.device)   # Shard(0, 1) unless under torchrun
+        if self.net.train_text_encoder:
+            make_autograd_safe(self.clip.cond_stage_model)
+        self.network = Network(self.net, target_layers(self.hm.patcher if self.net.train_unet else None,
+                                                       self.clip if self.net.train_text_encoder else None),
+                               device=self.hm.device)
+
+    def build(self) -> None:
+        """Saver, sampler, hooks and trainer."""
+        from . import interrupt_exception_type, throw_if_interrupted
+        encode, encoder_id = vae_encoder(self.vae)
+        latents = _latent_cache(encode, encoder_id, self.save.cache_latents_to_disk)
+        main = self.shard.is_main
+        self.saver = (RunSaver(self.save, checkpoint_dir(self.save.output_name), self.make_lora, self.make_state)
+                      if main else NoSaver())
+        if self.samples and self.samples.prompts and main:
+            self.sampler = _Sampler(self.samples, self.hm, self.clip, self.vae, self.saver.dir.name)
+        hooks = TrainHooks(progress=self.progress,
+                           check_interrupt=agreed_interrupt(throw_if_interrupted, self.shard, self.hm.device,
                                                             interrupt_exception_type()),
-                           interrupt_types=(interrupt_exception_type(),), save=saver,
-                           sample=sample if sampler else (lambda step: None), log=log.info,
-                           validation=lambda step, loss: live.validation(node_id, step, loss))
-        trainer = Trainer(cfg, dataset, network, opt, hm, latents, hooks, validation=validation, shard=shard)
-        log.info("Kiln: %s", trainer.plan_text(len(dataset)))
-        # Latents and captions cached, the VAE and text encoder off the device, the model loaded with the
-        # memory training needs (partially, streamed, where it does not fit).
-        placement = place_for_training(hm, network, trainer, opt.name, clip=clip, vae=vae)
-        make_autograd_safe(hm.base.diffusion_model)
-        checks: list[Preflight] = []
-        measure = PreflightMeter(trainer, hm, opt)
+                           interrupt_types=(interrupt_exception_type(),), save=self.saver,
+                           sample=self.sample if self.sampler else (lambda step: None), log=log.info,
+                           validation=lambda step, loss: live.validation(self.node_id, step, loss),
+                           first_micro=self.first_micro)
+        self.trainer = Trainer(self.cfg, self.dataset, self.network, self.opt, self.hm, latents, hooks,
+                               validation=self.validation, shard=self.shard)
+        log.info("Kiln: %s", self.trainer.plan_text(len(self.dataset)))
 
-        def first_micro(seconds):
-            checks.append(replace(measure.finish(seconds), memory=placement.estimate))
-            log.info("Kiln: %s", checks[0].summary(trainer.total_steps))
-        hooks.first_micro = first_micro
-        trainer_box["t"] = trainer
-        pbar.update_absolute(0, trainer.total_steps)
-        live.start(node_id, trainer.total_steps, save.output_name)
-        resume = load_state(save.resume_from) if save.resume_from else None
+    def place(self) -> None:
+        """Latents and captions cached, the VAE and text encoder off the device, the model loaded with the memory
+        training needs (partially, streamed, where it does not fit); weights the load brought in under inference mode
+        made safe for autograd again."""
+        self.placement = place_for_training(self.hm, self.network, self.trainer, self.opt.name, clip=self.clip,
+                                            vae=self.vae)
+        if make_autograd_safe(self.hm.base.diffusion_model):
+            log.debug("Kiln: the host's load left inference tensors in the model; swapped")
+        self.meter = PreflightMeter(self.trainer, self.hm, self.opt)
+
+    def train(self):
+        cfg = self.cfg
+        self.pbar.update_absolute(0, self.trainer.total_steps)
+        live.start(self.node_id, self.trainer.total_steps, self.save.output_name)
+        resume = load_state(self.save.resume_from) if self.save.resume_from else None
         try:
-            with network, gradient_checkpointing(hm.patcher, cfg.gradient_checkpointing, cfg.checkpoint_depth,
-                                                     placement.called), \
-                    placement.training(hm, cfg.gradient_checkpointing), \
-                    text_encoder_grad_safe(clip, net.train_text_encoder):
-                result = trainer.run(resume)
-                saver(result.step, True)
-                if sampler is not None and (not cfg.sample_every_n_steps or result.step % cfg.sample_every_n_steps):
-                    sample(result.step)
+            with self.network, gradient_checkpointing(self.hm.patcher, cfg.gradient_checkpointing,
+                                                      cfg.checkpoint_depth, self.placement.called), \
+                    self.placement.training(self.hm, cfg.gradient_checkpointing), \
+                    text_encoder_grad_safe(self.clip, self.net.train_text_encoder):
+                result = self.trainer.run(resume)
+                self.saver(result.step, True)
+                if self.sampler is not None and (not cfg.sample_every_n_steps or result.step % cfg.sample_every_n_steps):
+                    self.sample(result.step)
         finally:
-            live.finish(node_id)
+            live.finish(self.node_id)
         if result.step:
             log.info("Kiln: trained %d steps in %.1f s (%.2f steps/s)", len(result.losses), result.seconds,
                      len(result.losses) / max(result.seconds, 1e-9))
-        # The in-graph value is exactly what was saved, so LoraLoader on the file gives the same model.
-        lora = make_lora(result.step)
-        mm.soft_empty_cache()
-    out_model, out_clip = apply_lora(model, clip, lora, 1.0, 1.0 if net.train_text_encoder else 0.0)
-    return BakeResult(out_model, out_clip if net.train_text_encoder else clip, lora, result, preflight=checks[0] if checks else None,
-                      loss_image=
-                      loss_plot(result.losses, title=f"{save.output_name} loss", validation=result.validation),
-                      samples=list(sampler.images) if sampler else [],
-                      sample_files=list(sampler.files) if sampler else [],
-                      sample_keys=list(sampler.keys) if sampler else [], saved_files=list(saver.files),
-                      save_errors=list(saver.errors))
+        return result
+
+    def apply(self, result, lora: KilnLora) -> BakeResult:
+        """The in-graph value is exactly what was saved, so LoraLoader on the file gives the same model."""
+        te = self.net.train_text_encoder
+        out_model, out_clip = apply_lora(self.model, self.clip, lora, 1.0, 1.0 if te else 0.0)
+        report = TrainingReport(
+            losses=list(result.losses), validation=list(result.validation), probe_start=result.probe_start,
+            probe_end=result.probe_end, seconds=result.seconds,
+            samples=list(self.sampler.records) if self.sampler else [],
+            prompts=[p.prompt for p in self.sampler.spec.prompts] if self.sampler else [],
+            saved_files=list(self.saver.files), save_errors=list(self.saver.errors), placement=self.placement,
+            preflight=self.preflight)
+        return BakeResult(out_model, out_clip if te else self.clip, lora, result, report,
+                          loss_plot(result.losses, title=f"{self.save.output_name} loss",
+                                    validation=result.validation))
+
+    # --- what the loop calls back -------------------------------------------------------------------------------
+    def make_lora(self, step: int) -> KilnLora:
+        meta = training_metadata(
+            network=self.net, optimizer=self.opt, train=self.cfg, dataset_meta=self.dataset.training_metadata(),
+            base_model_version=base_model_version(self.model), output_name=self.save.output_name, steps=step,
+            model_name=checkpoint_name(self.model), epoch=self.trainer.epochs_done(step),
+            total_steps=self.trainer.total_steps, started_at=self.started,
+            clip_skip=(-self.clip.layer_idx if getattr(self.clip, "layer_idx", None) else None),
+            v_parameterization=self.hm.kind == "v", family=families.release_of(self.model))
+        with self.trainer.ema_applied():
+            return KilnLora(self.network.export(_DTYPES[self.save.save_dtype]), meta)
+
+    def make_state(self, step: int):
+        return self.trainer.state(step, {"output_name": self.save.output_name, "algorithm": self.net.algorithm})
+
+    def progress(self, step: int, total: int, loss: float) -> None:
+        if not self.shard.is_main:
+            return
+        self.pbar.update_absolute(step, total, self.last_preview)
+        live.step(self.node_id, step, total, loss, self.trainer.epoch_of_step(step))
+        if self.on_step:
+            self.on_step(step, total, loss)
+
+    def sample(self, step: int) -> None:
+        with self.trainer.ema_applied():
+            pils = self.sampler(step)
+        self.placement.restore(self.hm, self.clip, self.vae)   # sampling loaded the encoders and the whole model again
+        if not pils:
+            return
+        self.last_preview = ("JPEG", pils[-1], 512)
+        out_dir = Path(folder_paths.get_output_directory())
+        live.samples(self.node_id, [{"filename": r.file.name, "subfolder": str(r.file.parent.relative_to(out_dir)),
+                                     "type": "output", "step": r.step, "prompt": r.prompt}
+                                    for r in self.sampler.records[-len(pils):]],
+                     [p.prompt for p in self.sampler.spec.prompts])
+
+    def first_micro(self, seconds: float) -> None:
+        self.preflight = replace(self.meter.finish(seconds), memory=self.placement.estimate)
+        log.info("Kiln: %s", self.preflight.summary(self.trainer.total_steps))
 
 
 class _NoNetwork:

@@ -212,8 +212,4 @@ def place_for_training(hm, network, trainer, optimizer: str, clip=None, vae=None
     if placement.streamed:
         log.info("Kiln: %.0f MiB of weights stay off the device (%d layers streamed in forward and backward)",
                  placement.offloaded_bytes / 2 ** 20, len(placement.streamed))
-    place_for_training.last = placement
     return placement
-
-
-place_for_training.last = None

@@ -32,6 +32,13 @@ log = logging.getLogger("kiln")
 NO_VRAM_PRESET = "none"   # the VRAM_CLASSES entry that leaves batch size, checkpointing and precision as set
 
 
+def _loss_ui(report) -> dict:
+    """The report as the frontend's loss chart reads it (plain JSON: steps, losses, probes, validation)."""
+    return {"steps": report.steps, "loss": report.loss_values, "probe_start": report.probe_start,
+            "probe_end": report.probe_end, "seconds": report.seconds,
+            "validation": [list(v) for v in report.validation]}
+
+
 def _ui_image(array: np.ndarray, prefix: str) -> dict:
     """Write an image to the host's temp folder and return the UI reference the frontend shows."""
     folder = host.temp_dir()
@@ -178,19 +185,12 @@ class KilnTrainLora(io.ComfyNode):
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
         result = bake(model, clip, vae, dataset, network or NetworkSpec(), optimizer or OptimizerSpec(), cfg, save,
                       sample_prompts, node_id=node_id)
-        r = result.result
-        losses = {"steps": [s for s, _ in r.losses], "loss": [v for _, v in r.losses],
-                  "probe_start": r.probe_start, "probe_end": r.probe_end, "seconds": r.seconds,
-                  "validation": [list(v) for v in r.validation],
-                  # Where each sample image is, so Kiln Sample Timeline can draw prompts across steps.
-                  "samples": [{"step": k[0], "prompt": k[1], "file": str(f)}
-                              for f, k in zip(result.sample_files, result.sample_keys)],
-                  "prompts": [p.prompt for p in sample_prompts.prompts] if sample_prompts else []}
+        report = result.report
         plot = torch.from_numpy(result.loss_image)[None]
         ui_images = ([_ui_image(result.loss_image, "kiln_loss")]
                      + [_ui_image(s, "kiln_sample") for s in result.samples[-4:]])
-        return io.NodeOutput(result.model, result.clip, result.lora, losses, plot,
-                             ui={"images": ui_images, "kiln_loss": [losses]})
+        return io.NodeOutput(result.model, result.clip, result.lora, report, plot,
+                             ui={"images": ui_images, "kiln_loss": [_loss_ui(report)]})
 
 
 class KilnSaveLora(io.ComfyNode):
@@ -262,8 +262,8 @@ class KilnLossPlot(io.ComfyNode):
 
     @classmethod
     def execute(cls, loss, title):
-        return io.NodeOutput(torch.from_numpy(loss_plot(list(zip(loss["steps"], loss["loss"])), title=title,
-                                                        validation=loss.get("validation")))[None])
+        return io.NodeOutput(torch.from_numpy(loss_plot(list(loss.losses), title=title,
+                                                        validation=loss.validation))[None])
 
 
 class KilnSampleTimeline(io.ComfyNode):
@@ -285,11 +285,11 @@ class KilnSampleTimeline(io.ComfyNode):
 
     @classmethod
     def execute(cls, loss, max_columns, cell_size):
-        entries = load_entries(loss.get("samples", []))
-        if loss.get("samples") and not entries:
+        entries = load_entries(loss.samples)
+        if loss.samples and not entries:
             log.warning("Kiln Sample Timeline: none of the %d sample files exist any more (output folder cleaned?)",
-                        len(loss["samples"]))
-        image = timeline_image(entries, loss.get("prompts", []), cell=cell_size, max_columns=max_columns)
+                        len(loss.samples))
+        image = timeline_image(entries, loss.prompts, cell=cell_size, max_columns=max_columns)
         return io.NodeOutput(torch.from_numpy(image)[None])
 
 

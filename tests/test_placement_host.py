@@ -20,13 +20,12 @@ def _bake(setup, name, steps=2, batch=2, on_step=None, **cfg):
     from kiln.core.train.optim import OptimizerSpec
     from kiln.core.train.specs import SaveSpec
     from kiln.host.bake import bake
-    from kiln.host.placement import place_for_training
     model, clip, vae, dataset = setup
     result = bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0), OptimizerSpec(lr=1e-3, scheduler="constant"),
                   TrainConfig(max_steps=steps, batch_size=batch, seed=0, probe_samples=0, **cfg),
                   SaveSpec(output_name=name, save_dtype="fp32", save_state=False, cache_latents_to_disk=True),
                   on_step=on_step)
-    return result, place_for_training.last
+    return result, result.report.placement
 
 
 def test_model_loaded_with_the_estimate_and_encoders_unloaded(setup, monkeypatch):

@@ -45,13 +45,13 @@ def _bake(setup, name, checkpointing=False, batch=4):
     from kiln.core.train.optim import OptimizerSpec
     from kiln.core.train.specs import SaveSpec
     from kiln.host.bake import bake
-    from kiln.host.placement import place_for_training
     model, clip, vae, dataset = setup
-    bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0, targets="attn_mlp"),
-         OptimizerSpec(lr=1e-3, scheduler="constant"),
-         TrainConfig(max_steps=1, batch_size=batch, seed=0, probe_samples=0, gradient_checkpointing=checkpointing),
-         SaveSpec(output_name=name, save_dtype="fp32", save_state=False, cache_latents_to_disk=True))
-    return place_for_training.last
+    result = bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0, targets="attn_mlp"),
+                  OptimizerSpec(lr=1e-3, scheduler="constant"),
+                  TrainConfig(max_steps=1, batch_size=batch, seed=0, probe_samples=0,
+                              gradient_checkpointing=checkpointing),
+                  SaveSpec(output_name=name, save_dtype="fp32", save_state=False, cache_latents_to_disk=True))
+    return result.report.placement
 
 
 @pytest.mark.parametrize("checkpointing", [False, True])

@@ -47,8 +47,9 @@ def test_timeline_reads_sample_files_and_skips_missing_ones(tmp_path):
     name = sample_file_name(30, 1)
     assert parse_sample_file(name) == (30, 1) and parse_sample_file("timeline.png") is None
     Image.new("RGB", (8, 8), (255, 0, 0)).save(tmp_path / name)
-    entries = load_entries([{"step": 30, "prompt": 1, "file": str(tmp_path / name)},
-                            {"step": 40, "prompt": 1, "file": str(tmp_path / "gone.png")}])
+    from kiln.core.train.specs import SampleRecord
+    entries = load_entries([SampleRecord(30, 1, tmp_path / name, np.zeros((8, 8, 3))),
+                            SampleRecord(40, 1, tmp_path / "gone.png", np.zeros((8, 8, 3)))])
     assert [(e.step, e.prompt) for e in entries] == [(30, 1)]
     assert np.allclose(entries[0].image[0, 0], [1, 0, 0])
     assert timeline_image([], []).shape[2] == 3   # empty: a readable placeholder, not an error

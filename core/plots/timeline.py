@@ -79,15 +79,14 @@ def timeline_image(entries: list[TimelineEntry], prompts: list[str] | None = Non
     return to_float(img)
 
 
-def load_entries(records: list[dict]) -> list[TimelineEntry]:
-    """records: [{"step", "prompt", "file"}] as the Train node's loss output carries them; files that are
-    gone (a cleaned output folder) are skipped rather than failing the graph."""
+def load_entries(records) -> list[TimelineEntry]:
+    """records: the training-time samples (core.train.specs.SampleRecord: step, prompt, file) of a Train node's
+    report; files that are gone (a cleaned output folder) are skipped rather than failing the graph."""
     out = []
     for rec in records:
-        path = Path(rec["file"])
+        path = Path(rec.file)
         if not path.is_file():
             continue
         with Image.open(path) as im:
-            out.append(TimelineEntry(int(rec["step"]), int(rec["prompt"]),
-                                     to_float(im.convert("RGB"))))
+            out.append(TimelineEntry(int(rec.step), int(rec.prompt), to_float(im.convert("RGB"))))
     return out

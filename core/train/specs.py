@@ -4,6 +4,7 @@ it saves, what it samples while training, and what it hands back. Plain values, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -33,18 +34,67 @@ class SampleSpec:
     scheduler: str = "normal"
 
 
+@dataclass(frozen=True)
+class SampleRecord:
+    """One training-time sample: the step, which prompt, the file written, and the image ([H, W, 3] floats)."""
+    step: int
+    prompt: int
+    file: Path
+    image: np.ndarray
+
+
+@dataclass
+class TrainingReport:
+    """What a bake did, for the Train node's ``loss`` output and its readers (Loss Plot, Sample Timeline):
+    the loss history, the training-time samples, the saves, and where the model was placed."""
+    losses: list = field(default_factory=list)          # (step, loss)
+    validation: list = field(default_factory=list)      # (step, validation loss)
+    probe_start: float | None = None                    # fixed-sample loss before / after training
+    probe_end: float | None = None
+    seconds: float = 0.0
+    samples: list[SampleRecord] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)    # the sample prompts, by index
+    saved_files: list[Path] = field(default_factory=list)
+    save_errors: list = field(default_factory=list)     # saves that failed (path and reason); the LoRA is still output
+    placement: object = None                            # host.placement.Placement (opaque here)
+    preflight: Preflight | None = None
+
+    @property
+    def steps(self) -> list[int]:
+        return [s for s, _ in self.losses]
+
+    @property
+    def loss_values(self) -> list[float]:
+        return [v for _, v in self.losses]
+
+
 @dataclass
 class BakeResult:
     """A finished bake: the host's MODEL and CLIP with the LoRA applied (opaque here), the LoRA value,
-    the loop's result and what was written along the way."""
+    the loop's result, what the run did (``report``) and the loss chart."""
     model: object
     clip: object
     lora: KilnLora
     result: TrainResult
+    report: TrainingReport
     loss_image: np.ndarray
-    preflight: Preflight | None = None
-    samples: list = field(default_factory=list)       # [H, W, 3] float arrays
-    sample_files: list = field(default_factory=list)
-    sample_keys: list = field(default_factory=list)   # (step, prompt index) of each sample file
-    saved_files: list = field(default_factory=list)
-    save_errors: list = field(default_factory=list)   # saves that failed (path and reason); the LoRA is still output
+
+    @property
+    def samples(self) -> list[np.ndarray]:
+        return [r.image for r in self.report.samples]
+
+    @property
+    def sample_files(self) -> list[Path]:
+        return [r.file for r in self.report.samples]
+
+    @property
+    def saved_files(self) -> list[Path]:
+        return self.report.saved_files
+
+    @property
+    def save_errors(self) -> list:
+        return self.report.save_errors
+
+    @property
+    def preflight(self) -> Preflight | None:
+        return self.report.preflight
