@@ -41,15 +41,17 @@ def host_label(host_id: str) -> str:
 
 
 def cell_summary(cells: dict[str, str]) -> str:
-    """One family's settings on one host: 'all 8 settings', or which trained and why the others did not."""
-    trained = [s for s, r in cells.items() if r == "trained"]
-    others = {s: r for s, r in cells.items() if r != "trained"}
+    """One family's settings on one host: 'all 8 settings', or how many trained and why the others did not (with a
+    note where a setting trained with a stand-in)."""
     if not cells:
         return "not run"
-    if not trained and len({r for r in others.values()}) == 1:
+    trained = [s for s, r in cells.items() if r.startswith("trained")]
+    others = {s: r for s, r in cells.items() if not r.startswith("trained")}
+    notes = {s: r[len("trained"):].strip() for s, r in cells.items() if r.startswith("trained") and r != "trained"}
+    if not trained and len(set(others.values())) == 1:
         return next(iter(others.values()))
     text = f"all {len(trained)} settings" if not others else f"{len(trained)} of {len(cells)} settings"
-    for setting, reason in others.items():
+    for setting, reason in {**others, **notes}.items():
         text += f"; {SETTING_NAMES.get(setting, setting)}: {reason}"
     return text
 

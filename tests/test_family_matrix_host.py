@@ -207,7 +207,7 @@ def _cell(family, setting, host, matrix_dataset, caplog) -> str:
     # Something trained: the file changes the model's output.
     assert np.abs(_outputs(lm, lc, vae) - _outputs(model, clip, vae)).max() > 1e-5, f"{family}/{setting}: no change"
     if setting == "text_encoder" and family not in ff.REAL_TEXT_ENCODERS and family in STAND_IN_ENCODER:
-        return "trained on a CLIP stand-in (the real encoder is too big to build here)"
+        return "trained (on a CLIP stand-in: the real encoder is too big to build in a test)"
     return "trained"
 
 

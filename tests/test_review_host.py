@@ -115,7 +115,7 @@ def test_vram_preset_turns_gradient_checkpointing_on_in_the_train_node(loaded, m
         out = KilnTrainLora.execute(model, clip, vae, dataset, "vram8", 1, 1, 4, 1, 0, "fp32", False,
                                     vram_preset="8 GB", save_dtype="fp32").args
     assert calls, "the 8 GB preset did not checkpoint"
-    assert out[3]["steps"] == [1]
+    assert out[3].steps == [1]
 
 
 def test_every_node_has_a_kiln_display_name(host):
