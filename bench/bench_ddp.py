@@ -29,7 +29,8 @@ def prepare(work: Path) -> str:
     sys.path.insert(0, str(REPO))
     import cli
     cli.load_pack()
-    from kiln.host import fixtures, runner
+    from kiln.devtools import fixtures
+    from cli import runner
     runner.boot_host(work)
     assets = fixtures.ensure_demo_assets(REPO / ".cache" / "test-assets")
     shutil.copy(assets.checkpoint_path, work / "models" / "checkpoints" / assets.checkpoint_name)
@@ -37,7 +38,7 @@ def prepare(work: Path) -> str:
 
 
 def run(nprocs: int, wf: Path, work: Path, threads: int) -> tuple[int, float]:
-    from kiln.host.fixtures import torchrun_cli_run
+    from kiln.devtools.fixtures import torchrun_cli_run
     proc = torchrun_cli_run(nprocs, wf, work, threads)
     found = TRAINED.findall(proc.stderr + proc.stdout)
     if proc.returncode != 0 or not found:
@@ -61,7 +62,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="kiln-bench-ddp-"))
     try:
         ckpt = prepare(work)
-        from kiln.host.fixtures import tiny_train_prompt
+        from kiln.devtools.fixtures import tiny_train_prompt
         seconds: dict[int, list[float]] = {n: [] for n in args.nprocs}
         for r in range(args.rounds):
             for n in args.nprocs:

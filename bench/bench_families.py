@@ -1,5 +1,5 @@
 """Per model family: Kiln's Train (bake) against the host's own TrainLoraNode on the same tiny model
-(host/family_fixtures.py: built with the host's classes, random weights), images, rank, batch, learning
+(devtools/family_fixtures.py: built with the host's classes, random weights), images, rank, batch, learning
 rate and steps, in one run. Each trainer runs in its own process, so peak memory is its own.
 
     python bench/bench_families.py [--families flux1-dev,sd3,...] [--steps 10]
@@ -32,7 +32,8 @@ def child(args) -> dict:
     import torch
     import cli
     cli.load_pack()
-    from kiln.host import family_fixtures as ff, fixtures, runner
+    from kiln.devtools import family_fixtures as ff, fixtures
+    from cli import runner
     runner.boot_host(harness.scratch_dir("kiln-bench-"))
     reason = ff.available(args.family)
     if reason:
@@ -70,7 +71,7 @@ def child(args) -> dict:
                            SaveSpec(output_name=f"bench_{args.family}", save_state=False))
                 adapters = len({k.split(".", 1)[0] for k in res.lora.tensors})
             else:
-                from kiln.host.native import train_lora_native
+                from kiln.devtools.native import train_lora_native
                 train_lora_native(model, samples, positive, batch_size=args.batch, steps=args.steps, lr=args.lr,
                                   rank=args.rank, training_dtype="bf16" if cuda else "fp32")
     except Exception as exc:  # the host's node may not train a family: say so, keep Kiln's figures

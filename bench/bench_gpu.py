@@ -51,7 +51,7 @@ def build(family: str, tiny: bool, base: str, device):
     import comfy.model_patcher
     import comfy.sd
     import comfy.supported_models as sm
-    from kiln.host import family_fixtures as ff
+    from kiln.devtools import family_fixtures as ff
     config_name, real, size = REAL[family]
     spec = ff.FAMILIES[family]
     # The constructor options this host's class takes (older hosts lack some, e.g. Flux's txt_ids_dims).
@@ -119,10 +119,10 @@ def run(family, base, preset, args, device, data_root):
     from kiln.core.train.loop import TrainConfig
     from kiln.core.train.optim import OptimizerSpec
     from kiln.core.train.presets import apply_vram_class
-    from kiln.host import fixtures
+    from kiln.devtools import fixtures
     from kiln.core.train.specs import SaveSpec
     from kiln.host.bake import bake
-    from kiln.host.native import native_options, train_lora_native
+    from kiln.devtools.native import native_options, train_lora_native
     model, clip, vae, size = build(family, args.tiny, base, device)
     data = fixtures.write_shapes_dataset(data_root / f"{size}", size=size)
     dataset = load_dataset(DatasetConfig(path=str(data), resolution=size, min_bucket_reso=size, max_bucket_reso=size,
@@ -161,10 +161,10 @@ def main(argv=None):
     import torch
     import cli
     cli.load_pack()
-    from kiln.host import runner
+    from cli import runner
     work = harness.scratch_dir("kiln-bench-gpu-")
     runner.boot_host(work)
-    from kiln.host import family_fixtures as ff
+    from kiln.devtools import family_fixtures as ff
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(f"device {device}, {'tiny' if args.tiny else 'real'} widths, {args.steps} steps, rank {args.rank}")
     rows = {}

@@ -44,7 +44,7 @@ class FamilyRun:
 
 def _dataset(root: Path, size: int):
     from kiln.core.data import DatasetConfig, load_dataset
-    from kiln.host import fixtures
+    from kiln.devtools import fixtures
     data = fixtures.write_shapes_dataset(root, size=size)
     return load_dataset(DatasetConfig(path=str(data), resolution=size, min_bucket_reso=size, max_bucket_reso=size,
                                       bucket_reso_steps=64))
@@ -64,8 +64,8 @@ def _native_inputs(dataset, clip, vae):
 def setup_sd15(work: Path) -> FamilyRun:
     import torch
     import nodes
-    from kiln.host import fixtures
-    from kiln.host.quant_fixtures import write_quantized_unet_files
+    from kiln.devtools import fixtures
+    from kiln.devtools.quant_fixtures import write_quantized_unet_files
     assets = fixtures.ensure_demo_assets(REPO / ".cache" / "test-assets")
     dataset = _dataset(work / "data128", 128)
     prefix = "model.diffusion_model."
@@ -83,7 +83,7 @@ def setup_sd3(work: Path, depth: int = SD3_DEPTH) -> FamilyRun:
     import comfy.ops
     import nodes
     from safetensors.torch import save_file
-    from kiln.host import family_fixtures as ff
+    from kiln.devtools import family_fixtures as ff
     fam = ff.ensure_family_assets("sd3", REPO / ".cache" / "test-assets")
     kwargs = ff.host_kwargs("sd3")
     kwargs.update(depth=depth, context_embedder_config={
@@ -111,7 +111,7 @@ def setup(families, sd3_depth: int = SD3_DEPTH) -> dict:
     sys.path.insert(0, str(REPO))
     import cli
     cli.load_pack()
-    from kiln.host import runner
+    from cli import runner
     work = harness.scratch_dir("kiln-bench-memory-")
     runner.boot_host(work)
     return {f: FAMILY_SETUPS[f](work, sd3_depth) if f == "sd3" else FAMILY_SETUPS[f](work) for f in families}
@@ -139,7 +139,7 @@ def run_config(run: FamilyRun, base, checkpointing, batch, args, native: bool = 
     from kiln.core.train.optim import OptimizerSpec
     from kiln.core.train.specs import SaveSpec
     from kiln.host.bake import bake
-    from kiln.host.native import diffusion_weight_bytes, load_diffusion_model, native_options, train_lora_native
+    from kiln.devtools.native import diffusion_weight_bytes, load_diffusion_model, native_options, train_lora_native
     dtype_name, compute = BASES[base]
     dtype = getattr(torch, dtype_name)
     if not torch.cuda.is_available():

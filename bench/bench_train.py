@@ -32,13 +32,14 @@ def child(args) -> dict:
     import torch
     import cli
     cli.load_pack()
-    from kiln.host import fixtures, runner
+    from kiln.devtools import fixtures
+    from cli import runner
     work = harness.scratch_dir("kiln-bench-")
     runner.boot_host(work)
     assets = fixtures.ensure_demo_assets(REPO / ".cache" / "test-assets")
     import nodes
     from kiln.core.data import DatasetConfig, load_dataset
-    from kiln.host.bake import fixed_sample_loss
+    from kiln.devtools.fixed_sample import fixed_sample_loss
     dataset = load_dataset(DatasetConfig(path=str(assets.dataset_dir), resolution=64, min_bucket_reso=64,
                                          max_bucket_reso=128, bucket_reso_steps=64))
     cuda = torch.cuda.is_available()
@@ -69,7 +70,7 @@ def child(args) -> dict:
             trained = res.model
             loop_seconds = res.result.seconds
         else:
-            from kiln.host.native import train_lora_native
+            from kiln.devtools.native import train_lora_native
             trained = train_lora_native(model, latents, positive, batch_size=args.batch, steps=args.steps,
                                         lr=args.lr, rank=args.rank, training_dtype="fp32" if not cuda else "bf16",
                                         gradient_checkpointing=args.checkpointing)

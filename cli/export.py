@@ -10,7 +10,8 @@ FORMATS = ("kohya", "musubi", "accelerate", "diffusion-pipe")
 def _export(args) -> int:
     load_pack()
     from kiln.core.export import write_export
-    from kiln.host import export, runner
+    from kiln.host import export
+    from cli import runner
     runner.boot_host(args.work_dir)
     prompt = runner.load_workflow(args.workflow)
     r = export.recipe(prompt, args.family, args.train_node)

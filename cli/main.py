@@ -13,7 +13,7 @@ from . import PACK_ROOT, load_pack
 
 def _run(args) -> int:
     load_pack()
-    from kiln.host import runner
+    from cli import runner
     runner.boot_host(args.work_dir)
     started = time.perf_counter()
     result = runner.run_workflow(args.workflow)
@@ -37,7 +37,8 @@ def _report(result, seconds: float) -> int:
 
 def _demo(args) -> int:
     load_pack()
-    from kiln.host import fixtures, runner
+    from kiln.devtools import fixtures
+    from cli import runner
     started = time.perf_counter()
     work = Path(args.work_dir).resolve()
     runner.boot_host(work)

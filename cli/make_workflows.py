@@ -187,7 +187,7 @@ def to_ui(graph: list[dict], node_classes: dict) -> dict:
 
 def main() -> int:
     load_pack()
-    from kiln.host import runner
+    from cli import runner
     from .graphs import GRAPHS
     runner.boot_host()
     out_dir = PACK_ROOT / "workflows"

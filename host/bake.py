@@ -10,7 +10,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -144,7 +143,7 @@ class _Sampler:
         return out
 
 
-def _latent_cache(encode, encoder_id, on_disk: bool = False):
+def latent_cache(encode, encoder_id, on_disk: bool = False):
     from ..core.data.cache import LatentCache
     disk = Path(folder_paths.get_temp_directory()).parent / "kiln_latent_cache" if on_disk else None
     return LatentCache(encode, encoder_id, str(disk) if disk else None)
@@ -214,7 +213,7 @@ class Bake:
         """Saver, sampler, hooks and trainer."""
         from . import interrupt_exception_type, throw_if_interrupted
         encode, encoder_id = vae_encoder(self.vae)
-        latents = _latent_cache(encode, encoder_id, self.save.cache_latents_to_disk)
+        latents = latent_cache(encode, encoder_id, self.save.cache_latents_to_disk)
         main = self.shard.is_main
         self.saver = (RunSaver(self.save, checkpoint_dir(self.save.output_name), self.make_lora, self.make_state)
                       if main else NoSaver())
@@ -316,35 +315,6 @@ class Bake:
     def first_micro(self, seconds: float) -> None:
         self.preflight = replace(self.meter.finish(seconds), memory=self.placement.estimate)
         log.info("Kiln: %s", self.preflight.summary(self.trainer.total_steps))
-
-
-class _NoNetwork:
-    """Stands in for a network when only measuring a model's loss."""
-
-    training = False
-
-    def train(self, mode=True):
-        return self
-
-    def eval(self):
-        return self
-
-
-def fixed_sample_loss(model, clip, vae, dataset, samples: int = 8, seed: int = 0, space: str = "native") -> float:
-    """Kiln's fixed-sample loss (same images, noise and noise levels every time) of any MODEL, e.g. one
-    trained by another node: the common ground for comparing trainers. ``space`` "native" measures the
-    residual in the family's own target (eps, v or flow: what Kiln trains), "x0" the MSE of the denoised
-    latent (what the host's TrainLoraNode minimises), so each trainer can also be graded on its own terms."""
-    if space not in ("native", "x0"):
-        raise ValueError(f"space must be 'native' or 'x0', not {space!r}")
-    with torch.inference_mode(False):
-        hm = HostDiffusionModel(model, clip, False)
-        if space == "x0":
-            hm.kind = "x0"
-        encode, encoder_id = vae_encoder(vae)
-        trainer = Trainer(TrainConfig(seed=seed, probe_samples=samples), dataset, _NoNetwork(), OptimizerSpec(), hm,
-                          _latent_cache(encode, encoder_id))
-        return trainer.probe_loss(samples)
 
 
 class PreflightMeter:

@@ -28,7 +28,7 @@ def host(tmp_path_factory):
     Input, output and temp folders, and first-choice checkpoints/loras folders, live in a temp dir."""
     if HOST_ROOT is None:
         pytest.skip(f"host test skipped: {HOST_MISSING}")
-    from kiln.host import runner
+    from cli import runner
     runner.boot_host(tmp_path_factory.mktemp("kiln-host"))
     import kiln.host as h
     return h
@@ -37,7 +37,7 @@ def host(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_assets(host):
     """A tiny SD1.5-family checkpoint (built once per cache dir) and the tiny captioned image set."""
-    from kiln.host import fixtures
+    from kiln.devtools import fixtures
     return fixtures.ensure_demo_assets(REPO / ".cache" / "test-assets")
 
 
@@ -62,7 +62,7 @@ def loaded_for_measuring(host, tiny_assets, tmp_path_factory):
     and a one-bucket 128 px shapes set: what the memory and placement host tests measure."""
     import nodes
     from kiln.core.data import DatasetConfig, load_dataset
-    from kiln.host import fixtures
+    from kiln.devtools import fixtures
     root = fixtures.write_shapes_dataset(tmp_path_factory.mktemp("measured_data"), size=128)
     model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(tiny_assets.checkpoint_name)[:3]
     dataset = load_dataset(DatasetConfig(path=str(root), resolution=128, min_bucket_reso=128, max_bucket_reso=128,

@@ -32,7 +32,7 @@ def input_folder(host):
 
 
 def test_load_and_preview_through_the_executor(host, input_folder):
-    from kiln.host import runner
+    from cli import runner
     result = runner.run_prompt(_prompt("kiln_test_dataset"))
     assert result.success, result.error
     summary = result.outputs["2"]["text"][0]
@@ -58,7 +58,7 @@ def test_preview_grid_and_background_input(host, input_folder):
 
 
 def test_broken_folder_fails_before_training_with_the_fix(host, tmp_path):
-    from kiln.host import runner
+    from cli import runner
     (tmp_path / "mychar").mkdir()
     Image.new("RGB", (64, 64)).save(tmp_path / "mychar" / "a.png")
     result = runner.run_prompt(_prompt(str(tmp_path)))

@@ -11,14 +11,14 @@ pytestmark = pytest.mark.host
 
 
 def prompt(assets, name: str, batch: int) -> dict:
-    from kiln.host.fixtures import tiny_train_prompt
+    from kiln.devtools.fixtures import tiny_train_prompt
     return tiny_train_prompt(assets.checkpoint_name, str(assets.dataset_dir), name, steps=3, batch=batch, rank=4,
                              targets="attn", lr=1e-2, weight_decay=0.0, seed=4, precision="fp32", save_dtype="fp32",
                              max_bucket_reso=64, overwrite=False)
 
 
 def test_torchrun_two_ranks_equal_one_process_with_twice_the_batch(host, tiny_assets, tmp_path):
-    from kiln.host import runner
+    from cli import runner
     one = runner.run_prompt(prompt(tiny_assets, "ddp_one", 2))
     assert one.success, one.error
 
@@ -26,7 +26,7 @@ def test_torchrun_two_ranks_equal_one_process_with_twice_the_batch(host, tiny_as
     (work / "models" / "checkpoints").mkdir(parents=True)
     shutil.copy(tiny_assets.checkpoint_path, work / "models" / "checkpoints" / tiny_assets.checkpoint_name)
     (tmp_path / "ddp.json").write_text(json.dumps(prompt(tiny_assets, "ddp_two", 1)))
-    from kiln.host.fixtures import torchrun_cli_run
+    from kiln.devtools.fixtures import torchrun_cli_run
     run = torchrun_cli_run(2, tmp_path / "ddp.json", work, threads=1, timeout=540)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
     assert "rank 1 of 2" in run.stderr and "rank 0 of 2" in run.stderr

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_export_node_writes_the_train_nodes_recipe(host, tiny_assets):
-    from kiln.host import runner
+    from cli import runner
     prompt = {
         "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": tiny_assets.checkpoint_name}},
         "data": {"class_type": "KilnLoadDataset", "inputs": {"path": tiny_assets.dataset_input_name, "resolution": 64,

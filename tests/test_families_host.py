@@ -1,7 +1,7 @@
 """Every transformer family trains, saves and samples through the host: a tiny diffusion model built
 with the host's own classes is written to a file, loaded by the host's UNETLoader (and detected as the
 intended family), with a 16-channel TAESD-layout VAE through VAELoader and a tiny text encoder built
-from the host's CLIP class (see host.family_fixtures for why). Per family: ~10 steps, finite losses,
+from the host's CLIP class (see devtools.family_fixtures for why). Per family: ~10 steps, finite losses,
 lower fixed-sample loss after training, the file applied by LoraLoader with no "lora key not loaded"
 and every key patched, and the trained MODEL's sample equal to the file's."""
 import logging
@@ -22,7 +22,7 @@ FAMILIES = ["flux1-dev", "flux1-schnell", "sd3", "z-image", "qwen-image", "lumin
 
 def _loaded(family):
     import nodes
-    from kiln.host import family_fixtures as ff
+    from kiln.devtools import family_fixtures as ff
     reason = ff.available(family)
     if reason:
         pytest.skip(reason)
@@ -56,7 +56,7 @@ def test_family_trains_saves_and_samples(family, host, tiny_assets, caplog):
     from kiln.core.net.spec import NetworkSpec
     from kiln.core.train.loop import TrainConfig
     from kiln.core.train.optim import OptimizerSpec
-    from kiln.host import family_fixtures as ff
+    from kiln.devtools import family_fixtures as ff
     from kiln.host.bake import SaveSpec, bake
     from kiln.host.families import family_of
     model, clip, vae = _loaded(family)
@@ -99,7 +99,8 @@ def test_shipped_sd3_workflow_runs_headless_with_the_hosts_loaders(host, tiny_as
     through the real executor; the saved file names SD3 and loads in LoraLoader with every key."""
     import nodes
     from kiln.core.lora.io import load_lora_file
-    from kiln.host import family_fixtures as ff, runner
+    from kiln.devtools import family_fixtures as ff
+    from cli import runner
     if ff.available("sd3"):
         pytest.skip(ff.available("sd3"))
     ff.ensure_sd3_workflow_assets(REPO / ".cache" / "test-assets")
@@ -118,7 +119,7 @@ def test_shipped_sd3_workflow_runs_headless_with_the_hosts_loaders(host, tiny_as
 
 # The shipped family workflows, with their real loader nodes. The tiny T5-XXL / UMT5-XXL files are loaded by
 # the host's DualCLIPLoader / CLIPLoader and detected by the host as those encoders; their shrunken widths
-# reach the host's T5 class through its own "<name>_model_config" option (host.family_fixtures says why).
+# reach the host's T5 class through its own "<name>_model_config" option (devtools.family_fixtures says why).
 WORKFLOW_FAMILIES = {
     "flux1-dev": ("train_then_sample_flux", "kiln_demo_flux", "FluxClipModel", "lora_unet_double_blocks_0_img_attn_qkv"),
     "wan": ("train_then_sample_wan", "kiln_demo_wan", "WanT5Model", "lora_unet_blocks_0_self_attn_q"),
@@ -131,7 +132,8 @@ def test_shipped_family_workflow_runs_headless_with_the_hosts_loaders(family, ho
     from PIL import Image
     from kiln.core.lora.io import load_lora_file
     from kiln.core.lora.metadata import MODELSPEC_ARCHITECTURE
-    from kiln.host import family_fixtures as ff, runner
+    from kiln.devtools import family_fixtures as ff
+    from cli import runner
     from kiln.host.families import family_of
     if ff.available(family):
         pytest.skip(ff.available(family))
@@ -218,7 +220,7 @@ TEMPLATE_FOLDERS = {"unet_name": "diffusion_models", "clip_name": "text_encoders
 def test_full_size_family_templates_pass_the_hosts_validation(name, host, tmp_path):
     import folder_paths
     from kiln.cli.graphs import TEMPLATES
-    from kiln.host import runner
+    from cli import runner
     assert name in TEMPLATES
     prompt = runner.load_workflow(REPO / "workflows" / f"{name}.json")
     added = []

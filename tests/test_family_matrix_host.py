@@ -5,7 +5,7 @@ way: a couple of steps trained, the file saved, reloaded through LoraLoader with
 module patched, something trained (the LoRA changes the model's output), and the preview at the requested size.
 
 Qwen-Image and Wan train on a tiny Wan 2.1 VAE (a video VAE, as they do for real); Chroma, Wan and Z-Image's
-text-encoder cells use the family's own encoder class (T5, UMT5, Qwen3; host.family_fixtures.REAL_TEXT_ENCODERS).
+text-encoder cells use the family's own encoder class (T5, UMT5, Qwen3; devtools.family_fixtures.REAL_TEXT_ENCODERS).
 Cells run 2 steps on tiny models; the slowest are marked ``slow`` (CI runs them; ``-m "not slow"`` skips them)."""
 import logging
 
@@ -54,7 +54,7 @@ def _dataset(root):
 
 def _model_clip_vae(family, setting):
     import nodes
-    from kiln.host import family_fixtures as ff
+    from kiln.devtools import family_fixtures as ff
     reason = ff.available(family)
     if reason:
         pytest.skip(reason)
@@ -148,7 +148,7 @@ def _skip(family, setting, short, reason):
 
 @pytest.mark.parametrize("family,setting", CELLS)
 def test_family_at_setting(family, setting, host, matrix_dataset, caplog):
-    from kiln.host import family_fixtures as ff
+    from kiln.devtools import family_fixtures as ff
     if ff.available(family):
         _skip(family, setting, "this ComfyUI lacks the model class", ff.available(family))
     if family == "lumina2" and setting == "batch2" and not HOST_2026:
@@ -161,7 +161,7 @@ def test_family_at_setting(family, setting, host, matrix_dataset, caplog):
 def _cell(family, setting, host, matrix_dataset, caplog) -> str:
     import nodes
     from kiln.core.lora.io import load_lora_file
-    from kiln.host import family_fixtures as ff
+    from kiln.devtools import family_fixtures as ff
     model, clip, vae = _model_clip_vae(family, setting)
     dataset = _dataset(matrix_dataset)
     assert len(dataset.bucket_counts()) == 2, dataset.bucket_counts()   # batch 2 meets both sizes
@@ -217,7 +217,7 @@ def test_wan22_a14b_experts_and_5b_are_named_apart_from_wan21(host):
     import shutil
     import folder_paths
     import nodes
-    from kiln.host import family_fixtures as ff
+    from kiln.devtools import family_fixtures as ff
     from kiln.host.families import base_model_version, release_of
     if not HOST_2026:
         pytest.skip("the 2025-10 host fixes Wan's text width on detection (no tiny Wan loads through its UNETLoader) "

@@ -73,7 +73,8 @@ def test_depth_two_on_mmdit_wraps_only_parts_whose_forward_runs(host, tiny_asset
     from kiln.core.train.loop import TrainConfig
     from kiln.core.train.optim import OptimizerSpec
     from kiln.core.train.specs import SaveSpec
-    from kiln.host import family_fixtures as ff, memory
+    from kiln.devtools import family_fixtures as ff
+    from kiln.host import memory
     from kiln.host.bake import bake
     from conftest import REPO
     if ff.available("sd3"):

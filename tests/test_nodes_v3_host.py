@@ -116,14 +116,14 @@ def test_advanced_inputs_are_marked_where_the_host_takes_the_flag(host):
 def test_workflows_saved_before_v3_convert_to_the_same_inputs(host, path):
     """The UI->API conversion reads each node's inputs from the V3 schema; it must give the API form the classic
     nodes gave these files (recorded in api/ by commit 0dbf367's code)."""
-    from kiln.host import runner
+    from cli import runner
     expected = json.loads((OLD / "api" / path.name).read_text())
     assert runner.load_workflow(path) == expected
 
 
 @pytest.fixture(scope="module")
 def old_demo(host, tiny_assets):
-    from kiln.host import runner
+    from cli import runner
     result = runner.run_workflow(OLD / "train_then_sample.json")
     assert result.success, result.error
     return result
@@ -140,6 +140,6 @@ def test_the_old_train_then_sample_runs_on_the_v3_nodes(old_demo, host):
 
 @pytest.mark.parametrize("name", ["resize", "merge", "extract"])
 def test_old_lora_tool_workflows_run_on_the_v3_nodes(old_demo, name):
-    from kiln.host import runner
+    from cli import runner
     result = runner.run_workflow(OLD / f"{name}.json")
     assert result.success, result.error

@@ -62,7 +62,7 @@ def test_model_loaded_with_the_estimate_and_encoders_unloaded(setup, monkeypatch
 
 
 def test_small_device_budget_streams_layers_and_trains_the_same_lora(setup, monkeypatch):
-    from kiln.host.native import diffusion_weight_bytes
+    from kiln.devtools.native import diffusion_weight_bytes
     model = setup[0]
     monkeypatch.delenv("KILN_DEVICE_BUDGET_MB", raising=False)
     full, full_placement = _bake(setup, "placement_full")

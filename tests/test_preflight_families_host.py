@@ -1,7 +1,7 @@
 """The pre-flight estimate (host/preflight.py) for the families whose forward reads tensor values, through the
 real host: Lumina2 and Z-Image read the caption's token count from the text attention mask (.item()),
 HiDream's MoE gate routes tokens to experts (top-k, then boolean-mask indexing). Each tiny model (built from
-the host's classes, host.family_fixtures) trains one step (batch 4; Lumina2 1) with the estimate made before it, and the
+the host's classes, devtools.family_fixtures) trains one step (batch 4; Lumina2 1) with the estimate made before it, and the
 estimate is within 25% of the peak measured on CPU (core.train.memory), checkpointing off and on, as
 test_placement_host checks for SD1.5."""
 import dataclasses
@@ -17,7 +17,7 @@ from conftest import REPO
 def family_setup(request, host, tmp_path_factory):
     import nodes
     from kiln.core.data import DatasetConfig, load_dataset
-    from kiln.host import family_fixtures as ff, fixtures
+    from kiln.devtools import family_fixtures as ff, fixtures
     family = request.param
     reason = ff.available(family)
     if reason:    # Z-Image: the 2025-10 host has no Z-Image model class

@@ -18,8 +18,8 @@ def quant(host, tiny_assets, tmp_path_factory):
     import folder_paths
     import nodes
     from kiln.core.data import DatasetConfig, load_dataset
-    from kiln.host import fixtures
-    from kiln.host.quant_fixtures import write_quantized_unet_files
+    from kiln.devtools import fixtures
+    from kiln.devtools.quant_fixtures import write_quantized_unet_files
     folder = tmp_path_factory.mktemp("diffusion_models")
     folder_paths.add_model_folder_path("diffusion_models", str(folder), is_default=True)
     prefix = "model.diffusion_model."
@@ -57,7 +57,7 @@ def full_precision(quant):
 
 
 def _storages(model, layers):
-    from kiln.host.quant_fixtures import weight_storage
+    from kiln.devtools.quant_fixtures import weight_storage
     dm = model.model.diffusion_model
     return {weight_storage(dm.get_submodule(name)) for name in layers}
 
@@ -69,7 +69,7 @@ CASES = [("fp16", "fp8_e4m3fn", {"float8_e4m3fn"}), ("fp16", "fp8_e5m2", {"float
 @pytest.mark.parametrize("file_kind,weight_dtype,storage", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
 def test_training_on_quantized_base_weights(quant, full_precision, file_kind, weight_dtype, storage, host, caplog):
     import comfy.sd
-    from kiln.host.quant_fixtures import host_loads_mixed_precision
+    from kiln.devtools.quant_fixtures import host_loads_mixed_precision
     if file_kind == "mixed_fp8" and not host_loads_mixed_precision():
         pytest.skip("this host has no quantized mixed-precision checkpoints (comfy.quant_ops)")
     files = quant[0]
@@ -116,8 +116,8 @@ def test_flux_trains_on_quantized_base_weights(file_kind, weight_dtype, quant, h
     the same model at full precision; all of its block Linears (quantized ones) get adapters."""
     import folder_paths
     import nodes
-    from kiln.host import family_fixtures as ff
-    from kiln.host.quant_fixtures import host_loads_mixed_precision, write_quantized_unet_files
+    from kiln.devtools import family_fixtures as ff
+    from kiln.devtools.quant_fixtures import host_loads_mixed_precision, write_quantized_unet_files
     if ff.available("flux1-dev"):
         pytest.skip(ff.available("flux1-dev"))
     if file_kind == "mixed_fp8" and not host_loads_mixed_precision():

@@ -46,7 +46,7 @@ def test_sdxl_training_feeds_each_images_size_and_crop_to_the_adm(host, tmp_path
     from kiln.core.net.spec import NetworkSpec
     from kiln.core.train.loop import TrainConfig
     from kiln.core.train.optim import OptimizerSpec
-    from kiln.host import family_fixtures as ff
+    from kiln.devtools import family_fixtures as ff
     from kiln.host.bake import SaveSpec, bake
     import nodes
     model = ff.config_built_model("sdxl")

@@ -12,7 +12,7 @@ from conftest import REPO
 
 @pytest.fixture(scope="module")
 def demo_run(host, tiny_assets):
-    from kiln.host import runner
+    from cli import runner
     result = runner.run_workflow(REPO / "workflows" / "train_then_sample.json")
     assert result.success, result.error
     return result
@@ -25,7 +25,7 @@ def _node_id(workflow_result, class_type):
 
 
 def _image(result, node_id):
-    from kiln.host import runner
+    from cli import runner
     item = result.outputs[node_id]["images"][0]
     import folder_paths
     path = Path(folder_paths.get_output_directory()) / item["subfolder"] / item["filename"]
@@ -56,7 +56,7 @@ def test_lora_changes_the_sample(demo_run):
 
 def test_saved_file_is_kohya_and_loads_in_lora_loader(demo_run, host, caplog):
     from kiln.core.lora.io import load_lora_file
-    from kiln.host import runner
+    from cli import runner
     path = host.loras_dir() / "kiln_demo.safetensors"
     lora = load_lora_file(path)
     meta = lora.metadata

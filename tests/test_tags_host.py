@@ -27,7 +27,7 @@ def tag_folder(host, tmp_path):
 
 
 def test_tag_filter_and_count_through_the_executor(host, tag_folder):
-    from kiln.host import runner
+    from cli import runner
     prompt = {
         "1": {"class_type": "KilnTagger", "inputs": {
             "model": "host-tiny-tagger", "folder": "kiln_test_tags", "general_threshold": 0.0,

@@ -232,7 +232,7 @@ def test_core_tables_agree_with_the_hosts_diffusers_maps(family, layout, host):
     core's table (or unchanged where no rule names it), on the same host weight, in the same rows, with
     the same scale/shift swap; so the table cannot drift from the host's flux/mmdit/z_image_to_diffusers."""
     from kiln.core.lora.transformer_layouts import layout_of, rule_for
-    from kiln.host import family_fixtures as ff
+    from kiln.devtools import family_fixtures as ff
     if ff.available(family):
         pytest.skip(ff.available(family))
     _skip_without_host_map(family)
@@ -277,7 +277,7 @@ def test_kiln_reads_diffusers_transformer_loras_as_the_host_applies_them(family,
     from kiln.core.lora.formats import to_kohya
     from kiln.core.lora.io import load_lora_file
     from kiln.core.lora.transformer_layouts import FLUX2_KILN_ONLY, LAYOUTS
-    from kiln.host import family_fixtures as ff
+    from kiln.devtools import family_fixtures as ff
     from kiln.host.training import apply_lora
     if ff.available(family):
         pytest.skip(ff.available(family))

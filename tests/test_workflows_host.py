@@ -12,7 +12,7 @@ from tiny_tagger import write_tiny_tagger
 
 @pytest.fixture(scope="module")
 def demo_lora(host, tiny_assets):
-    from kiln.host import runner
+    from cli import runner
     if not (host.loras_dir() / "kiln_demo.safetensors").is_file():
         assert runner.run_workflow(REPO / "workflows" / "train_then_sample.json").success
     # The tag workflow names a real tagger; a tiny local stand-in under that name is found before any download.
@@ -22,7 +22,7 @@ def demo_lora(host, tiny_assets):
 
 
 def _run(name):
-    from kiln.host import runner
+    from cli import runner
     result = runner.run_workflow(REPO / "workflows" / f"{name}.json")
     assert result.success, result.error
     return result
@@ -32,7 +32,7 @@ def test_tag_filter_train(demo_lora):
     """The shipped tag workflow, with the tiny tagger's threshold lowered so that it produces every tag the
     filter removes or replaces: the filter's work shows only if those tags were there before."""
     from kiln.core.lora.io import load_lora_file
-    from kiln.host import runner
+    from cli import runner
     import kiln.host as h
     prompt = runner.load_workflow(REPO / "workflows" / "tag_filter_train.json")
     tagger = next(k for k, v in prompt.items() if v["class_type"] == "KilnTagger")

@@ -10,12 +10,15 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import COMFYUI_ROOT  # noqa: F401  (boots the host)
-import execution
-import folder_paths
-import nodes as host_nodes
+from . import load_pack
 
-from ..core.workflow import WorkflowError, is_api_format, ui_to_api
+load_pack()
+from kiln.host import COMFYUI_ROOT  # noqa: E402,F401  (boots the host)
+import execution  # noqa: E402
+import folder_paths  # noqa: E402
+import nodes as host_nodes  # noqa: E402
+
+from kiln.core.workflow import WorkflowError, is_api_format, ui_to_api  # noqa: E402
 
 log = logging.getLogger("kiln")
 _BOOTED = False
@@ -34,7 +37,7 @@ def boot_host(work_dir: str | Path | None = None) -> None:
         return
     logging.getLogger().setLevel(logging.INFO)
     asyncio.run(host_nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
-    from .. import nodes as kiln_nodes
+    from kiln import nodes as kiln_nodes
     host_nodes.NODE_CLASS_MAPPINGS.update(kiln_nodes.NODE_CLASS_MAPPINGS)
     host_nodes.NODE_DISPLAY_NAME_MAPPINGS.update(kiln_nodes.NODE_DISPLAY_NAME_MAPPINGS)
     os.makedirs(folder_paths.get_temp_directory(), exist_ok=True)

@@ -248,7 +248,7 @@ class FamilyAssets:
 def ensure_family_assets(family: str, cache_dir: str | Path) -> FamilyAssets:
     """Write the family's tiny diffusion model and VAE once per cache dir; register the folders."""
     import folder_paths
-    from . import COMFYUI_ROOT
+    from ..host import COMFYUI_ROOT
     # Files are built by this host's classes (key names differ between hosts, e.g. RMSNorm scale/weight),
     # so each host gets its own folder.
     host_id = hashlib.sha256(str(Path(COMFYUI_ROOT).resolve()).encode()).hexdigest()[:8]
@@ -416,7 +416,7 @@ def tiny_t5_state_dict(umt5: bool, seed: int = 3) -> dict[str, torch.Tensor]:
     import json
     import comfy.ops
     from comfy.text_encoders.t5 import T5
-    from . import COMFYUI_ROOT
+    from ..host import COMFYUI_ROOT
     name = "umt5_config_xxl.json" if umt5 else "t5_config_xxl.json"
     config = json.loads((Path(COMFYUI_ROOT) / "comfy" / "text_encoders" / name).read_text())
     config.update(TINY_UMT5_CONFIG if umt5 else TINY_T5_CONFIG)
@@ -525,7 +525,7 @@ def real_text_encoder(family: str, seed: int = 4):
     where this host lacks the class."""
     import importlib
     import comfy.sd
-    from . import COMFYUI_ROOT
+    from ..host import COMFYUI_ROOT
     module_name, factory, tokenizer, name, config, spiece = REAL_TEXT_ENCODERS[family]
     try:
         module = importlib.import_module(module_name)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from . import COMFYUI_ROOT  # noqa: F401  (importing the package boots the host)
+from ..host import COMFYUI_ROOT  # noqa: F401  (importing the package boots the host)
 from ..core.lora.io import atomic_write_bytes
 
 CHECKPOINT_NAME = "kiln-tiny-sd15.safetensors"
