@@ -121,33 +121,52 @@ def recipe_from_prompt(prompt: dict, family: str, train_node: str | None = None,
     into its path ("checkpoints", "diffusion_models", "text_encoders", "vae")."""
     tid = find_train_node(prompt, train_node)
     t = prompt[tid].get("inputs", {})
-    notes = []
-    train = TrainConfig(**_fields(TrainConfig, t, {"gradient_accumulation": "grad_accum"}))
+    notes: list[str] = []
+    network, optimizer, train = _training_specs(prompt, t, notes)
+    if family not in FAMILIES:
+        notes.append(f"family {family!r} is not one Kiln knows; only generic settings are written")
+    return ExportRecipe(family=family, output_name=str(t.get("output_name", "kiln_lora")), train=train,
+                        dataset=_dataset_config(prompt, t, notes, resolve_input), network=network,
+                        optimizer=optimizer, model_files=_model_files(prompt, t, resolve_model),
+                        save_dtype=str(t.get("save_dtype", "fp16")), keep_last=int(t.get("keep_last", 3)),
+                        resume_from=str(t.get("resume_from", "") or ""),
+                        cache_latents_to_disk=bool(t.get("cache_latents_to_disk", False)),
+                        sample_prompts=_sample_prompts(prompt, t), notes=tuple(notes))
 
-    def config_node(name, class_type):
-        link = t.get(name)
-        if link is None:
-            return {}
-        _, node = _node(prompt, link, name)
-        if node["class_type"] != class_type:
-            notes.append(f"the {name} input comes from {node['class_type']}, not {class_type}: defaults used")
-            return {}
-        return node.get("inputs", {})
 
-    n = config_node("network", "KilnNetworkConfig")
+def _config_inputs(prompt: dict, t: dict, name: str, class_type: str, notes: list) -> dict:
+    """The inputs of the config node wired into the Train node's ``name`` input ({} when absent or foreign)."""
+    link = t.get(name)
+    if link is None:
+        return {}
+    _, node = _node(prompt, link, name)
+    if node["class_type"] != class_type:
+        notes.append(f"the {name} input comes from {node['class_type']}, not {class_type}: defaults used")
+        return {}
+    return node.get("inputs", {})
+
+
+def _training_specs(prompt: dict, t: dict, notes: list) -> tuple[NetworkSpec, OptimizerSpec, TrainConfig]:
+    """Network, optimizer and loop settings as the nodes build them (presets applied), so the export trains what
+    Kiln would."""
+    n = _config_inputs(prompt, t, "network", "KilnNetworkConfig", notes)
     network = NetworkSpec(**_fields(NetworkSpec, n, {"lokr_factor": "factor", "seed": "init_seed"}))
-    # The presets as the nodes apply them, so the export trains what Kiln would.
     if isinstance(n.get("size_preset"), str):
         network = apply_network_size(network, n["size_preset"])
     if network.algorithm == "dora":
         network = network.replace(dora=True)
-    o = config_node("optimizer", "KilnOptimizerConfig")
+    o = _config_inputs(prompt, t, "optimizer", "KilnOptimizerConfig", notes)
     optimizer = OptimizerSpec(**_fields(OptimizerSpec, o, {"optimizer": "name", "learning_rate": "lr"}))
-    objective = ObjectiveSpec(**_fields(ObjectiveSpec, config_node("objective", "KilnTrainingObjective")))
+    objective = ObjectiveSpec(**_fields(ObjectiveSpec, _config_inputs(prompt, t, "objective",
+                                                                      "KilnTrainingObjective", notes)))
+    train = TrainConfig(**_fields(TrainConfig, t, {"gradient_accumulation": "grad_accum"}))
     train = dataclasses.replace(train, objective=objective)
     if isinstance(t.get("vram_preset"), str):
         train = apply_vram_class(train, t["vram_preset"])
+    return network, optimizer, train
 
+
+def _dataset_config(prompt: dict, t: dict, notes: list, resolve_input: Callable[[str], str]) -> DatasetConfig:
     if not _is_link(t.get("dataset")):
         raise ExportError("the Train node's dataset input is not connected")
     d_node = _ancestor(prompt, t["dataset"], {DATASET_NODE}, ("dataset",))
@@ -166,8 +185,11 @@ def recipe_from_prompt(prompt: dict, family: str, train_node: str | None = None,
         d["reg_path"] = resolve_input(d["reg_path"])
     if "background" in d and not _is_link(d["background"]):
         d["background"] = parse_color(d["background"])
-    dataset = DatasetConfig(**_fields(DatasetConfig, d))
+    return DatasetConfig(**_fields(DatasetConfig, d))
 
+
+def _model_files(prompt: dict, t: dict, resolve_model: Callable[[str, str], str]) -> dict:
+    """role (model / clip / vae) -> file path, read off the loader nodes upstream of the Train node."""
     model_files = {}
     for input_name in ("model", "clip", "vae"):
         if not _is_link(t.get(input_name)):
@@ -179,22 +201,15 @@ def recipe_from_prompt(prompt: dict, family: str, train_node: str | None = None,
             name = loader.get("inputs", {}).get(widget)
             if isinstance(name, str) and name and role not in model_files:
                 model_files[role] = resolve_model(kind, name)
+    return model_files
 
-    prompts = ()
-    if _is_link(t.get("sample_prompts")):
-        _, p = _node(prompt, t["sample_prompts"], "sample_prompts")
-        text = p.get("inputs", {}).get("prompts")
-        if isinstance(text, str):
-            prompts = tuple(line.strip() for line in text.splitlines() if line.strip())
 
-    if family not in FAMILIES:
-        notes.append(f"family {family!r} is not one Kiln knows; only generic settings are written")
-    return ExportRecipe(family=family, output_name=str(t.get("output_name", "kiln_lora")), train=train,
-                        dataset=dataset, network=network, optimizer=optimizer, model_files=model_files,
-                        save_dtype=str(t.get("save_dtype", "fp16")), keep_last=int(t.get("keep_last", 3)),
-                        resume_from=str(t.get("resume_from", "") or ""),
-                        cache_latents_to_disk=bool(t.get("cache_latents_to_disk", False)),
-                        sample_prompts=prompts, notes=tuple(notes))
+def _sample_prompts(prompt: dict, t: dict) -> tuple[str, ...]:
+    if not _is_link(t.get("sample_prompts")):
+        return ()
+    _, p = _node(prompt, t["sample_prompts"], "sample_prompts")
+    text = p.get("inputs", {}).get("prompts")
+    return tuple(line.strip() for line in text.splitlines() if line.strip()) if isinstance(text, str) else ()
 
 
 def family_from_keys(keys) -> str | None:

@@ -105,13 +105,25 @@ def kohya_files(r: ExportRecipe, out_dir: str, notes: list) -> dict[str, str]:
         notes.append(f"kohya sd-scripts has no LoRA script for {r.family}; no kohya files written")
         return {}
     script, module = KOHYA_SCRIPTS[r.family]
-    d, net, o, obj = r.dataset, r.network, r.optimizer, r.train.objective
+    module, network_args = _kohya_network(r, module, notes)
+    args = _kohya_args(r, out_dir, module, network_args, notes)
+    header = (f"kohya sd-scripts training arguments exported by Kiln ({r.family}).\n"
+              f"accelerate launch --config_file {out_dir}/accelerate_config.yaml {script} --config_file {out_dir}/kohya_args.toml")
+    out = {"kohya_dataset.toml": dumps(_kohya_dataset(r, notes), header="kohya sd-scripts dataset config exported by Kiln"),
+           "kohya_args.toml": dumps(args, header=header)}
+    if r.sample_prompts:
+        out["kohya_prompts.txt"] = "\n".join(r.sample_prompts) + "\n"
+    return out
+
+
+def _kohya_dataset(r: ExportRecipe, notes: list) -> dict:
+    d = r.dataset
     ext = _caption_ext(r, notes)
     phrase = d.caption_phrase if d.caption_source == "phrase" else ""
     subsets = [{"image_dir": c["dir"], "num_repeats": c["repeats"], "is_reg": c["is_reg"],
                 "class_tokens": phrase or c["class_text"] if d.caption_source != "none" else "",
                 "caption_extension": ext} for c in _concepts(r)]
-    dataset_doc = {
+    return {
         "general": {"shuffle_caption": d.shuffle_caption, "keep_tokens": d.keep_tokens,
                     "keep_tokens_separator": d.keep_tokens_separator or None, "flip_aug": d.flip_aug,
                     "color_aug": d.color_aug, "random_crop": d.random_crop,
@@ -122,6 +134,11 @@ def kohya_files(r: ExportRecipe, out_dir: str, notes: list) -> dict[str, str]:
                       "bucket_reso_steps": d.bucket_reso_steps, "bucket_no_upscale": d.bucket_no_upscale,
                       "subsets": subsets}],
     }
+
+
+def _kohya_network(r: ExportRecipe, module: str, notes: list) -> tuple[str, list[str]]:
+    """The network module and its network_args (LyCORIS for its algorithms, kohya's own otherwise)."""
+    net = r.network
     network_args = []
     if net.algorithm in LYCORIS_ALGOS:
         module = "lycoris.kohya"
@@ -148,7 +165,12 @@ def kohya_files(r: ExportRecipe, out_dir: str, notes: list) -> dict[str, str]:
         notes.append(f"kohya's {module} trains attention+MLP; the graph's '{net.targets}' targets are not expressible there")
     if net.block_rank_weights or net.block_lr_weights:
         notes.append("block weights are not exported (kohya's down_lr_weight/block_dims differ per script)")
+    return module, network_args
 
+
+def _kohya_args(r: ExportRecipe, out_dir: str, module: str, network_args: list, notes: list) -> dict:
+    """kohya_args.toml: the flat table of sd-scripts options, then each family's own."""
+    d, net, o, obj = r.dataset, r.network, r.optimizer, r.train.objective
     files = r.model_files
     args = {
         "pretrained_model_name_or_path": files.get("checkpoint") or files.get("diffusion_model", ""),
@@ -204,13 +226,7 @@ def kohya_files(r: ExportRecipe, out_dir: str, notes: list) -> dict[str, str]:
                      "sample_every_n_steps": r.train.sample_every_n_steps or None, "sample_sampler": "euler"})
     if r.resume_from:
         notes.append("resume_from points at a Kiln state; kohya resumes only its own (--resume <state folder>)")
-    header = (f"kohya sd-scripts training arguments exported by Kiln ({r.family}).\n"
-              f"accelerate launch --config_file {out_dir}/accelerate_config.yaml {script} --config_file {out_dir}/kohya_args.toml")
-    out = {"kohya_dataset.toml": dumps(dataset_doc, header="kohya sd-scripts dataset config exported by Kiln"),
-           "kohya_args.toml": dumps(args, header=header)}
-    if r.sample_prompts:
-        out["kohya_prompts.txt"] = "\n".join(r.sample_prompts) + "\n"
-    return out
+    return args
 
 
 # -- musubi-tuner -------------------------------------------------------------------------------------
