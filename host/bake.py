@@ -38,8 +38,8 @@ from . import families, live
 from .distributed import agreed_interrupt, join_training
 from .placement import place_for_training
 from .memory import gradient_checkpointing
-from .training import (HostDiffusionModel, apply_lora, check_text_encoder_trainable, latent_spatial_ratio,
-                       target_layers, text_encoder_grad_safe, vae_encoder)
+from .training import (HostDiffusionModel, apply_lora, check_clips, check_text_encoder_trainable,
+                       latent_spatial_ratio, target_layers, text_encoder_grad_safe, vae_encoder)
 
 log = logging.getLogger("kiln")
 
@@ -195,6 +195,7 @@ class Bake:
             raise ValueError("The train node needs the checkpoint's CLIP to encode the captions; connect it.")
         if self.net.train_text_encoder:
             check_text_encoder_trainable(self.clip)
+        self.dataset = check_clips(self.dataset, self.model, self.vae)
         if self.cfg.validation_split > 0:
             self.dataset, self.validation = self.dataset.split_validation(self.cfg.validation_split, self.cfg.seed)
 

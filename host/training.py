@@ -287,6 +287,34 @@ def latent_spatial_ratio(model_patcher) -> int:
     return int(ratio) if isinstance(ratio, (int, float)) and ratio >= 1 else 8
 
 
+def vae_temporal_ratio(vae) -> int:
+    """Frames per latent frame of a video VAE (4 for Wan's and HunyuanVideo's, 8 for LTX-2's); 0 for an image VAE."""
+    if getattr(vae, "latent_dim", 2) != 3:
+        return 0
+    ratio = vae.temporal_compression_decode() if hasattr(vae, "temporal_compression_decode") else None
+    if not ratio:
+        try:
+            ratio = round(vae.upscale_ratio[0](8192) / 8192)
+        except (TypeError, IndexError, AttributeError):
+            ratio = 1
+    return max(1, int(ratio))
+
+
+def check_clips(dataset, model_patcher, vae):
+    """A dataset with clips, fitted to the video VAE (windows cut to what it encodes whole), or an error before any
+    step where the model or VAE reads still images only."""
+    if not dataset.has_clips:
+        return dataset
+    fmt = model_patcher.get_model_object("latent_format")
+    temporal = vae_temporal_ratio(vae)
+    if getattr(fmt, "latent_dimensions", 2) != 3 or not temporal:
+        what = "the model" if getattr(fmt, "latent_dimensions", 2) != 3 else "the VAE"
+        raise ValueError(f"the dataset holds video clips, but {what} reads still images only: train clips on a "
+                         "video family (Wan, HunyuanVideo, LTX-2) with its own VAE, or remove the clips from the "
+                         "dataset folder.")
+    return dataset.for_temporal(temporal)
+
+
 def vae_encoder(vae):
     """(encode fn for core.data.cache.LatentCache, an identity string for its cache key)."""
     sd = vae.first_stage_model.state_dict()
@@ -302,8 +330,11 @@ def vae_encoder(vae):
     per_item = getattr(vae, "latent_dim", 2) == 3
 
     def encode(pixels):
+        """[B, H, W, 3] images, or [B, F, H, W, 3] clip windows (each encoded as one clip)."""
         with torch.no_grad():
-            if per_item:
+            if pixels.dim() == 5:
+                out = torch.cat([vae.encode(pixels[i, ..., :3]) for i in range(pixels.shape[0])])
+            elif per_item:
                 out = torch.cat([vae.encode(pixels[i:i + 1, ..., :3]) for i in range(pixels.shape[0])])
             else:
                 out = vae.encode(pixels[..., :3])

@@ -21,11 +21,14 @@ BACKGROUND = ",".join(str(c) for c in field_default(DatasetConfig, "background")
 # settings are folded away as advanced (the 2026 frontend's "show advanced").
 ADVANCED = {"caption_extension", "enable_buckets", "min_bucket_reso", "max_bucket_reso", "bucket_reso_steps",
             "bucket_no_upscale", "random_crop", "color_aug", "keep_tokens_separator", "caption_dropout_rate",
-            "tag_dropout_rate", "caption_suffix", "reg_path", "reg_repeats", "prior_loss_weight", "background"}
+            "tag_dropout_rate", "caption_suffix", "reg_path", "reg_repeats", "prior_loss_weight", "background",
+            "frame_extraction", "frame_stride", "frame_sample", "target_fps"}
 OPTIONAL = ("caption_phrase", "enable_buckets", "min_bucket_reso", "max_bucket_reso", "bucket_reso_steps",
             "bucket_no_upscale", "random_crop", "flip_aug", "color_aug", "shuffle_caption", "keep_tokens",
             "keep_tokens_separator", "caption_dropout_rate", "tag_dropout_rate", "caption_prefix", "caption_suffix",
             "reg_path", "reg_repeats", "prior_loss_weight")
+# Clip inputs come after every older input, so workflows saved before them keep their widget values in place.
+CLIP_INPUTS = ("frame_extraction", "target_frames", "frame_stride", "frame_sample", "target_fps")
 
 
 class KilnLoadDataset(io.ComfyNode):
@@ -46,6 +49,7 @@ class KilnLoadDataset(io.ComfyNode):
                 *(from_field(DatasetConfig, name, optional=True, advanced=name in ADVANCED) for name in OPTIONAL),
                 node_input(io.String, "background", default=BACKGROUND, optional=True, advanced=True,
                            tooltip=help_of(DatasetConfig, "background")),
+                *(from_field(DatasetConfig, name, optional=True, advanced=name in ADVANCED) for name in CLIP_INPUTS),
             ],
             outputs=[output(Dataset, "dataset")])
 

@@ -93,3 +93,49 @@ def test_a_broken_clip_is_named_with_the_fix(tmp_path):
     with pytest.raises(ClipError, match="cut.mp4"):
         info = probe_clip(truncated)
         read_frames(truncated, tuple(range(info.frames)))
+
+
+def _mixed_folder(root):
+    """1_motion: two clips (20 and 9 frames) and two images, each captioned; plus a broken clip."""
+    from PIL import Image
+    folder = root / "1_motion"
+    folder.mkdir(parents=True)
+    write_clip(folder / "walk.mp4", frames=20, size=(64, 64))
+    write_clip(folder / "turn.mp4", frames=9, size=(64, 64))
+    (folder / "broken.mp4").write_bytes(b"not a video at all" * 40)
+    for name, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
+        Image.new("RGB", (64, 64), colour).save(folder / f"{name}.png")
+    for stem in ("walk", "turn", "broken", "red", "blue"):
+        (folder / f"{stem}.txt").write_text(f"kiln motion, {stem}")
+    return root
+
+
+def test_a_folder_of_clips_and_images_loads_as_windows(tmp_path):
+    from kiln.core.data import DatasetConfig, load_dataset
+    from kiln.core.data.plan import batch_key
+    warnings = []
+    ds = load_dataset(DatasetConfig(path=str(_mixed_folder(tmp_path)), resolution=64, min_bucket_reso=64,
+                                    max_bucket_reso=64, frame_extraction="slide", target_frames=9, frame_stride=8),
+                      warn=warnings.append)
+    by_name = {}
+    for e in ds.images:
+        by_name.setdefault(e.path.stem, []).append(e)
+    # walk: 20 frames, windows of 9 every 8 frames -> starts 0, 8; turn: one window; images: still.
+    assert [e.frames[0] for e in by_name["walk"]] == [0, 8] and all(len(e.frames) == 9 for e in by_name["walk"])
+    assert [len(e.frames) for e in by_name["turn"]] == [9]
+    assert by_name["red"][0].frames == () and by_name["red"][0].caption == "kiln motion, red"
+    assert "broken" not in by_name and any("broken.mp4" in w for w in warnings), warnings
+    # Batches never mix a still image with a clip window, nor windows of different lengths.
+    assert {batch_key(e) for e in ds.images} == {(64, 64), (64, 64, 9)}
+    for batch in ds.epoch_plan(0, 2, seed=0):
+        assert len({batch_key(ds.images[r.index]) for r in batch}) == 1
+    clip_ref = next(r for b in ds.epoch_plan(0, 1, seed=0) for r in b if ds.images[r.index].frames)
+    pixels = ds.load_pixels(clip_ref)
+    assert pixels.shape == (9, 64, 64, 3) and 0 <= float(pixels.min()) and float(pixels.max()) <= 1
+    still = next(r for b in ds.epoch_plan(0, 1, seed=0) for r in b if not ds.images[r.index].frames)
+    assert ds.load_pixels(still).shape == (64, 64, 3)
+    # LTX-2's VAE encodes 8k+1 frames: a 9-frame window stays, a 13-frame one is cut to 9.
+    assert {len(e.frames) for e in ds.for_temporal(8).images if e.frames} == {9}
+    longer = load_dataset(DatasetConfig(path=str(tmp_path), resolution=64, min_bucket_reso=64, max_bucket_reso=64,
+                                        target_frames=13), warn=lambda m: None)
+    assert {len(e.frames) for e in longer.for_temporal(8).images if e.frames} == {9}

@@ -51,6 +51,8 @@ class LatentCache:
                  "scaled": list(dataset.scaled_size(e, ref.bucket)), "crop": list(ref.crop), "flip": bool(ref.flip),
                  "background": list(dataset.config.background), "pipeline": PIPELINE_VERSION,
                  "encoder": self.encoder_id}
+        if e.frames:
+            parts["frames"] = list(e.frames)
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:40]
 
     def _disk_path(self, key: str) -> Path | None:

@@ -58,6 +58,17 @@ class DatasetConfig:
     caption_suffix: str = setting("", "Put after every caption, outside the shuffle.")
     background: tuple = setting((255, 255, 255), "Colour transparent images are composited on: 'R,G,B', '#rrggbb', "
                                 "white or black.")
+    # Video clips (.mp4, .webm, .mov, .mkv, .gif) in the same folders; an image is a one-frame clip.
+    frame_extraction: str = setting("head", "How clips become training windows (musubi-tuner's names): head = the "
+                                    "first frames, chunk = back-to-back windows, slide = a window every frame_stride "
+                                    "frames, uniform = frame_sample windows spread evenly, full = the whole clip.",
+                                    choices=("head", "chunk", "slide", "uniform", "full"))
+    target_frames: int = setting(17, "Frames per clip window, rounded down to what the video VAE encodes whole "
+                                 "(4k+1 for Wan and HunyuanVideo, 8k+1 for LTX-2).", min=1, max=1025)
+    frame_stride: int = setting(8, "slide: frames between the starts of two windows.", min=1, max=1000)
+    frame_sample: int = setting(1, "uniform: windows taken from each clip.", min=1, max=100)
+    target_fps: float = setting(0.0, "Resample clips to this frame rate first (0 keeps each clip's own rate; 16 is "
+                                "Wan's, 24 HunyuanVideo's and LTX-2's).", min=0.0, max=120.0, step=1.0)
 
     def replace(self, **changes) -> "DatasetConfig":
         return replace(self, **changes)
@@ -92,6 +103,9 @@ def check_config(config: DatasetConfig) -> DatasetConfig:
         ext = "." + ext
     if ext.lower() in IMAGE_EXTENSIONS:
         raise DatasetError(f"caption_extension {ext!r} is an image extension; use '.txt' or '.caption'.")
+    if config.frame_extraction not in ("head", "chunk", "slide", "uniform", "full"):
+        raise DatasetError(f"frame_extraction must be head, chunk, slide, uniform or full "
+                           f"(got {config.frame_extraction!r})")
     if config.repeats < 1 or config.reg_repeats < 1:
         raise DatasetError(f"repeats must be at least 1 (got {config.repeats}, reg {config.reg_repeats}).")
     if config.enable_buckets and not config.bucket_no_upscale:

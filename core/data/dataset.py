@@ -33,6 +33,7 @@ class ImageEntry:
     size: tuple[int, int]   # after EXIF orientation
     bucket: tuple[int, int]
     content_hash: str       # sha1 of the file bytes: latent-cache key
+    frames: tuple = ()      # a clip window: its source frame indices (empty for a still image)
 
 
 class KilnDataset:
@@ -47,6 +48,18 @@ class KilnDataset:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    @property
+    def has_clips(self) -> bool:
+        return any(e.frames for e in self.images)
+
+    def for_temporal(self, temporal: int) -> "KilnDataset":
+        """Clip windows cut to a length the video VAE encodes whole (k x temporal + 1 frames: 4k+1 for Wan,
+        8k+1 for LTX-2): the frames past it are dropped."""
+        from .clips import encodable_frames
+        trimmed = tuple(replace(e, frames=e.frames[:encodable_frames(len(e.frames), temporal)]) if e.frames else e
+                        for e in self.images)
+        return self if trimmed == self.images else KilnDataset(self.config, trimmed, self._scaled)
 
     def __repr__(self) -> str:
         return f"KilnDataset({len(self.images)} images, {self.samples_per_epoch()} samples per epoch)"

@@ -50,8 +50,36 @@ def prepare_image(path: Path, cfg: DatasetConfig, buckets) -> PreparedImage:
     return PreparedImage(size, digest, bucket, im)
 
 
-def prepare_or_reason(path: Path, cfg: DatasetConfig, buckets) -> PreparedImage | str:
-    """The prepared image, or why it cannot be read (the loader skips it and lists the reasons)."""
+@dataclass(frozen=True)
+class PreparedClip:
+    size: tuple[int, int]     # the frames' size
+    digest: str               # sha1 of the file bytes: the latent-cache key (with each window's frames)
+    bucket: tuple[int, int]
+    windows: list             # source frame indices of each training window (core.data.clips.frame_windows)
+
+
+def prepare_clip(path: Path, cfg: DatasetConfig, buckets) -> PreparedClip:
+    """Probe a clip (its frames are decoded when a window trains, never all kept) and cut its windows."""
+    from .clips import FrameSampling, frame_windows, probe_clip
+    info = probe_clip(path)
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    sampling = FrameSampling(cfg.frame_extraction, cfg.target_frames, cfg.frame_stride, cfg.frame_sample,
+                             cfg.target_fps)
+    return PreparedClip(info.size, digest.hexdigest(), bucket_for(info.size, cfg, buckets),
+                        frame_windows(info, sampling))
+
+
+def prepare_or_reason(path: Path, cfg: DatasetConfig, buckets) -> PreparedImage | PreparedClip | str:
+    """The prepared image or clip, or why it cannot be read (the loader skips it and lists the reasons)."""
+    from .clips import ClipError, is_clip
+    if is_clip(path):
+        try:
+            return prepare_clip(path, cfg, buckets)
+        except ClipError as exc:
+            return str(exc).split(": ", 1)[-1]
     try:
         return prepare_image(path, cfg, buckets)
     except Image.UnidentifiedImageError:

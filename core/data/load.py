@@ -13,7 +13,7 @@ from .buckets import make_buckets
 from .caption_files import caption_warnings
 from .config import DatasetConfig, DatasetError, check_config
 from .dataset import ImageEntry, KilnDataset
-from .decode import prepare_or_reason
+from .decode import PreparedClip, prepare_or_reason
 from .scan import scan
 
 # Scaled images kept in memory after the first decode; beyond this, images are decoded again when used,
@@ -59,6 +59,10 @@ def load_dataset(config: DatasetConfig, warn: Callable[[str], None] = logging.wa
                 bad.append(f"{_relative(path, roots[is_reg])} ({result})")
                 bad_paths.add(path)
                 continue
+            if isinstance(result, PreparedClip):
+                entries += [ImageEntry(path, found.caption, found.repeats, found.concept, is_reg, result.size,
+                                       result.bucket, result.digest, tuple(window)) for window in result.windows]
+                continue
             if result.image.width > UPSCALE_WARN * result.size[0] or result.image.height > UPSCALE_WARN * result.size[1]:
                 upscaled.append(f"{_relative(path, roots[is_reg])} ({result.size[0]}x{result.size[1]})")
             cost = result.image.width * result.image.height * PIXEL_BYTES
@@ -68,7 +72,7 @@ def load_dataset(config: DatasetConfig, warn: Callable[[str], None] = logging.wa
             entries.append(ImageEntry(path, found.caption, found.repeats, found.concept, is_reg, result.size,
                                       result.bucket, result.digest))
     if bad:
-        warn(f"Kiln: skipped {len(bad)} unreadable image(s) - fix or remove them: " + "; ".join(bad))
+        warn(f"Kiln: skipped {len(bad)} unreadable image(s) or clip(s) - fix or remove them: " + "; ".join(bad))
     caption_warnings(notes, config, warn, bad_paths)
     if upscaled:
         warn(f"Kiln: {len(upscaled)} image(s) are scaled up more than {UPSCALE_WARN:g}x to fill their bucket and "

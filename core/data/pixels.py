@@ -42,16 +42,33 @@ def scaled_image(dataset, ref: SampleRef) -> Image.Image:
 
 
 def load_pixels(dataset, ref: SampleRef) -> torch.Tensor:
-    """float32 [H, W, 3] in 0..1 at the bucket size; crop, flip and colour augmentation applied."""
-    arr = np.asarray(_crop(dataset, scaled_image(dataset, ref), ref), dtype=np.float32) / 255.0
+    """float32 [H, W, 3] in 0..1 at the bucket size (a clip window: [F, H, W, 3], every frame cut alike); crop,
+    flip and colour augmentation applied."""
+    e = dataset.images[ref.index]
+    if e.frames:
+        frames = [_crop(dataset, Image.fromarray(f), ref) for f in clip_frames(e)]
+        arr = np.stack([np.asarray(f, dtype=np.float32) for f in frames]) / 255.0
+    else:
+        arr = np.asarray(_crop(dataset, scaled_image(dataset, ref), ref), dtype=np.float32) / 255.0
     if dataset.config.color_aug:
         arr = color_aug(arr, random.Random(ref.aug_seed))
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
+def clip_frames(entry) -> np.ndarray:
+    """A clip window's frames, decoded in one pass (uint8 [F, H, W, 3])."""
+    from .clips import ClipError, read_frames
+    try:
+        return read_frames(entry.path, entry.frames)
+    except ClipError as exc:
+        raise DatasetError(f"{exc} (it read at load; restore it or load the dataset again)") from exc
+
+
 def load_mask(dataset, ref: SampleRef) -> torch.Tensor | None:
     """[H, W] in 0..1 from ``<stem>.mask.png`` beside the image, else the image's alpha channel."""
     e = dataset.images[ref.index]
+    if e.frames:
+        return None   # clips train unmasked
     mask_file = e.path.with_name(e.path.stem + ".mask.png")
     if mask_file.is_file():
         with Image.open(mask_file) as m:

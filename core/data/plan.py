@@ -3,7 +3,7 @@
 Step arithmetic (kohya's): an epoch is every training image x its repeats, plus - when there are
 regularization images - as many regularization samples again (kohya balances them to the training count:
 cycled when there are fewer, a per-epoch shuffled subset when there are more; each weighted by
-``prior_loss_weight`` in the loss). Batches never mix buckets, so each bucket rounds UP on its own:
+``prior_loss_weight`` in the loss). Batches never mix buckets (nor clip lengths), so each bucket rounds UP on its own:
 steps per epoch = sum over buckets of ceil(samples in bucket / batch); total = that x epochs. With one
 bucket this is ceil(images x repeats [x 2 with reg] / batch) x epochs.
 
@@ -27,6 +27,11 @@ class SampleRef:
     flip: bool
     is_reg: bool
     aug_seed: int = 0       # colour augmentation draw (only used when color_aug is on)
+
+
+def batch_key(entry) -> tuple:
+    """What a batch must share: the bucket, and for a clip window its frame count (w, h, frames)."""
+    return (*entry.bucket, len(entry.frames)) if entry.frames else entry.bucket
 
 
 def train_samples(images) -> int:
@@ -53,7 +58,7 @@ def reg_quota(images) -> Counter:
     if reg:
         random.Random(0).shuffle(reg)
         for k in range(train_samples(images)):
-            quota[images[reg[k % len(reg)]].bucket] += 1
+            quota[batch_key(images[reg[k % len(reg)]])] += 1
     return quota
 
 
@@ -62,7 +67,7 @@ def bucket_counts(images, quota: Counter) -> Counter:
     counts = Counter()
     for e in images:
         if not e.is_reg:
-            counts[e.bucket] += e.repeats
+            counts[batch_key(e)] += e.repeats
     counts.update(quota)
     return counts
 
@@ -87,10 +92,10 @@ def epoch_plan(images, cfg: DatasetConfig, quota: Counter, epoch: int, batch_siz
     rng = random.Random(f"{seed}:{epoch}")
     samples = [i for i, e in enumerate(images) if not e.is_reg for _ in range(e.repeats)]
     for bucket, count in sorted(quota.items()):
-        pool = [i for i in reg_pool(images) if images[i].bucket == bucket]
+        pool = [i for i in reg_pool(images) if batch_key(images[i]) == bucket]
         rng.shuffle(pool)
         samples += [pool[k % len(pool)] for k in range(count)]
-    by_bucket: dict[tuple[int, int], list[SampleRef]] = {}
+    by_bucket: dict[tuple, list[SampleRef]] = {}
     for i in samples:
         e = images[i]
         sw, sh = entry_scaled_size(e, e.bucket, cfg)
@@ -99,7 +104,7 @@ def epoch_plan(images, cfg: DatasetConfig, quota: Counter, epoch: int, batch_siz
         else:
             crop = ((sw - e.bucket[0]) // 2, (sh - e.bucket[1]) // 2)
         flip = cfg.flip_aug and rng.random() < 0.5
-        by_bucket.setdefault(e.bucket, []).append(
+        by_bucket.setdefault(batch_key(e), []).append(
             SampleRef(i, e.bucket, crop, flip, e.is_reg, rng.randrange(2 ** 31) if cfg.color_aug else 0))
     batches = []
     for bucket in sorted(by_bucket):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .caption_files import caption_warnings, captions_for
 from .config import DatasetConfig, DatasetError
+from .clips import VIDEO_EXTENSIONS, is_clip
 from .images import IMAGE_EXTENSIONS
 
 _CONCEPT_DIR = re.compile(r"^(\d+)_(.+)$")
@@ -41,6 +42,15 @@ def find_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if is_image(p))
 
 
+def is_media(p: Path) -> bool:
+    """A training sample: an image, or a video clip (core.data.clips)."""
+    return is_image(p) or (p.is_file() and is_clip(p) and not p.name.startswith("."))
+
+
+def find_media(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if is_media(p))
+
+
 def images_under(root: Path, who: str) -> list[Path]:
     """Every image in a folder and its subfolders, sorted (what the tagger and the captioner label); ``who``
     names the node in the errors."""
@@ -63,9 +73,9 @@ def find_concepts(root: Path, flat_repeats: int, warn) -> list[Concept]:
                 warn(f"Kiln: {d} has 0 repeats and is skipped (rename it e.g. to 1_{m.group(2)}).")
                 continue
             concepts.append(Concept(d, int(m.group(1)), m.group(2).strip()))
-        elif any(is_image(f) for f in d.iterdir()):
+        elif any(is_media(f) for f in d.iterdir()):
             ignored.append(d.name)
-    loose = find_images(root)
+    loose = find_media(root)
     if concepts:
         if ignored:
             warn(f"Kiln: {root}: ignored image folders not named N_name: {ignored} "
@@ -106,12 +116,13 @@ def scan(root_text: str, repeats: int, is_reg: bool, cfg: DatasetConfig, warn,
     found, own_notes = [], notes is None
     notes = {} if notes is None else notes
     for concept in find_concepts(root, repeats, warn):
-        images = find_images(concept.folder)
+        images = find_media(concept.folder)
         captions = captions_for(concept.folder, concept.class_text, images, cfg, notes)
         found += [FoundImage(img, caption, concept.repeats, concept.folder.name) for img, caption in zip(images, captions)]
     if not found:
         raise DatasetError(f"no images found in {what} {root} or in N_name subfolders of it (kohya's layout: "
-                           f"{root / '10_mychar' / 'image.png'}). Supported: {', '.join(sorted(IMAGE_EXTENSIONS))}.")
+                           f"{root / '10_mychar' / 'image.png'}). Supported: "
+                           f"{', '.join(sorted(set(IMAGE_EXTENSIONS) | set(VIDEO_EXTENSIONS)))}.")
     if own_notes:
         caption_warnings(notes, cfg, warn)
     return found

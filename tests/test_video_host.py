@@ -1,0 +1,89 @@
+"""Clips train video families through the real host: a tiny Wan 2.1 model (the host's WanModel) with a tiny Wan 2.1
+VAE (the host's video VAE, read through VAELoader) on clips written here with PyAV, mixed with still images, at
+batch 2; each window is encoded as one clip, the LoRA reloads through LoraLoader with every key and changes a
+multi-frame sample. Clips on an image family are refused before any step."""
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO
+from test_data_clips import _mixed_folder
+from test_families_host import HOST_2026
+
+CACHE = REPO / ".cache" / "test-assets"
+
+
+def _wan(host):
+    import nodes
+    from kiln.devtools import family_fixtures as ff
+    if ff.available("wan"):
+        pytest.skip(ff.available("wan"))
+    if not HOST_2026:
+        pytest.skip("the 2025-10 host builds every Wan 2.1 VAE at its full width (0.5 GB of random weights)")
+    assets = ff.ensure_family_assets("wan", CACHE)
+    model = ff.load_model("wan", assets.unet_name)[0]
+    with torch.inference_mode():
+        vae = nodes.VAELoader().load_vae(ff.ensure_wan_vae(CACHE))[0]
+    return model, ff.tiny_text_encoder("wan", cache_dir=CACHE), vae
+
+
+def _video_sample(model, clip, frames=2):
+    import nodes
+    with torch.inference_mode():
+        pos = nodes.CLIPTextEncode().encode(clip, "kiln motion, walk")[0]
+        latent = {"samples": torch.zeros(1, 16, frames, 8, 8)}
+        return nodes.KSampler().sample(model, 3, 3, 1.0, "euler", "simple", pos, pos, latent)[0]["samples"].numpy()
+
+
+def test_wan_trains_on_clips_and_images_at_batch_2(host, tmp_path, caplog):
+    import nodes
+    from kiln.core.data import DatasetConfig, load_dataset
+    from kiln.core.lora.io import load_lora_file
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.core.train.loop import TrainConfig
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.core.train.specs import SaveSpec
+    from kiln.host.bake import bake
+    model, clip, vae = _wan(host)
+    dataset = load_dataset(DatasetConfig(path=str(_mixed_folder(tmp_path)), resolution=64, min_bucket_reso=64,
+                                         max_bucket_reso=64, frame_extraction="slide", target_frames=9, frame_stride=8),
+                           warn=lambda m: None)
+    with torch.inference_mode():
+        result = bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0),
+                      OptimizerSpec(lr=1e-2, scheduler="constant"),
+                      TrainConfig(max_steps=4, batch_size=2, seed=0, probe_samples=0),
+                      SaveSpec(output_name="video_wan", save_dtype="fp32", save_state=False))
+    losses = np.asarray(result.result.losses, dtype=float)
+    assert len(losses) == 4 and np.isfinite(losses).all()
+    # Every window was encoded as one clip: 9 frames -> 3 latent frames (Wan's 4x temporal compression).
+    from kiln.host.training import vae_encoder
+    encode, _ = vae_encoder(vae)
+    clip_ref = next(r for b in dataset.epoch_plan(0, 1, seed=0) for r in b if dataset.images[r.index].frames)
+    assert tuple(encode(dataset.load_pixels(clip_ref)[None]).shape[1:3]) == (16, 3)
+    path = result.saved_files[-1]
+    lora = load_lora_file(path)
+    with caplog.at_level(logging.WARNING), torch.inference_mode():
+        lm, _ = nodes.LoraLoader().load_lora(model, clip, path.relative_to(host.loras_dir()).as_posix(), 1.0, 0.0)
+    assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()]
+    assert len(lm.patches) == len({k.split(".", 1)[0] for k in lora.tensors}) > 0
+    assert np.abs(_video_sample(lm, clip) - _video_sample(model, clip)).max() > 1e-5, "the LoRA changed nothing"
+
+
+def test_clips_on_an_image_family_are_refused_before_any_step(loaded, tmp_path):
+    from kiln.core.data import DatasetConfig, load_dataset
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.core.train.loop import TrainConfig
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.core.train.specs import SaveSpec
+    from kiln.host.bake import bake
+    model, clip, vae, _ = loaded
+    dataset = load_dataset(DatasetConfig(path=str(_mixed_folder(tmp_path)), resolution=64, min_bucket_reso=64,
+                                         max_bucket_reso=64, target_frames=9), warn=lambda m: None)
+    steps = []
+    with torch.inference_mode(), pytest.raises(ValueError, match="video clips.*still images only"):
+        bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0), OptimizerSpec(),
+             TrainConfig(max_steps=2, seed=0, probe_samples=0), SaveSpec(output_name="video_refused", save_state=False),
+             on_step=lambda *a: steps.append(a))
+    assert not steps
