@@ -27,6 +27,7 @@ from ..core.net.spec import NetworkSpec
 from ..core.train.loop import TrainConfig, Trainer, TrainHooks
 from ..core.train.optim import OptimizerSpec
 from ..core.train.estimate import Preflight, adapter_bytes
+from ..core.train.experts import ExpertSpec, for_expert
 from ..core.plots.images import to_float, to_uint8
 from ..core.plots.loss_chart import loss_plot
 from ..core.plots.timeline import sample_file_name
@@ -150,10 +151,12 @@ def latent_cache(encode, encoder_id, on_disk: bool = False):
 
 
 def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: TrainConfig, save: SaveSpec,
-         samples: SampleSpec | None = None, on_step=None, node_id: str | None = None) -> BakeResult:
+         samples: SampleSpec | None = None, on_step=None, node_id: str | None = None,
+         expert: ExpertSpec = ExpertSpec()) -> BakeResult:
     """One training run on the host's MODEL (see ``Bake``). ``node_id``: the Train node's id in the frontend's graph
-    (the V3 hidden UNIQUE_ID), which the live loss chart and sample timeline are sent under; None sends nothing."""
-    return Bake(model, clip, vae, dataset, net, opt, cfg, save, samples, on_step, node_id).run()
+    (the V3 hidden UNIQUE_ID), which the live loss chart and sample timeline are sent under; None sends nothing.
+    ``expert``: one expert of a two-expert model (Wan 2.2 A14B) trains its own noise levels only."""
+    return Bake(model, clip, vae, dataset, net, opt, cfg, save, samples, on_step, node_id, expert).run()
 
 
 class Bake:
@@ -163,8 +166,10 @@ class Bake:
     back as a ``TrainingReport``."""
 
     def __init__(self, model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: TrainConfig,
-                 save: SaveSpec, samples: SampleSpec | None = None, on_step=None, node_id: str | None = None):
+                 save: SaveSpec, samples: SampleSpec | None = None, on_step=None, node_id: str | None = None,
+                 expert: ExpertSpec = ExpertSpec()):
         self.model, self.clip, self.vae, self.dataset = model, clip, vae, dataset
+        self.expert = expert
         self.net, self.opt, self.cfg, self.save, self.samples = net, opt, cfg, save, samples
         self.on_step, self.node_id = on_step, node_id
         self.started = time.time()
@@ -202,6 +207,10 @@ class Bake:
     def prepare_model(self) -> None:
         """The host's MODEL cloned (loaded later, by ``place``), and the adapters' network on its layers."""
         self.hm = HostDiffusionModel(self.model, self.clip, self.net.train_text_encoder, load=False)
+        if self.expert.expert != "none":
+            self.cfg = replace(self.cfg, objective=for_expert(self.cfg.objective, self.expert, self.hm.percent_to_sigma))
+            log.info("Kiln: training the %s expert: noise levels %.3f-%.3f of the schedule", self.expert.expert,
+                     self.cfg.objective.min_timestep, self.cfg.objective.max_timestep)
         make_autograd_safe(self.hm.base.diffusion_model)   # before the pre-flight trace runs a fake backward
         self.shard = join_training(self.hm.device)   # Shard(0, 1) unless under torchrun
         if self.net.train_text_encoder:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from ..core.net.spec import NetworkSpec
 from ..core.plots import loss_plot, timeline_image, to_uint8
 from ..core.plots.timeline import load_entries
 from ..core.tools.merge import check_against_model
+from ..core.train.experts import ExpertSpec
 from ..core.train.loop import TrainConfig
 from ..core.train.objective import LOSSES, TIMESTEP_SAMPLINGS, ObjectiveSpec
 from ..core.train.optim import OptimizerSpec
@@ -161,6 +163,13 @@ class KilnTrainLora(io.ComfyNode):
                 _train_field(SaveSpec, "cache_latents_to_disk", optional=True),
                 _train_field(TrainConfig, "masked_loss", optional=True),
                 _train_field(TrainConfig, "checkpoint_depth", optional=True),
+                # Two-expert models (Wan 2.2 A14B), after every older input so saved workflows keep their values.
+                from_field(ExpertSpec, "expert", optional=True, advanced=True),
+                from_field(ExpertSpec, "boundary", id="expert_boundary", optional=True, advanced=True),
+                node_input(io.Model, "model_low_noise", optional=True,
+                           tooltip="Wan 2.2 A14B's low-noise expert: with it, `model` trains as the high-noise expert "
+                                   "and this one as the low-noise expert, one after the other, each LoRA named for its "
+                                   "expert (<output_name>_high_noise, <output_name>_low_noise)."),
             ],
             outputs=[
                 output(io.Model, "model", "The model with the trained LoRA applied: wire it into KSampler."),
@@ -168,12 +177,14 @@ class KilnTrainLora(io.ComfyNode):
                 output(Lora, "lora", "The trained LoRA, for Save / Resize / Merge / Apply."),
                 output(Loss, "loss", "Loss per step."),
                 output(io.Image, "loss_plot", "The loss chart."),
+                output(io.Model, "model_low_noise", "With model_low_noise connected: that expert with its LoRA."),
+                output(Lora, "lora_low_noise", "With model_low_noise connected: the low-noise expert's LoRA."),
             ])
 
     @classmethod
     def execute(cls, model, clip, vae, dataset, output_name, epochs, max_steps, batch_size, gradient_accumulation,
                 seed, mixed_precision, gradient_checkpointing, network=None, optimizer=None, objective=None,
-                sample_prompts=None, vram_preset=NO_VRAM_PRESET, **options):
+                sample_prompts=None, vram_preset=NO_VRAM_PRESET, model_low_noise=None, **options):
         # Optional inputs a saved workflow lacks keep their config field's default.
         cfg = TrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=gradient_accumulation,
                           seed=seed, mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
@@ -183,13 +194,23 @@ class KilnTrainLora(io.ComfyNode):
         saving["resume_from"] = saving.get("resume_from", "").strip()
         save = SaveSpec(output_name=output_name, **saving)
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
-        result = bake(model, clip, vae, dataset, network or NetworkSpec(), optimizer or OptimizerSpec(), cfg, save,
-                      sample_prompts, node_id=node_id)
+        expert = ExpertSpec(options.get("expert", "none"), options.get("expert_boundary", 0.875))
+        network, optimizer = network or NetworkSpec(), optimizer or OptimizerSpec()
+        low = None
+        if model_low_noise is not None:
+            # Both experts of one model, one run each, named for their expert.
+            low = bake(model_low_noise, clip, vae, dataset, network, optimizer, cfg,
+                       replace(save, output_name=f"{output_name}_low_noise"), sample_prompts, node_id=node_id,
+                       expert=replace(expert, expert="low_noise"))
+            save, expert = replace(save, output_name=f"{output_name}_high_noise"), replace(expert, expert="high_noise")
+        result = bake(model, clip, vae, dataset, network, optimizer, cfg, save, sample_prompts, node_id=node_id,
+                      expert=expert)
         report = result.report
         plot = torch.from_numpy(result.loss_image)[None]
         ui_images = ([_ui_image(result.loss_image, "kiln_loss")]
                      + [_ui_image(s, "kiln_sample") for s in result.samples[-4:]])
         return io.NodeOutput(result.model, result.clip, result.lora, report, plot,
+                             low.model if low else model_low_noise, low.lora if low else None,
                              ui={"images": ui_images, "kiln_loss": [_loss_ui(report)]})
 
 

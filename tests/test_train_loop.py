@@ -139,3 +139,25 @@ def test_validation_loss_on_held_out_samples():
         result = trainer.run()
     assert [s for s, _ in result.validation] == [10, 20]
     assert all(v > 0 for _, v in result.validation)
+
+
+def test_each_wan22_expert_trains_only_its_side_of_the_boundary():
+    """Wan 2.2 A14B: the high-noise expert sees noise levels above the boundary, the low-noise expert the rest, on
+    the model's own (shifted) schedule."""
+    import torch
+    from kiln.core.train.experts import ExpertSpec, for_expert
+    from kiln.core.train.objective import ObjectiveSpec, sample_percents
+    shift = 8.0
+
+    def percent_to_sigma(p):   # a flow schedule with Wan's shift, as the host's model_sampling gives it
+        t = 1.0 - p
+        return shift * t / (1 + (shift - 1) * t)
+    gen = torch.Generator().manual_seed(0)
+    high = for_expert(ObjectiveSpec(), ExpertSpec("high_noise", 0.875), percent_to_sigma)
+    low = for_expert(ObjectiveSpec(), ExpertSpec("low_noise", 0.875), percent_to_sigma)
+    assert high.max_timestep == pytest.approx(low.min_timestep) and high.min_timestep == 0 and low.max_timestep == 1
+    assert all(percent_to_sigma(p) >= 0.875 - 1e-6 for p in sample_percents(high, 200, gen))
+    assert all(percent_to_sigma(p) <= 0.875 + 1e-6 for p in sample_percents(low, 200, gen))
+    assert for_expert(ObjectiveSpec(), ExpertSpec(), percent_to_sigma) == ObjectiveSpec()
+    with pytest.raises(ValueError, match="outside the objective"):
+        for_expert(ObjectiveSpec(min_timestep=0.9), ExpertSpec("high_noise", 0.875), percent_to_sigma)

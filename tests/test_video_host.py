@@ -87,3 +87,41 @@ def test_clips_on_an_image_family_are_refused_before_any_step(loaded, tmp_path):
              TrainConfig(max_steps=2, seed=0, probe_samples=0), SaveSpec(output_name="video_refused", save_state=False),
              on_step=lambda *a: steps.append(a))
     assert not steps
+
+
+def test_wan22_experts_train_in_one_run_each_on_its_noise_levels(host, tmp_path, caplog):
+    """Kiln Train LoRA with model_low_noise connected: the two experts train one after the other, each on its side of
+    the boundary (written as modelspec.timestep_range), saved under names that say which; both load in LoraLoader
+    and change their expert's sample."""
+    import nodes
+    from kiln.core.data import DatasetConfig, load_dataset
+    from kiln.core.lora.io import load_lora_file
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.nodes.train import KilnTrainLora
+    high, clip, vae = _wan(host)
+    from kiln.devtools import family_fixtures as ff
+    low = ff.config_built_model("wan", seed=1)
+    dataset = load_dataset(DatasetConfig(path=str(_mixed_folder(tmp_path)), resolution=64, min_bucket_reso=64,
+                                         max_bucket_reso=64, target_frames=5), warn=lambda m: None)
+    with torch.inference_mode():
+        out = KilnTrainLora.execute(high, clip, vae, dataset, "experts", 1, 2, 1, 1, 0, "fp32", False,
+                                    network=NetworkSpec(rank=4, alpha=4.0), optimizer=OptimizerSpec(lr=1e-2),
+                                    save_dtype="fp32", model_low_noise=low, expert_boundary=0.875).args
+    high_model, _, high_lora, report, _, low_model, low_lora = out
+    loras = host.loras_dir() / "kiln_checkpoints"
+    files = {p.parent.name: p for p in loras.glob("experts_*/*.safetensors")}
+    assert set(files) == {"experts_high_noise", "experts_low_noise"}, files
+    ranges = {name: load_lora_file(p).metadata["modelspec.timestep_range"] for name, p in files.items()}
+    hi_lo, hi_hi = map(int, ranges["experts_high_noise"].split(","))
+    lo_lo, lo_hi = map(int, ranges["experts_low_noise"].split(","))
+    assert hi_lo == 0 and lo_hi == 1000 and hi_hi == lo_lo and 0 < hi_hi < 1000, ranges
+    assert report.steps == [1, 2] and set(high_lora.tensors) == set(low_lora.tensors)
+    assert any(not torch.equal(high_lora.tensors[k], low_lora.tensors[k]) for k in high_lora.tensors)
+    for base, name in ((high, "experts_high_noise"), (low, "experts_low_noise")):
+        with caplog.at_level(logging.WARNING), torch.inference_mode():
+            lm, _ = nodes.LoraLoader().load_lora(base, clip, files[name].relative_to(host.loras_dir()).as_posix(),
+                                                 1.0, 0.0)
+        assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()]
+        assert np.abs(_video_sample(lm, clip) - _video_sample(base, clip)).max() > 1e-5, name
+    assert np.abs(_video_sample(low_model, clip) - _video_sample(low, clip)).max() > 1e-5
