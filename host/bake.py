@@ -40,7 +40,7 @@ from .distributed import agreed_interrupt, join_training
 from .placement import place_for_training
 from .memory import gradient_checkpointing
 from .training import (HostDiffusionModel, apply_lora, check_clips, check_text_encoder_trainable,
-                       latent_spatial_ratio, target_layers, text_encoder_grad_safe, vae_encoder)
+                       latent_spatial_ratio, target_layers, text_encoder_grad_safe, vae_encoder, vae_temporal_ratio)
 
 log = logging.getLogger("kiln")
 
@@ -89,6 +89,14 @@ def checkpoint_dir(output_name: str) -> Path:
     return Path(folder_paths.get_folder_paths("loras")[0]) / "kiln_checkpoints" / _safe_name(output_name)
 
 
+def _frames(decoded: torch.Tensor) -> torch.Tensor:
+    """The first sample's frames [F, H, W, C] of a VAE decode ([B, H, W, C] images, [B, F, H, W, C] videos)."""
+    decoded = decoded[0]
+    while decoded.dim() > 4:
+        decoded = decoded[0]
+    return decoded[None] if decoded.dim() == 3 else decoded
+
+
 def _to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(to_uint8(image.float().cpu().numpy()))
 
@@ -125,23 +133,41 @@ class _Sampler:
                     pos = node_helpers.conditioning_set_values(pos, {"guidance": self.guidance})
                 neg = self.clip.encode_from_tokens_scheduled(self.clip.tokenize(p.negative))
                 latent = comfy.sample.fix_empty_latent_channels(self.hm.patcher, self.empty_latent(p.width, p.height))
+                latent = self.with_frames(latent, p.frames)
                 noise = comfy.sample.prepare_noise(latent, p.seed)
                 samples = comfy.sample.sample(self.hm.patcher, noise, p.steps, p.cfg, self.spec.sampler,
                                               self.spec.scheduler, pos, neg, latent, seed=p.seed, disable_pbar=True)
                 if samples.dim() == 5 and getattr(self.vae, "latent_dim", 2) == 2:
                     samples = samples[:, :, 0]   # a one-frame video latent on an image VAE (a TAE preview VAE)
-                image = self.vae.decode(samples)[0]
-                while image.dim() > 3:
-                    image = image[0]
-                pil = _to_pil(image)
-                self.dir.mkdir(parents=True, exist_ok=True)
-                path = self.dir / sample_file_name(step, i)
-                tmp = path.with_suffix(".tmp.png")
-                pil.save(tmp)
-                tmp.replace(path)
-                self.records.append(SampleRecord(step, i, path, to_float(pil)))
-                out.append(pil)
+                frames = [_to_pil(f) for f in _frames(self.vae.decode(samples))]
+                path = self.save(frames, step, i)
+                self.records.append(SampleRecord(step, i, path, to_float(frames[0]),
+                                                 path.with_suffix(".webp") if len(frames) > 1 else None))
+                out.append(frames[0])
         return out
+
+    def with_frames(self, latent: torch.Tensor, frames: int) -> torch.Tensor:
+        """A video family's empty latent for ``frames`` frames (the VAE's (frames - 1) / temporal + 1 latent
+        frames, as the host's empty video latent nodes make it); still families keep theirs."""
+        temporal = vae_temporal_ratio(self.vae)
+        if frames <= 1 or latent.dim() != 5 or not temporal:
+            return latent
+        return latent.repeat(1, 1, (frames - 1) // temporal + 1, 1, 1)
+
+    def save(self, frames: list[Image.Image], step: int, index: int) -> Path:
+        """The first frame as the sample's PNG (the timeline's cell); a video's frames also as an animated WebP
+        beside it. Both written atomically."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / sample_file_name(step, index)
+        tmp = path.with_suffix(".tmp.png")
+        frames[0].save(tmp)
+        tmp.replace(path)
+        if len(frames) > 1:
+            tmp = path.with_suffix(".tmp.webp")
+            frames[0].save(tmp, format="WEBP", save_all=True, append_images=frames[1:], duration=62, loop=0,
+                           lossless=False, quality=90)
+            tmp.replace(path.with_suffix(".webp"))
+        return path
 
 
 def latent_cache(encode, encoder_id, on_disk: bool = False):

@@ -125,3 +125,35 @@ def test_wan22_experts_train_in_one_run_each_on_its_noise_levels(host, tmp_path,
         assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()]
         assert np.abs(_video_sample(lm, clip) - _video_sample(base, clip)).max() > 1e-5, name
     assert np.abs(_video_sample(low_model, clip) - _video_sample(low, clip)).max() > 1e-5
+
+
+def test_video_previews_are_animated_webp_with_their_first_frame_on_the_timeline(host, tmp_path):
+    """A sample prompt with --f 5 on a video family samples 5 frames: an animated WebP of them, and the first frame
+    as the PNG the sample timeline and the node show."""
+    from PIL import Image
+    from kiln.core.data import DatasetConfig, load_dataset
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.core.train.loop import TrainConfig
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.core.train.prompts import SamplePrompt, parse_prompts
+    from kiln.core.train.specs import SampleSpec, SaveSpec
+    from kiln.host.bake import bake
+    model, clip, vae = _wan(host)
+    dataset = load_dataset(DatasetConfig(path=str(_mixed_folder(tmp_path)), resolution=64, min_bucket_reso=64,
+                                         max_bucket_reso=64, target_frames=5), warn=lambda m: None)
+    prompts = tuple(parse_prompts("kiln motion, walk --f 5 --s 2 --w 64 --h 64", SamplePrompt("")))
+    assert prompts[0].frames == 5
+    with torch.inference_mode():
+        result = bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0), OptimizerSpec(lr=1e-2),
+                      TrainConfig(max_steps=1, seed=0, probe_samples=0),
+                      SaveSpec(output_name="video_preview", save_dtype="fp32", save_state=False),
+                      samples=SampleSpec(prompts=prompts))
+    record = result.report.samples[-1]
+    assert record.animation is not None and record.animation.is_file()
+    with Image.open(record.animation) as anim:
+        assert anim.n_frames == 5 and anim.size == (64, 64)
+        anim.seek(0)
+        first = np.asarray(anim.convert("RGB"), dtype=np.float32)
+    with Image.open(record.file) as png:
+        assert png.size == (64, 64)
+    assert np.abs(first / 255.0 - record.image).mean() < 0.1   # the PNG is the first frame (WebP is lossy)

@@ -1,5 +1,6 @@
 """Sample prompts, including kohya's line syntax users already keep:
-``a cat --n blurry --w 512 --h 768 --d 42 --l 7.5 --s 28`` (negative, width, height, seed, CFG, steps)."""
+``a cat --n blurry --w 512 --h 768 --d 42 --l 7.5 --s 28`` (negative, width, height, seed, CFG, steps), and
+musubi-tuner's ``--f 33`` (frames, for video families)."""
 from __future__ import annotations
 
 import re
@@ -17,9 +18,10 @@ class SamplePrompt:
     seed: int = setting(0, "Default seed (a line's --d overrides it).", min=0, max=2**31 - 1)
     cfg: float = setting(7.0, "Default CFG scale.", min=0.0, max=30.0, step=0.5)
     steps: int = setting(20, "Default sampling steps.", min=1, max=200)
+    frames: int = 1     # video families: frames of the sample (a line's --f); still families ignore it
 
 
-_OPT = re.compile(r"\s--(n|w|h|d|l|s)\s+")
+_OPT = re.compile(r"\s--(n|w|h|d|l|s|f)\s+")
 
 
 def parse_prompt_line(line: str, defaults: SamplePrompt) -> SamplePrompt:
@@ -41,6 +43,8 @@ def parse_prompt_line(line: str, defaults: SamplePrompt) -> SamplePrompt:
                 fields["cfg"] = float(value)
             elif flag == "s":
                 fields["steps"] = int(value)
+            elif flag == "f":
+                fields["frames"] = max(1, int(value))
         except ValueError:
             raise ValueError(f"sample prompt {line!r}: --{flag} needs a number, got {value!r}") from None
     return replace(defaults, prompt=prompt, **fields)

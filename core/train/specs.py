@@ -40,7 +40,8 @@ class SampleRecord:
     step: int
     prompt: int
     file: Path
-    image: np.ndarray
+    image: np.ndarray                   # the first frame
+    animation: Path | None = None       # a video sample's frames, as an animated WebP beside ``file``
 
 
 @dataclass
