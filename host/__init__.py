@@ -99,13 +99,14 @@ def input_dir() -> Path:
     return Path(folder_paths.get_input_directory())
 
 
-def resolve_input_path(path: str) -> str:
-    """Absolute paths as given; relative ones are read from ComfyUI's input folder ('' stays '')."""
+def resolve_input_path(path: str, what: str = "folder") -> str:
+    """The real path of a folder input, read from ComfyUI's input folder ('' stays ''); a path outside it and the
+    owner's KILN_EXTRA_ROOTS is refused (core.paths)."""
+    from ..core.paths import confine
     path = path.strip()
     if not path:
         return ""
-    p = Path(path).expanduser()
-    return str(p if p.is_absolute() else input_dir() / p)
+    return str(confine(path, input_dir(), what=what))
 
 
 def temp_dir() -> Path:

@@ -8,6 +8,7 @@ from pathlib import Path
 from comfy_api.latest import io
 
 from .. import host
+from ..core.paths import check_caption_extension
 from ..core.caption.combine import COMBINE_MODES, combine_caption
 from ..core.caption.models import HUB_MODELS, ensure_model, local_names
 from ..core.caption.prompts import TEMPLATES
@@ -87,8 +88,10 @@ class KilnCaptioner(io.ComfyNode):
     def execute(cls, model, folder, template, max_new_tokens, trigger, caption_mode, dataset=None,
                 custom_prompt="", combine="caption only", tags=None, drop_tags_in_caption=True,
                 caption_extension=".txt", batch_size=4, max_image_side=768, offline=False):
+        if caption_mode != "none":   # caption files only (core.paths), checked before the model loads
+            caption_extension = check_caption_extension(caption_extension)
         paths = ([e.path for e in dataset.images] if dataset is not None
-                 else images_under(Path(host.resolve_input_path(folder)), "Kiln Captioner"))
+                 else images_under(Path(host.resolve_input_path(folder, "Kiln Captioner folder")), "Kiln Captioner"))
         tag_of: dict[str, str] = {}
         if combine != "caption only":
             if tags is not None:

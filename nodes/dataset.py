@@ -55,8 +55,11 @@ class KilnLoadDataset(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(cls, path, reg_path="", **_):
-        # Re-run when files in the folders change, not only when the inputs do.
-        return dataset_fingerprint(host.resolve_input_path(path), host.resolve_input_path(reg_path))
+        # Re-run when files in the folders change, not only when the inputs do (a refused path is refused by execute).
+        try:
+            return dataset_fingerprint(host.resolve_input_path(path), host.resolve_input_path(reg_path))
+        except ValueError:
+            return f"refused:{path}|{reg_path}"
 
     @classmethod
     def execute(cls, path, resolution, caption_source, caption_extension, repeats, reg_path="",

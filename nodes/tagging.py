@@ -8,6 +8,7 @@ import torch
 from comfy_api.latest import io
 
 from .. import host
+from ..core.paths import check_caption_extension
 from ..core.data.scan import images_under
 from ..core.tags.filters import TagFilterSpec, apply_filter, parse_patterns, parse_replace
 from ..core.tags.frequency import comparison_chart, comparison_text, frequency, frequency_chart, frequency_text
@@ -90,10 +91,13 @@ class KilnTagger(io.ComfyNode):
     def execute(cls, model, folder, general_threshold, character_threshold, caption_mode, dataset=None,
                 general_mcut=False, character_mcut=False, include_rating=False, exclude="", replace_underscores=True,
                 caption_extension=".txt", batch_size=8, offline=False):
+        # The folder and the caption files are checked before anything loads (core.paths: the one path policy).
+        if caption_mode != "none":
+            caption_extension = check_caption_extension(caption_extension)
+        paths = ([e.path for e in dataset.images] if dataset is not None
+                 else images_under(Path(host.resolve_input_path(folder, "Kiln Tagger folder")), "Kiln Tagger"))
         files = ensure_model(model, _model_dirs(), offline=offline)
         labels = Labels.from_file(files.tags)
-        paths = ([e.path for e in dataset.images] if dataset is not None
-                 else images_under(Path(host.resolve_input_path(folder)), "Kiln Tagger"))
         settings = TagSettings(general_threshold, character_threshold, general_mcut, character_mcut, include_rating,
                                parse_patterns(exclude), replace_underscores)
         pbar = host.progress_bar(len(paths))

@@ -29,6 +29,10 @@ def host(tmp_path_factory):
     if HOST_ROOT is None:
         pytest.skip(f"host test skipped: {HOST_MISSING}")
     from cli import runner
+    from kiln.core.paths import EXTRA_ROOTS_ENV
+    # The tests' own folders (pytest's temp root, the built test assets) are opted in the documented way, as an
+    # owner would for a dataset outside ComfyUI's input folder; the path-policy tests clear it.
+    os.environ[EXTRA_ROOTS_ENV] = os.pathsep.join([str(tmp_path_factory.getbasetemp()), str(REPO / ".cache")])
     runner.boot_host(tmp_path_factory.mktemp("kiln-host"))
     import kiln.host as h
     return h

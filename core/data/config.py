@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..fields import setting
+from ..paths import PathRefused, check_caption_extension
 from .buckets import make_buckets
-from .images import IMAGE_EXTENSIONS
 
 
 class DatasetError(ValueError):
@@ -98,11 +98,10 @@ def check_config(config: DatasetConfig) -> DatasetConfig:
     if config.caption_source == "phrase" and not config.caption_phrase.strip():
         raise DatasetError("caption_source is 'phrase' but caption_phrase is empty: type the phrase (e.g. your "
                            "trigger word) or use caption_source 'none'.")
-    ext = config.caption_extension.strip()
-    if not ext.startswith("."):
-        ext = "." + ext
-    if ext.lower() in IMAGE_EXTENSIONS:
-        raise DatasetError(f"caption_extension {ext!r} is an image extension; use '.txt' or '.caption'.")
+    try:
+        ext = check_caption_extension(config.caption_extension)
+    except PathRefused as exc:
+        raise DatasetError(str(exc)) from None
     if config.frame_extraction not in ("head", "chunk", "slide", "uniform", "full"):
         raise DatasetError(f"frame_extraction must be head, chunk, slide, uniform or full "
                            f"(got {config.frame_extraction!r})")

@@ -274,7 +274,8 @@ def write_captions(captions: dict, mode: str, extension: str = ".txt") -> tuple[
     """{image path: caption} -> ({image path: the caption its file now holds}, files written). The extension
     may be given with or without its dot."""
     from ..lora.io import atomic_write_bytes
-    extension = extension if extension.startswith(".") else "." + extension
+    from ..paths import check_caption_extension
+    extension = check_caption_extension(extension)   # never read (keep/append) or write another kind of file
     final, written = {}, 0
     for path, caption in captions.items():
         target = Path(path).with_suffix(extension)
