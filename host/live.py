@@ -1,6 +1,7 @@
-"""Live training updates for the frontend: server-to-client messages keyed by node id, and a history
-the server keeps so a reloaded page can redraw the chart, the validation line and the sample timeline
-mid-run. Also the caption editor's routes (the file work itself is core.data.caption_edit)."""
+"""Live training updates for the frontend: server-to-client messages for a node, and a history the server keeps
+per run (prompt id + node id), so a new run never erases the last run's chart and a reloaded page redraws the
+latest run's chart, validation line and sample timeline mid-run. Also the caption editor's routes (the file work
+itself is core.data.caption_edit)."""
 from __future__ import annotations
 
 import contextlib
@@ -14,7 +15,9 @@ log = logging.getLogger("kiln")
 EVENT = "kiln.progress"
 _MAX_POINTS = 5000
 _MAX_SAMPLES = 600   # sample refs kept per node (steps x prompts) for the timeline
-_HISTORY: dict[str, dict] = {}
+_MAX_RUNS = 50        # finished runs kept (oldest dropped first)
+_HISTORY: dict[str, dict] = {}    # run key (prompt id:node id) -> that run's history
+_CURRENT: dict[str, str] = {}     # node id -> the key of its latest run
 _LOCK = threading.Lock()
 _ROUTES_ADDED = False
 
@@ -27,12 +30,24 @@ def _server():
     return getattr(PromptServer, "instance", None)
 
 
+def _prompt_id() -> str:
+    srv = _server()
+    return str(getattr(srv, "last_prompt_id", None) or "") if srv is not None else ""
+
+
 def start(node_id: str | None, total: int, name: str) -> None:
     if node_id is None:
         return
+    run = f"{_prompt_id() or time.time()}:{node_id}"
     with _LOCK:
-        _HISTORY[node_id] = {"node": node_id, "name": name, "total": total, "step": 0, "epoch": 0, "eta": None,
-                             "points": [], "validation": [], "samples": [], "prompts": [], "started": time.time(), "running": True}
+        if run in _HISTORY:   # a second bake of the same node in one prompt (the other expert): its own run
+            run = f"{run}:{len(_HISTORY)}"
+        _HISTORY[run] = {"node": node_id, "run": run, "name": name, "total": total, "step": 0, "epoch": 0,
+                         "eta": None, "points": [], "validation": [], "samples": [], "prompts": [],
+                         "started": time.time(), "running": True}
+        _CURRENT[node_id] = run
+        for old in [k for k, v in _HISTORY.items() if not v["running"]][:-_MAX_RUNS]:
+            del _HISTORY[old]
     _send(node_id)
 
 
@@ -43,7 +58,7 @@ def _updating(node_id: str | None):
     h = None
     if node_id is not None:
         with _LOCK:
-            h = _HISTORY.get(node_id)
+            h = _HISTORY.get(_CURRENT.get(node_id, ""))
             yield h
     else:
         yield None
@@ -86,6 +101,7 @@ def finish(node_id: str | None) -> None:
 
 
 def history() -> dict:
+    """Every kept run's history, by run key (each carries its node id and start time)."""
     with _LOCK:
         return {k: dict(v, points=list(v["points"]), samples=list(v["samples"]), validation=list(v["validation"]))
                 for k, v in _HISTORY.items()}
@@ -96,7 +112,7 @@ def _send(node_id: str, last_only: bool = False) -> None:
     if srv is None:
         return
     with _LOCK:
-        h = dict(_HISTORY[node_id])
+        h = dict(_HISTORY[_CURRENT[node_id]])
         h["points"] = h["points"][-1:] if last_only else list(h["points"])
         h["samples"], h["validation"] = list(h["samples"]), list(h["validation"])
         h["append"] = last_only

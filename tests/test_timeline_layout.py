@@ -108,7 +108,15 @@ def test_live_history_keeps_every_sample_step_and_the_validation_line(host):
         live.samples("kiln-test-node", [{"filename": f"step{step:06d}_{p:02d}.png", "subfolder": "kiln_samples/x",
                                          "type": "output", "step": step, "prompt": p} for p in (0, 1)], ["a", "b"])
     live.finish("kiln-test-node")
-    h = live.history()["kiln-test-node"]
+    runs = [h for h in live.history().values() if h["node"] == "kiln-test-node"]
+    assert len(runs) == 1
+    h = runs[0]
     assert h["validation"] == [[10, 0.05], [20, 0.025]]
     assert [(r["step"], r["prompt"]) for r in h["samples"]] == [(10, 0), (10, 1), (20, 0), (20, 1)]
     assert h["prompts"] == ["a", "b"] and h["running"] is False
+    # A new run of the same node is kept apart (by prompt id + node id): the last run's chart survives it.
+    live.start("kiln-test-node", 5, "y")
+    live.step("kiln-test-node", 1, 5, 0.3, 0)
+    runs = sorted((h for h in live.history().values() if h["node"] == "kiln-test-node"), key=lambda h: h["started"])
+    assert [r["name"] for r in runs] == ["x", "y"] and len({r["run"] for r in runs}) == 2
+    assert runs[0]["points"] == [[10, 0.1], [20, 0.05]] and runs[1]["points"] == [[1, 0.3]]

@@ -164,7 +164,13 @@ async function loadHistory() {
     const res = await api.fetchApi("/kiln/history");
     if (!res.ok) return;
     const all = await res.json();
-    for (const [id, h] of Object.entries(all)) { state.set(id, h); render(id); }
+    // One entry per run (prompt id + node id): each node shows its latest run.
+    const latest = new Map();
+    for (const h of Object.values(all)) {
+      const id = String(h.node);
+      if (!latest.has(id) || latest.get(id).started <= h.started) latest.set(id, h);
+    }
+    for (const [id, h] of latest) { state.set(id, h); render(id); }
   } catch (e) {
     console.warn("Kiln: no training history", e);
   }
