@@ -1,14 +1,13 @@
 """Live training updates for the frontend: server-to-client messages for a node, and a history the server keeps
 per run (prompt id + node id), so a new run never erases the last run's chart and a reloaded page redraws the
-latest run's chart, validation line and sample timeline mid-run. Also the caption editor's routes (the file work
-itself is core.data.caption_edit)."""
+latest run's chart, validation line and sample timeline mid-run. GET /kiln/history serves it; add_routes also adds
+the caption editor's routes (host.caption_routes)."""
 from __future__ import annotations
 
 import contextlib
 import logging
 import threading
 import time
-from pathlib import Path
 
 log = logging.getLogger("kiln")
 
@@ -134,62 +133,6 @@ def add_routes() -> None:
     @srv.routes.get("/kiln/history")
     async def _history(request):
         return web.json_response(history())
-    _add_caption_routes(srv, web)
+    from .caption_routes import add_caption_routes
+    add_caption_routes(srv, web)
     _ROUTES_ADDED = True
-
-
-def _add_caption_routes(srv, web) -> None:
-    """The caption editor. Datasets are named as in Kiln Load Dataset (relative to the input folder) and
-    confined to it; every file stays inside its dataset folder (core.data.caption_edit checks each path)."""
-    import folder_paths
-    from ..core.data import caption_edit as ce
-
-    def root_of(dataset):
-        return ce.dataset_root(Path(folder_paths.get_input_directory()), dataset)
-
-    def refuse(exc):
-        return web.json_response({"error": str(exc)}, status=400 if isinstance(exc, ce.CaptionEditError) else 500)
-
-    @srv.routes.get("/kiln/captions")
-    async def _list(request):
-        q = request.rel_url.query
-        try:
-            return web.json_response(dict(ce.listing(root_of(q.get("dataset", "")), q.get("ext", ".txt")),
-                                          dataset=q.get("dataset", "")))
-        except (ce.CaptionEditError, OSError) as exc:
-            return refuse(exc)
-
-    @srv.routes.get("/kiln/captions/image")
-    async def _image(request):
-        q = request.rel_url.query
-        try:
-            path = ce.image_path(root_of(q.get("dataset", "")), q.get("file", ""))
-        except (ce.CaptionEditError, OSError) as exc:
-            return refuse(exc)
-        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
-
-    @srv.routes.post("/kiln/captions/save")
-    async def _save(request):
-        try:
-            body = await request.json()
-            root = root_of(body.get("dataset", ""))
-            ext = body.get("ext", ".txt")
-            ce.image_path(root, body.get("file", ""))
-            ce.write_caption(ce.caption_path(root, body["file"], ext), str(body.get("caption", "")))
-            log.info("Kiln: caption saved for %s in %s", body["file"], root)
-            return web.json_response(dict(ce.listing(root, ext), dataset=body.get("dataset", "")))
-        except (ce.CaptionEditError, OSError, ValueError, KeyError) as exc:
-            return refuse(ce.CaptionEditError(str(exc)) if isinstance(exc, (ValueError, KeyError)) else exc)
-
-    @srv.routes.post("/kiln/captions/bulk")
-    async def _bulk(request):
-        try:
-            body = await request.json()
-            root = root_of(body.get("dataset", ""))
-            ext = body.get("ext", ".txt")
-            changed = ce.bulk_edit(root, list(body.get("files", [])), list(body.get("add", [])),
-                                   list(body.get("remove", [])), ext)
-            log.info("Kiln: tags edited on %d caption(s) in %s", len(changed), root)
-            return web.json_response(dict(ce.listing(root, ext), dataset=body.get("dataset", ""), changed=changed))
-        except (ce.CaptionEditError, OSError, ValueError) as exc:
-            return refuse(ce.CaptionEditError(str(exc)) if isinstance(exc, ValueError) else exc)

@@ -61,7 +61,9 @@ def server(tmp_path_factory, host, tiny_assets):
     import torch
     if not torch.cuda.is_available():
         cmd.append("--cpu")
-    proc = subprocess.Popen(cmd, cwd=str(HOST_ROOT), stdout=log, stderr=subprocess.STDOUT)
+    # The server as an owner starts it: no extra roots opted in (the in-process host fixture opts the test folders in).
+    env = {k: v for k, v in os.environ.items() if k != "KILN_EXTRA_ROOTS"}
+    proc = subprocess.Popen(cmd, cwd=str(HOST_ROOT), stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -349,6 +351,97 @@ def test_caption_routes_stay_inside_the_dataset(server, tiny_assets):
             urllib.request.urlopen(f"{url}/kiln/captions/image?{q}", timeout=10)
         assert err.value.code == 400
         assert (base / "secret.txt").read_text() == "keep"
+    finally:
+        link.unlink()
+
+
+def _request(url, data: bytes, headers: dict):
+    req = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def test_caption_routes_refuse_malformed_and_cross_site_requests_with_400(server, tiny_assets):
+    """Wrong JSON types, deep nesting, NUL in a name or caption, non-JSON bodies and Origin: null are each a 400
+    with a short reason (never a 500 carrying the machine's paths); nothing is written."""
+    url, base = server
+    name = tiny_assets.dataset_input_name
+    concept = next(p for p in (base / "input" / name).iterdir() if p.is_dir())
+    image = next(p for p in concept.iterdir() if p.suffix == ".png")
+    rel = f"{concept.name}/{image.name}"
+    caption = image.with_suffix(".txt")
+    before = caption.read_bytes() if caption.exists() else None
+    json_headers = {"Content-Type": "application/json"}
+    cases = [
+        (json.dumps({"dataset": name, "file": rel, "caption": {"x": 1}}).encode(), json_headers),
+        (json.dumps({"dataset": name, "file": rel, "caption": "a\x00b"}).encode(), json_headers),
+        (json.dumps({"dataset": name, "file": rel + "\x00", "caption": "x"}).encode(), json_headers),
+        (json.dumps({"dataset": [name], "file": rel, "caption": "x"}).encode(), json_headers),
+        (json.dumps({"dataset": name, "file": rel, "caption": "x", "deep": [[[[[["x"]]]]]]}).encode(), json_headers),
+        (json.dumps([name]).encode(), json_headers),
+        (b"{not json", json_headers),
+        (json.dumps({"dataset": name, "file": rel, "caption": "x"}).encode(), {"Content-Type": "text/plain"}),
+        (b"dataset=x&file=y&caption=z", {"Content-Type": "application/x-www-form-urlencoded"}),
+        (json.dumps({"dataset": name, "file": rel, "caption": "x"}).encode(), {**json_headers, "Origin": "null"}),
+    ]
+    for data, headers in cases:
+        status, body = _request(url + "/kiln/captions/save", data, headers)
+        assert status == 400 and body.get("error"), (data[:60], headers, status, body)
+        assert str(base) not in body["error"], body
+    assert (caption.read_bytes() if caption.exists() else None) == before
+    status, body = _request(url + "/kiln/captions/bulk", json.dumps({"dataset": name, "files": 5}).encode(),
+                            json_headers)
+    assert status == 400 and "list of strings" in body["error"]
+    # Responses name files relative to the dataset only.
+    status, listing = _request(url + "/kiln/captions/save", json.dumps({"dataset": name, "file": rel,
+                                                                         "caption": "kiln, red"}).encode(), json_headers)
+    assert status == 200 and str(base) not in json.dumps(listing) and listing["dataset"] == name
+
+
+def test_bulk_caption_edits_are_all_or_nothing_and_deduplicated(server, tiny_assets):
+    url, base = server
+    name = tiny_assets.dataset_input_name
+    concept = next(p for p in (base / "input" / name).iterdir() if p.is_dir())
+    good, bad = sorted(p for p in concept.iterdir() if p.suffix == ".png")[:2]
+    good_caption, bad_caption = good.with_suffix(".txt"), bad.with_suffix(".txt")
+    kept = {p: p.read_bytes() if p.exists() else None for p in (good_caption, bad_caption)}
+    try:
+        bad_caption.write_bytes(b"\xff\xfe not utf-8")
+        status, body = _post(url + "/kiln/captions/bulk", {"dataset": name, "add": ["added_tag"],
+                                                           "files": [f"{concept.name}/{good.name}",
+                                                                     f"{concept.name}/{bad.name}"]})
+        assert status == 400 and "UTF-8" in body["error"]
+        assert (good_caption.read_bytes() if good_caption.exists() else None) == kept[good_caption]
+        # 100,000 copies of one path (a 1.5 MB body): one file edited, the request answered.
+        rel = f"{concept.name}/{good.name}"
+        status, body = _post(url + "/kiln/captions/bulk", {"dataset": name, "add": ["dup_tag"], "files": [rel] * 100000})
+        assert status == 200 and body["changed"] == [rel], body.get("error")
+    finally:
+        for p, data in kept.items():
+            if data is None:
+                p.unlink(missing_ok=True)
+            else:
+                p.write_bytes(data)
+
+
+def test_a_link_nested_in_a_dataset_opens_nothing_outside(server, tiny_assets):
+    url, base = server
+    name = tiny_assets.dataset_input_name
+    outside = base / "outside_folder"
+    outside.mkdir(exist_ok=True)
+    shutil.copy(next((base / "input" / name).rglob("*.png")), outside / "x.png")
+    link = base / "input" / name / "linkdir"
+    link.symlink_to(outside, target_is_directory=True)
+    try:
+        q = urllib.parse.urlencode({"dataset": f"{name}/linkdir"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{url}/kiln/captions?{q}", timeout=10)
+        assert err.value.code == 400
+        status, _ = _post(url + "/kiln/captions/bulk", {"dataset": f"{name}/linkdir", "add": ["t"], "files": ["x.png"]})
+        assert status == 400 and not list(outside.glob("x.t*"))
     finally:
         link.unlink()
 

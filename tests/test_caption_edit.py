@@ -10,6 +10,12 @@ from kiln.core.data.config import DatasetConfig
 from kiln.core.data import load_dataset
 
 
+@pytest.fixture(autouse=True)
+def _no_extra_roots(monkeypatch):
+    """The policy as a server with no opt-in has it (the host fixture opts the test folders in)."""
+    monkeypatch.delenv("KILN_EXTRA_ROOTS", raising=False)
+
+
 @pytest.fixture
 def base(tmp_path):
     """An input folder holding dataset 'ds' (a 2_cat concept with three images) and a secret outside it."""
@@ -125,3 +131,40 @@ def test_bulk_add_and_remove(base):
     assert (root / "2_cat" / "img2.txt").read_text() == "zyx trigger"
     assert ce.bulk_edit(root, files, ["zyx_trigger"], []) == []   # already there in another spelling
     assert ce.listing(root)["frequency"]["zyx trigger"] == 3
+
+
+def test_a_link_nested_in_a_dataset_does_not_open_another_folder(base, tmp_path):
+    """ds/linkdir -> a folder outside: named as the dataset, it is refused (nothing listed, served or written)."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    Image.new("RGB", (8, 8)).save(outside / "x.png")
+    (base / "ds" / "linkdir").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ce.CaptionEditError, match="link that leaves its folder"):
+        ce.dataset_root(base, "ds/linkdir")
+    assert not (outside / "x.tags").exists() and not (outside / "x.txt").exists()
+
+
+def test_bulk_edit_is_all_or_nothing(base):
+    """A caption that cannot be read, listed after a good one: nothing is rewritten."""
+    root = ce.dataset_root(base, "ds")
+    good = root / "2_cat" / "img0.txt"
+    before = good.read_bytes()
+    (root / "2_cat" / "img2.txt").write_bytes(b"\xff\xfe not utf-8")
+    with pytest.raises(ce.CaptionEditError, match="not UTF-8"):
+        ce.bulk_edit(root, ["2_cat/img0.png", "2_cat/img2.png"], ["added"], [], ".txt")
+    assert good.read_bytes() == before
+
+
+@pytest.mark.parametrize("body,key,limit", [({"files": "a.png"}, "files", 10), ({"files": [1]}, "files", 10),
+                                            ({"files": ["a\x00.png"]}, "files", 10),
+                                            ({"files": ["a.png"] * 3 + ["b.png"] * 9 + list("cdefghijklm")}, "files", 10)])
+def test_request_lists_are_typed_deduplicated_and_capped(body, key, limit):
+    with pytest.raises(ce.CaptionEditError):
+        ce.list_field(body, key, limit)
+
+
+def test_request_fields_refuse_non_strings_and_nul():
+    assert ce.list_field({"files": ["a.png", "a.png", "b.png"]}, "files", 2) == ["a.png", "b.png"]
+    for bad in ({"caption": {"x": 1}}, {"caption": "a\x00b"}, {"caption": 5}):
+        with pytest.raises(ce.CaptionEditError):
+            ce.text_field(bad, "caption")

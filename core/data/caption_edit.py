@@ -36,39 +36,36 @@ def _relative_parts(rel: str, what: str) -> tuple[str, ...]:
     return p.parts
 
 
-def dataset_root(base: Path, dataset: str) -> Path:
-    """The dataset folder named as in Kiln Load Dataset's path, which must lie in `base` (ComfyUI's input
-    folder): relative to it, or an absolute path inside it. The folder itself may be a symlink placed there
-    (how users bring in a dataset from another disk); its files are then confined to its real path."""
-    base_real = Path(os.path.realpath(base))
+def dataset_root(base: Path, dataset: str, environ=os.environ) -> Path:
+    """The dataset folder named as in Kiln Load Dataset's path, under the one path policy (core.paths): inside
+    ``base`` (ComfyUI's input folder) or the owner's extra roots; a symlink placed directly there is followed, a
+    deeper one that leaves its folder is refused (so a link nested in a dataset cannot open another folder)."""
+    from ..paths import PathRefused, confine
     text = (dataset or "").strip()
-    if Path(text).is_absolute():
-        absolute = Path(os.path.normpath(text))
-        if absolute != base_real and base_real not in absolute.parents and \
-                Path(os.path.normpath(base)) not in absolute.parents:
-            raise CaptionEditError(f"the caption editor opens datasets inside ComfyUI's input folder {base} only; "
-                                   f"{dataset!r} is elsewhere (move it there, or place a symlink to it there)")
-        candidate = absolute
-    else:
-        candidate = Path(base, *_relative_parts(text, "dataset"))
-    if not candidate.is_dir():
-        raise CaptionEditError(f"no dataset folder {candidate} (give the Load Dataset node's path, relative to "
-                               f"ComfyUI's input folder {base})")
-    return Path(os.path.realpath(candidate))
+    if not text:
+        raise CaptionEditError("no dataset given: the Load Dataset node's path, relative to the input folder")
+    try:
+        root = confine(text, base, environ=environ, what="dataset")
+    except PathRefused as exc:
+        raise CaptionEditError(str(exc)) from None
+    if not root.is_dir():
+        raise CaptionEditError(f"no dataset folder {text!r} (give the Load Dataset node's path, relative to ComfyUI's "
+                               "input folder)")
+    return root
 
 
 def member(root: Path, rel: str, what: str = "file") -> Path:
     """root/rel with symlinks resolved, refused unless it stays inside root (root must be a real path)."""
     path = Path(os.path.realpath(Path(root, *_relative_parts(rel, what))))
     if root not in path.parents:
-        raise CaptionEditError(f"{what} {rel!r} resolves to {path}, outside the dataset folder {root}")
+        raise CaptionEditError(f"{what} {rel!r} leads outside the dataset folder")
     return path
 
 
 def image_path(root: Path, rel: str) -> Path:
     path = member(root, rel, "image")
     if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
-        raise CaptionEditError(f"{rel!r} is not an image in {root} (supported: {', '.join(sorted(IMAGE_EXTENSIONS))})")
+        raise CaptionEditError(f"{rel!r} is not an image of the dataset (supported: {', '.join(sorted(IMAGE_EXTENSIONS))})")
     return path
 
 
@@ -100,7 +97,7 @@ def read_caption(path: Path) -> Caption:
     try:
         text = raw[len(BOM) if bom else 0:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CaptionEditError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); re-save it as UTF-8 "
+        raise CaptionEditError(f"{path.name} is not UTF-8 text ({exc.reason} at byte {exc.start}); re-save it as UTF-8 "
                                "(the trainer reads captions as UTF-8)") from exc
     return Caption(text, bom)
 
@@ -145,7 +142,7 @@ def listing(root: Path, ext: str = ".txt") -> dict:
         except CaptionEditError as exc:
             text, error = "", str(exc)
         images.append({"file": rel, "caption": text, "tags": tags_of(text), **({"error": error} if error else {})})
-    return {"root": str(root), "ext": ext, "images": images,
+    return {"ext": ext, "images": images,
             "frequency": frequency([", ".join(i["tags"]) for i in images])}
 
 
@@ -164,16 +161,49 @@ def edit_tags(text: str, add: list[str], remove: list[str]) -> str:
 
 
 def bulk_edit(root: Path, files: list[str], add: list[str], remove: list[str], ext: str = ".txt") -> list[str]:
-    """Add/remove tags on each listed image's caption; returns the images whose caption changed. Every path
-    is checked before any file is written, so a bad one changes nothing."""
-    targets = [(rel, caption_path(root, rel, ext)) for rel in files]
+    """Add/remove tags on each listed image's caption; returns the images whose caption changed. All or nothing:
+    every path is checked and every caption read and edited before the first file is written, so a bad path or
+    an unreadable caption changes nothing (each write is atomic)."""
+    targets = [(rel, caption_path(root, rel, ext)) for rel in dict.fromkeys(files)]
     for rel, _ in targets:
         image_path(root, rel)
-    changed = []
+    edits = []
     for rel, path in targets:
         old = read_caption(path).text
         new = edit_tags(old, add, remove)
         if ", ".join(tags_of(old)) != new:
-            write_caption(path, new)
-            changed.append(rel)
-    return changed
+            edits.append((rel, path, new))
+    for _, path, new in edits:
+        write_caption(path, new)
+    return [rel for rel, _, _ in edits]
+
+
+# --- Requests as the routes receive them --------------------------------------------------------------------
+MAX_FILES = 5000          # images one bulk edit may name
+MAX_TAGS = 200            # tags one bulk edit may add or remove
+MAX_TEXT = 4096           # characters of one name, tag or path
+
+
+def text_field(body: dict, key: str, default: str | None = None, limit: int = MAX_TEXT) -> str:
+    """A string field of a request body: present (or defaulted), a string, no NUL, within ``limit``."""
+    value = body.get(key, default)
+    if not isinstance(value, str):
+        raise CaptionEditError(f"'{key}' must be a string")
+    if "\x00" in value:
+        raise CaptionEditError(f"'{key}' contains a NUL character")
+    if len(value) > limit:
+        raise CaptionEditError(f"'{key}' is longer than {limit} characters")
+    return value
+
+
+def list_field(body: dict, key: str, limit: int) -> list[str]:
+    """A list-of-strings field, duplicates removed (order kept), at most ``limit`` long."""
+    value = body.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise CaptionEditError(f"'{key}' must be a list of strings")
+    value = list(dict.fromkeys(value))
+    if len(value) > limit:
+        raise CaptionEditError(f"'{key}' lists {len(value)} items; at most {limit} per request")
+    for v in value:
+        text_field({key: v}, key)
+    return value
