@@ -33,9 +33,9 @@ from ..core.plots.loss_chart import loss_plot
 from ..core.plots.timeline import sample_file_name
 from ..core.train.saves import NoSaver, RunSaver
 from ..core.train import family_sampling
-from ..core.train.specs import BakeResult, SampleSpec, SaveSpec
+from ..core.train.specs import BakeResult, SampleSpec, SaveSpec, TrainingAdapterSpec
 from ..core.train.state import load_state
-from . import families, live
+from . import adapter as training_adapter, families, live
 from .distributed import agreed_interrupt, join_training
 from .placement import place_for_training
 from .memory import gradient_checkpointing
@@ -148,7 +148,8 @@ def _latent_cache(encode, encoder_id, on_disk: bool = False):
 
 
 def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: TrainConfig, save: SaveSpec,
-         samples: SampleSpec | None = None, on_step=None, node_id: str | None = None) -> BakeResult:
+         samples: SampleSpec | None = None, on_step=None, node_id: str | None = None,
+         adapter_spec: TrainingAdapterSpec | None = None) -> BakeResult:
     """``node_id``: the Train node's id in the frontend's graph (the V3 hidden UNIQUE_ID), which the live loss chart
     and sample timeline are sent under; None (headless, tests) sends nothing."""
     from . import interrupt_exception_type, throw_if_interrupted
@@ -157,12 +158,14 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
                          "connect the checkpoint's CLIP or turn text-encoder training off.")
     if clip is None:
         raise ValueError("The train node needs the checkpoint's CLIP to encode the captions; connect it.")
+    adapter = training_adapter.apply_training_adapter(model, adapter_spec)   # None without one; refused if misfit
     started = time.time()
     validation = None
     if cfg.validation_split > 0:
         dataset, validation = dataset.split_validation(cfg.validation_split, cfg.seed)
     with torch.inference_mode(False):
-        hm = HostDiffusionModel(model, clip, net.train_text_encoder, load=False)   # loaded by place_for_training
+        hm = HostDiffusionModel(adapter.model if adapter else model, clip, net.train_text_encoder,
+                                load=False)   # loaded by place_for_training
         make_autograd_safe(hm.base.diffusion_model)
         shard = join_training(hm.device)   # Shard(0, 1) unless under torchrun
         if net.train_text_encoder:
@@ -181,7 +184,7 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
                 model_name=checkpoint_name(model),
                 epoch=trainer_box["t"].epochs_done(step), total_steps=trainer_box["t"].total_steps, started_at=started,
                 clip_skip=(-clip.layer_idx if getattr(clip, "layer_idx", None) else None),
-                v_parameterization=hm.kind == "v", family=hm.family)
+                v_parameterization=hm.kind == "v", family=hm.family, extra=adapter.metadata if adapter else None)
             with trainer_box["t"].ema_applied():
                 return KilnLora(network.export(_DTYPES[save.save_dtype]), meta)
 
@@ -190,8 +193,9 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
 
         saver = RunSaver(save, checkpoint_dir(save.output_name), make_lora, make_state) if shard.is_main \
             else NoSaver()
-        sampler = _Sampler(samples, hm, clip, vae, saver.dir.name) if samples and samples.prompts and shard.is_main \
-            else None
+        # Samples without the training adapter, as ai-toolkit's (host/adapter.py).
+        sampler = _Sampler(samples, training_adapter.for_samples(hm, model, adapter), clip, vae, saver.dir.name) \
+            if samples and samples.prompts and shard.is_main else None
         last_preview = [None]
 
         def progress(step, total, loss):
