@@ -50,7 +50,7 @@ def _sample(model, clip, vae, seed=5):
         return vae.decode(out["samples"]).float().cpu().numpy()
 
 
-def _bake(setup, name, adapter=None, steps=3, on_step=None, inference=True, **cfg):
+def _bake(setup, name, adapter=None, steps=3, on_step=None, inference=True, samples=None, **cfg):
     from kiln.core.net.spec import NetworkSpec
     from kiln.core.train.loop import TrainConfig
     from kiln.core.train.optim import OptimizerSpec
@@ -62,7 +62,7 @@ def _bake(setup, name, adapter=None, steps=3, on_step=None, inference=True, **cf
         return bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0),
                     OptimizerSpec(lr=2e-3, scheduler="constant"),
                     TrainConfig(max_steps=steps, seed=0, probe_samples=0, **cfg),
-                    SaveSpec(output_name=name, save_dtype="fp32", save_state=False), on_step=on_step,
+                    SaveSpec(output_name=name, save_dtype="fp32", save_state=False), samples, on_step=on_step,
                     adapter_spec=spec)
 
 
@@ -70,8 +70,12 @@ def _bake(setup, name, adapter=None, steps=3, on_step=None, inference=True, **cf
 def runs(loaded, host):
     model = loaded[0]
     _write_adapter(host, model, "kiln_test_adapter.safetensors")
-    plain = _bake(loaded, "adapter_plain", steps=12)
-    with_adapter = _bake(loaded, "adapter_on", adapter="kiln_test_adapter.safetensors", steps=12)
+    from kiln.core.train.prompts import SamplePrompt
+    from kiln.core.train.specs import SampleSpec
+    # The final training-time sample, with _sample's prompt, size, seed, steps and cfg.
+    samples = SampleSpec((SamplePrompt("kiln shapes, red circle", "", 64, 64, 5, 4.0, 6),), "euler", "normal")
+    plain = _bake(loaded, "adapter_plain", steps=4)
+    with_adapter = _bake(loaded, "adapter_on", adapter="kiln_test_adapter.safetensors", steps=4, samples=samples)
     return plain, with_adapter
 
 
@@ -114,6 +118,11 @@ def test_lora_loader_on_the_file_gives_the_in_graph_model_without_the_adapter(ru
     assert np.abs(from_file - in_graph).max() == pytest.approx(0.0, abs=1e-6)
     # The adapter would show: the output is far from the base + LoRA + adapter image.
     assert np.abs(adapted - in_graph).max() > 100 * max(np.abs(from_file - in_graph).max(), 1e-6)
+    # ai-toolkit's way: the training-time sample is taken without the adapter (the output MODEL's image, up to
+    # the 8-bit file and bypass vs merged weights), far from the image with it.
+    preview = on.samples[-1]
+    assert np.abs(preview - in_graph[0]).max() < 0.02
+    assert np.abs(adapted[0] - in_graph[0]).max() > 0.1
     # The in-graph patches are exactly the file's tensors (no adapter module among them).
     patched = {k for k in on.model.patches if on.model.patches[k]}
     assert patched == {k for k in lm.patches if lm.patches[k]}
