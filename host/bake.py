@@ -33,9 +33,10 @@ from ..core.plots.loss_chart import loss_plot
 from ..core.plots.timeline import sample_file_name
 from ..core.train.saves import NoSaver, RunSaver
 from ..core.train import family_sampling
-from ..core.train.specs import BakeResult, SampleRecord, SampleSpec, SaveSpec, TrainingReport
+from ..core.train.specs import (BakeResult, SampleRecord, SampleSpec, SaveSpec, TrainingAdapterSpec,
+                                TrainingReport)
 from ..core.train.state import load_state
-from . import families, live
+from . import adapter as training_adapter, families, live
 from .distributed import agreed_interrupt, join_training
 from .placement import place_for_training
 from .memory import gradient_checkpointing
@@ -178,11 +179,12 @@ def latent_cache(encode, encoder_id, on_disk: bool = False):
 
 def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: TrainConfig, save: SaveSpec,
          samples: SampleSpec | None = None, on_step=None, node_id: str | None = None,
-         expert: ExpertSpec = ExpertSpec()) -> BakeResult:
+         expert: ExpertSpec = ExpertSpec(), adapter_spec: TrainingAdapterSpec | None = None) -> BakeResult:
     """One training run on the host's MODEL (see ``Bake``). ``node_id``: the Train node's id in the frontend's graph
     (the V3 hidden UNIQUE_ID), which the live loss chart and sample timeline are sent under; None sends nothing.
-    ``expert``: one expert of a two-expert model (Wan 2.2 A14B) trains its own noise levels only."""
-    return Bake(model, clip, vae, dataset, net, opt, cfg, save, samples, on_step, node_id, expert).run()
+    ``expert``: one expert of a two-expert model (Wan 2.2 A14B) trains its own noise levels only; ``adapter_spec``:
+    a distilled model's training adapter, merged into the base for this run only (host.adapter)."""
+    return Bake(model, clip, vae, dataset, net, opt, cfg, save, samples, on_step, node_id, expert, adapter_spec).run()
 
 
 class Bake:
@@ -193,9 +195,9 @@ class Bake:
 
     def __init__(self, model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: TrainConfig,
                  save: SaveSpec, samples: SampleSpec | None = None, on_step=None, node_id: str | None = None,
-                 expert: ExpertSpec = ExpertSpec()):
+                 expert: ExpertSpec = ExpertSpec(), adapter_spec: TrainingAdapterSpec | None = None):
         self.model, self.clip, self.vae, self.dataset = model, clip, vae, dataset
-        self.expert = expert
+        self.expert, self.adapter_spec, self.adapter = expert, adapter_spec, None
         self.net, self.opt, self.cfg, self.save, self.samples = net, opt, cfg, save, samples
         self.on_step, self.node_id = on_step, node_id
         self.started = time.time()
@@ -227,12 +229,15 @@ class Bake:
         if self.net.train_text_encoder:
             check_text_encoder_trainable(self.clip)
         self.dataset = check_clips(self.dataset, self.model, self.vae)
+        # None without one; a misfit file is refused here, before any step.
+        self.adapter = training_adapter.apply_training_adapter(self.model, self.adapter_spec)
         if self.cfg.validation_split > 0:
             self.dataset, self.validation = self.dataset.split_validation(self.cfg.validation_split, self.cfg.seed)
 
     def prepare_model(self) -> None:
         """The host's MODEL cloned (loaded later, by ``place``), and the adapters' network on its layers."""
-        self.hm = HostDiffusionModel(self.model, self.clip, self.net.train_text_encoder, load=False)
+        trained = self.adapter.model if self.adapter else self.model   # the base with the training adapter patched in
+        self.hm = HostDiffusionModel(trained, self.clip, self.net.train_text_encoder, load=False)
         if self.expert.expert != "none":
             self.cfg = replace(self.cfg, objective=for_expert(self.cfg.objective, self.expert, self.hm.percent_to_sigma))
             log.info("Kiln: training the %s expert: noise levels %.3f-%.3f of the schedule", self.expert.expert,
@@ -254,7 +259,9 @@ class Bake:
         self.saver = (RunSaver(self.save, checkpoint_dir(self.save.output_name), self.make_lora, self.make_state)
                       if main else NoSaver())
         if self.samples and self.samples.prompts and main:
-            self.sampler = _Sampler(self.samples, self.hm, self.clip, self.vae, self.saver.dir.name)
+            # Samples without the training adapter, as ai-toolkit's (host/adapter.py).
+            self.sampler = _Sampler(self.samples, training_adapter.for_samples(self.hm, self.model, self.adapter),
+                                    self.clip, self.vae, self.saver.dir.name)
         hooks = TrainHooks(progress=self.progress,
                            check_interrupt=agreed_interrupt(throw_if_interrupted, self.shard, self.hm.device,
                                                             interrupt_exception_type()),
@@ -320,7 +327,8 @@ class Bake:
             model_name=checkpoint_name(self.model), epoch=self.trainer.epochs_done(step),
             total_steps=self.trainer.total_steps, started_at=self.started,
             clip_skip=(-self.clip.layer_idx if getattr(self.clip, "layer_idx", None) else None),
-            v_parameterization=self.hm.kind == "v", family=families.release_of(self.model))
+            v_parameterization=self.hm.kind == "v", family=families.release_of(self.model),
+            extra=self.adapter.metadata if self.adapter else None)
         with self.trainer.ema_applied():
             return KilnLora(self.network.export(_DTYPES[self.save.save_dtype]), meta)
 

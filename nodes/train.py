@@ -22,8 +22,12 @@ from ..core.train.objective import LOSSES, TIMESTEP_SAMPLINGS, ObjectiveSpec
 from ..core.train.optim import OptimizerSpec
 from ..core.train.presets import VRAM_CLASSES, apply_vram_class
 from ..core.train.prompts import SamplePrompt, parse_prompts
-from ..core.train.specs import SampleSpec, SaveSpec
+from ..core.train.family_presets import PRESETS, apply_family_preset
+from ..core.train.family_presets import NONE as NO_PRESET
+from ..core.train.specs import SampleSpec, SaveSpec, TrainingAdapterSpec
+from ..host.adapter import NO_ADAPTER
 from ..host.bake import bake
+from ..host.families import family_of
 from ..host.distributed import is_main_process
 from ..host.training import apply_lora, layer_shapes
 from .schema import (Dataset, Lora, Loss, Network, Objective, Optimizer, Samples, config_values, from_field,
@@ -163,7 +167,19 @@ class KilnTrainLora(io.ComfyNode):
                 _train_field(SaveSpec, "cache_latents_to_disk", optional=True),
                 _train_field(TrainConfig, "masked_loss", optional=True),
                 _train_field(TrainConfig, "checkpoint_depth", optional=True),
-                # Two-expert models (Wan 2.2 A14B), after every older input so saved workflows keep their values.
+                # New inputs go last so saved workflows keep their widget order: distilled models' adapter and presets,
+                node_input(io.Combo, "preset", options=list(PRESETS), default=NO_PRESET, optional=True,
+                           tooltip="auto: the model family's learning rate, rank/alpha, timestep sampling and steps "
+                                   "(from ai-toolkit / musubi-tuner / kohya defaults), filled in wherever a value "
+                                   "was left at its default; none: as set."),
+                node_input(io.Combo, "training_adapter", options=[NO_ADAPTER, *host.lora_names()],
+                           default=NO_ADAPTER, optional=True,
+                           tooltip="A distilled model's de-distillation LoRA (e.g. ostris' Z-Image Turbo or FLUX.1 "
+                                   "schnell training adapter), merged into the base for this run only: never in "
+                                   "the saved or output LoRA, left out of the samples."),
+                from_field(TrainingAdapterSpec, "strength", id="training_adapter_strength", optional=True,
+                           advanced=True),
+                # two-expert models (Wan 2.2 A14B).
                 from_field(ExpertSpec, "expert", optional=True, advanced=True),
                 from_field(ExpertSpec, "boundary", id="expert_boundary", optional=True, advanced=True),
                 node_input(io.Model, "model_low_noise", optional=True,
@@ -184,7 +200,8 @@ class KilnTrainLora(io.ComfyNode):
     @classmethod
     def execute(cls, model, clip, vae, dataset, output_name, epochs, max_steps, batch_size, gradient_accumulation,
                 seed, mixed_precision, gradient_checkpointing, network=None, optimizer=None, objective=None,
-                sample_prompts=None, vram_preset=NO_VRAM_PRESET, model_low_noise=None, **options):
+                sample_prompts=None, vram_preset=NO_VRAM_PRESET, preset=NO_PRESET, training_adapter=NO_ADAPTER,
+                training_adapter_strength=1.0, model_low_noise=None, **options):
         # Optional inputs a saved workflow lacks keep their config field's default.
         cfg = TrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=gradient_accumulation,
                           seed=seed, mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
@@ -194,17 +211,21 @@ class KilnTrainLora(io.ComfyNode):
         saving["resume_from"] = saving.get("resume_from", "").strip()
         save = SaveSpec(output_name=output_name, **saving)
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
+        network, optimizer, cfg, note = apply_family_preset(preset, family_of(model), network or NetworkSpec(),
+                                                            optimizer or OptimizerSpec(), cfg)
+        if note:
+            log.info("Kiln: %s", note)
+        adapter = TrainingAdapterSpec(training_adapter, training_adapter_strength)
         expert = ExpertSpec(options.get("expert", "none"), options.get("expert_boundary", 0.875))
-        network, optimizer = network or NetworkSpec(), optimizer or OptimizerSpec()
         low = None
         if model_low_noise is not None:
             # Both experts of one model, one run each, named for their expert.
             low = bake(model_low_noise, clip, vae, dataset, network, optimizer, cfg,
                        replace(save, output_name=f"{output_name}_low_noise"), sample_prompts, node_id=node_id,
-                       expert=replace(expert, expert="low_noise"))
+                       expert=replace(expert, expert="low_noise"), adapter_spec=adapter)
             save, expert = replace(save, output_name=f"{output_name}_high_noise"), replace(expert, expert="high_noise")
         result = bake(model, clip, vae, dataset, network, optimizer, cfg, save, sample_prompts, node_id=node_id,
-                      expert=expert)
+                      expert=expert, adapter_spec=adapter)
         report = result.report
         plot = torch.from_numpy(result.loss_image)[None]
         ui_images = ([_ui_image(result.loss_image, "kiln_loss")]

@@ -153,3 +153,10 @@ def training_metadata(*, network, optimizer, train, dataset_meta: dict, base_mod
     if extra:
         meta.update({k: str(v) for k, v in extra.items()})
     return meta
+
+
+def training_adapter_metadata(name: str, strength: float, tensor_hash: str) -> dict[str, str]:
+    """The ss_* keys naming the training adapter a run was trained on top of (its file name, the sha256 of
+    its tensor data as kohya's sshs_model_hash is computed, and its strength); never its weights."""
+    return {"ss_training_adapter": name, "ss_training_adapter_hash": tensor_hash,
+            "ss_training_adapter_strength": str(strength)}

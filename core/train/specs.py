@@ -99,3 +99,13 @@ class BakeResult:
     @property
     def preflight(self) -> Preflight | None:
         return self.report.preflight
+
+
+@dataclass(frozen=True)
+class TrainingAdapterSpec:
+    """A LoRA merged into the base model for the run only (a distilled model's de-distillation "training
+    adapter"): never part of the saved or in-graph LoRA. ``name`` is its file in the loras folder ("" none)."""
+    name: str = ""
+    strength: float = setting(1.0, "Strength the training adapter is merged at while training (ai-toolkit merges "
+                                   "its Z-Image Turbo and FLUX.1 schnell adapters at 1.0).",
+                              min=-10.0, max=10.0, step=0.05)
