@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything Kiln needs on a fresh machine, then run the demo or the tests.
 #   bash scripts/kiln.sh demo    build the tiny model + image set, train-then-sample through ComfyUI
-#   bash scripts/kiln.sh test    the test suite against the host(s)
+#   bash scripts/kiln.sh test    the test suite against the host(s); `test PATH...` runs only those paths
+#   bash scripts/kiln.sh screenshots   refresh docs/img (the README's pictures) from a browser run
 #
 # The host: $COMFYUI_PATH, else ~/ComfyUI, else the ComfyUI holding this pack in custom_nodes/. Where there
 # is none, Kiln gets its own into .cache/hosts/: unpacked from $KILN_HOST_ARCHIVE or the archives in
@@ -160,12 +161,19 @@ run_suite() {
   say "running tests against ComfyUI $label at $host ${*:+(pytest $*)}"
   local log; log="$(mktemp)"
   set +e
-  COMFYUI_PATH="$host" KILN_REQUIRE_HOST=1 "$vpy" -m pytest tests -q -rs -p no:cacheprovider "$@" 2>&1 | tee "$log"
+  # Paths given (`kiln.sh test tests/test_x.py`) run alone; otherwise the whole tests folder.
+  local targets=(tests) a
+  for a in "$@"; do if [ -e "${a%%::*}" ]; then targets=(); break; fi; done
+  COMFYUI_PATH="$host" KILN_REQUIRE_HOST=1 "$vpy" -m pytest "${targets[@]}" -q -rs -p no:cacheprovider "$@" 2>&1 | tee "$log"
   local code=${PIPESTATUS[0]}
   set -e
   local line; line="$(grep -E '^(=+ )?[0-9]+ (passed|failed|error)' "$log" | tail -n 1 | sed -E 's/^=+ //; s/ =+$//' || true)"
   rm -f "$log"
-  if [ "$code" = 5 ]; then line="no tests were collected"; code=1; fi
+  if [ "$code" = 5 ]; then
+    # Given paths with no host test in them are nothing to run on an older host; the whole suite must collect.
+    if [ "${#targets[@]}" = 0 ] && [[ " $* " == *" -m host "* ]]; then line="no host tests in the given paths"; code=0
+    else line="no tests were collected"; code=1; fi
+  fi
   summary+="kiln: ComfyUI $label: ${line:-no result line} (exit $code)"$'\n'
   if [ "$code" != 0 ]; then failed=1; fi
   totals+="$line"$'\n'
@@ -220,6 +228,18 @@ case "$what" in
     fi
     print_totals
     exit "$failed" ;;
+  screenshots)
+    # Refresh the README's pictures in docs/img from a browser run against your ComfyUI or the newest host.
+    ensure_chromium
+    if [ -z "$host" ]; then
+      get_own_hosts newest
+      host="${own_paths[0]}"; vpy="$(setup_venv "$cache/venv-${own_ids[0]}" "$host")"
+    else
+      vpy="$(setup_venv "${KILN_VENV:-.venv}" "$host")"
+    fi
+    KILN_SCREENSHOTS=1 run_suite "screenshots" "$vpy" "$host" tests/test_browser.py "$@"
+    print_totals
+    exit "$failed" ;;
   *)
-    echo "usage: bash scripts/kiln.sh demo|test [args]" >&2; exit 2 ;;
+    echo "usage: bash scripts/kiln.sh demo|test|screenshots [args]" >&2; exit 2 ;;
 esac
