@@ -123,18 +123,14 @@ def add_caption_routes(srv, web) -> None:
             return refuse(f"the file system refused: {exc.strerror or type(exc).__name__}", 500)
         return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
 
-    @srv.routes.post("/kiln/captions/save")
-    async def _save_route(request):
-        try:
-            body = await _json_body(request)
-        except BadRequest as exc:
-            return refuse(exc)
-        return await answer(_save, body)
+    def json_route(work):
+        async def route(request):
+            try:
+                body = await _json_body(request)
+            except BadRequest as exc:
+                return refuse(exc)
+            return await answer(work, body)
+        return route
 
-    @srv.routes.post("/kiln/captions/bulk")
-    async def _bulk_route(request):
-        try:
-            body = await _json_body(request)
-        except BadRequest as exc:
-            return refuse(exc)
-        return await answer(_bulk, body)
+    srv.routes.post("/kiln/captions/save")(json_route(_save))
+    srv.routes.post("/kiln/captions/bulk")(json_route(_bulk))

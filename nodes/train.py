@@ -173,7 +173,7 @@ class KilnTrainLora(io.ComfyNode):
                                    "(from ai-toolkit / musubi-tuner / kohya defaults), filled in wherever a value "
                                    "was left at its default; none: as set."),
                 node_input(io.Combo, "training_adapter", options=[NO_ADAPTER, *host.lora_names()],
-                           default=NO_ADAPTER, optional=True,
+                           default=NO_ADAPTER, optional=True, advanced=True,
                            tooltip="A distilled model's de-distillation LoRA (e.g. ostris' Z-Image Turbo or FLUX.1 "
                                    "schnell training adapter), merged into the base for this run only: never in "
                                    "the saved or output LoRA, left out of the samples."),

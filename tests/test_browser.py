@@ -328,12 +328,7 @@ def test_train_then_sample_shows_live_loss_and_samples(page, server):
 
 
 def _post(url, body):
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+    return _request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
 
 def test_caption_routes_stay_inside_the_dataset(server, tiny_assets):

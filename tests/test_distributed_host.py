@@ -17,8 +17,13 @@ def prompt(assets, name: str, batch: int) -> dict:
                              max_bucket_reso=64, overwrite=False)
 
 
-def test_torchrun_two_ranks_equal_one_process_with_twice_the_batch(host, tiny_assets, tmp_path):
+def test_torchrun_two_ranks_equal_one_process_with_twice_the_batch(host, tiny_assets, tmp_path, monkeypatch):
+    import os
     from cli import runner
+    from kiln.core.paths import EXTRA_ROOTS_ENV
+    # The ranks run in their own work folder: the dataset's folder is opted in the documented way.
+    monkeypatch.setenv(EXTRA_ROOTS_ENV, os.pathsep.join(filter(None, [os.environ.get(EXTRA_ROOTS_ENV),
+                                                                      str(tiny_assets.dataset_dir.parent)])))
     one = runner.run_prompt(prompt(tiny_assets, "ddp_one", 2))
     assert one.success, one.error
 

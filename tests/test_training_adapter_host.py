@@ -8,6 +8,8 @@ import logging
 import numpy as np
 import pytest
 import torch
+
+from test_train_host import _sample
 from safetensors.torch import load_file, save_file
 
 pytestmark = pytest.mark.host
@@ -38,16 +40,6 @@ def _write_adapter(host, model, name, scale=0.5, wrong_shape=False, unknown=0):
     path = host.loras_dir() / name
     save_file(tensors, str(path))
     return path
-
-
-def _sample(model, clip, vae, seed=5):
-    import nodes
-    with torch.inference_mode():
-        pos = nodes.CLIPTextEncode().encode(clip, "kiln shapes, red circle")[0]
-        neg = nodes.CLIPTextEncode().encode(clip, "")[0]
-        latent = nodes.EmptyLatentImage().generate(64, 64, 1)[0]
-        out = nodes.KSampler().sample(model, seed, 6, 4.0, "euler", "normal", pos, neg, latent)[0]
-        return vae.decode(out["samples"]).float().cpu().numpy()
 
 
 def _bake(setup, name, adapter=None, steps=3, on_step=None, inference=True, samples=None, **cfg):
