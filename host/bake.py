@@ -187,6 +187,20 @@ def bake(model, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: T
     return Bake(model, clip, vae, dataset, net, opt, cfg, save, samples, on_step, node_id, expert, adapter_spec).run()
 
 
+def bake_experts(high, low, clip, vae, dataset, net: NetworkSpec, opt: OptimizerSpec, cfg: TrainConfig,
+                 save: SaveSpec, samples: SampleSpec | None = None, node_id: str | None = None,
+                 expert: ExpertSpec = ExpertSpec(), adapter_spec: TrainingAdapterSpec | None = None):
+    """Both experts of a two-expert model (Wan 2.2 A14B), one run each on its side of ``expert.boundary``, each
+    LoRA named for its expert (<output_name>_low_noise, <output_name>_high_noise). Returns (high, low)."""
+    low_result = bake(low, clip, vae, dataset, net, opt, cfg,
+                      replace(save, output_name=f"{save.output_name}_low_noise"), samples, node_id=node_id,
+                      expert=replace(expert, expert="low_noise"), adapter_spec=adapter_spec)
+    high_result = bake(high, clip, vae, dataset, net, opt, cfg,
+                       replace(save, output_name=f"{save.output_name}_high_noise"), samples, node_id=node_id,
+                       expert=replace(expert, expert="high_noise"), adapter_spec=adapter_spec)
+    return high_result, low_result
+
+
 class Bake:
     """A bake's steps, in order: check the inputs, prepare the model, build the network and trainer, place the
     model (cache latents and captions, unload the encoders, load with the memory training needs), run, save, and
@@ -239,7 +253,8 @@ class Bake:
         trained = self.adapter.model if self.adapter else self.model   # the base with the training adapter patched in
         self.hm = HostDiffusionModel(trained, self.clip, self.net.train_text_encoder, load=False)
         if self.expert.expert != "none":
-            self.cfg = replace(self.cfg, objective=for_expert(self.cfg.objective, self.expert, self.hm.percent_to_sigma))
+            objective = for_expert(self.cfg.objective, self.expert, self.hm.percent_to_sigma)
+            self.cfg = replace(self.cfg, objective=objective)
             log.info("Kiln: training the %s expert: noise levels %.3f-%.3f of the schedule", self.expert.expert,
                      self.cfg.objective.min_timestep, self.cfg.objective.max_timestep)
         make_autograd_safe(self.hm.base.diffusion_model)   # before the pre-flight trace runs a fake backward
@@ -295,7 +310,8 @@ class Bake:
                     text_encoder_grad_safe(self.clip, self.net.train_text_encoder):
                 result = self.trainer.run(resume)
                 self.saver(result.step, True)
-                if self.sampler is not None and (not cfg.sample_every_n_steps or result.step % cfg.sample_every_n_steps):
+                if self.sampler is not None and (not cfg.sample_every_n_steps
+                                                 or result.step % cfg.sample_every_n_steps):
                     self.sample(result.step)
         finally:
             live.finish(self.node_id)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -26,7 +25,7 @@ from ..core.train.family_presets import PRESETS, apply_family_preset
 from ..core.train.family_presets import NONE as NO_PRESET
 from ..core.train.specs import SampleSpec, SaveSpec, TrainingAdapterSpec
 from ..host.adapter import NO_ADAPTER
-from ..host.bake import bake
+from ..host.bake import bake, bake_experts
 from ..host.families import family_of
 from ..host.distributed import is_main_process
 from ..host.training import apply_lora, layer_shapes
@@ -217,15 +216,13 @@ class KilnTrainLora(io.ComfyNode):
             log.info("Kiln: %s", note)
         adapter = TrainingAdapterSpec(training_adapter, training_adapter_strength)
         expert = ExpertSpec(options.get("expert", "none"), options.get("expert_boundary", 0.875))
-        low = None
         if model_low_noise is not None:
-            # Both experts of one model, one run each, named for their expert.
-            low = bake(model_low_noise, clip, vae, dataset, network, optimizer, cfg,
-                       replace(save, output_name=f"{output_name}_low_noise"), sample_prompts, node_id=node_id,
-                       expert=replace(expert, expert="low_noise"), adapter_spec=adapter)
-            save, expert = replace(save, output_name=f"{output_name}_high_noise"), replace(expert, expert="high_noise")
-        result = bake(model, clip, vae, dataset, network, optimizer, cfg, save, sample_prompts, node_id=node_id,
-                      expert=expert, adapter_spec=adapter)
+            result, low = bake_experts(model, model_low_noise, clip, vae, dataset, network, optimizer, cfg, save,
+                                       sample_prompts, node_id=node_id, expert=expert, adapter_spec=adapter)
+        else:
+            low = None
+            result = bake(model, clip, vae, dataset, network, optimizer, cfg, save, sample_prompts, node_id=node_id,
+                          expert=expert, adapter_spec=adapter)
         report = result.report
         plot = torch.from_numpy(result.loss_image)[None]
         ui_images = ([_ui_image(result.loss_image, "kiln_loss")]
