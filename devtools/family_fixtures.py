@@ -44,6 +44,10 @@ class FamilySpec:
     # The family's conditioning needs the host's own text-encoder class (HiDream reads the Llama hidden
     # states it fills with zeros when only CLIP-L is given): the CLIPLoader type to load a CLIP-L file with.
     clip_type: str = ""
+    # The host's own text encoder, tiny, for families whose conditioning reads what only it gives (OmniGen2's unpadded
+    # states, HunyuanDiT's mT5 states, HiDream-O1's token ids): a key of REAL_TEXT_ENCODERS.
+    own_text_encoder: str = ""
+    resolution: int = 64        # training pixels (PixArt's position embedding needs a latent over 32 cells)
 
 
 def _flux(guidance: bool) -> dict:
@@ -126,6 +130,100 @@ FAMILIES: dict[str, FamilySpec] = {
         params_class="comfy.ldm.chroma.model.ChromaParams"),
 }
 
+# The other diffusion families of the 2026 host (comfy/supported_models.py), each built from its supported_models
+# config class with a tiny unet_config (their detection fixes most widths, or they have no file layout a tiny file
+# could take). Text widths match the tiny CLIP stand-in: its hidden states are the model's context (a family that
+# fuses several encoder layers reads them side by side: Krea 2's txtlayers x txtdim, Ideogram 4's llm features).
+NEW_FAMILIES: dict[str, FamilySpec] = {
+    "ltxv": FamilySpec("ltxv", "comfy.ldm.lightricks.model.LTXVModel", dict(
+        image_model="ltxv", in_channels=128, cross_attention_dim=64, attention_head_dim=32, num_attention_heads=2,
+        caption_channels=64, num_layers=1), 64, latent_channels=128, out_layer="proj_out", config_class="LTXV",
+        te_attention_mask=True),
+    "ltxav": FamilySpec("ltxav", "comfy.ldm.lightricks.av_model.LTXAVModel", dict(
+        image_model="ltxav", in_channels=128, audio_in_channels=128, cross_attention_dim=64,
+        audio_cross_attention_dim=32, attention_head_dim=32, audio_attention_head_dim=16, num_attention_heads=2,
+        audio_num_attention_heads=2, caption_channels=64, num_layers=1, connector_attention_head_dim=32,
+        connector_num_attention_heads=2, connector_num_layers=1), 64, latent_channels=128,
+        out_layer="proj_out", config_class="LTXAV", te_attention_mask=True),
+    "hunyuan-video-1.5": FamilySpec("hunyuan-video-1.5", "comfy.ldm.hunyuan_video.model.HunyuanVideo", dict(
+        image_model="hunyuan_video", in_channels=65, out_channels=32, vec_in_dim=None, context_in_dim=64,
+        hidden_size=128, mlp_ratio=4.0, num_heads=1, depth=1, depth_single_blocks=1, axes_dim=[16, 56, 56],
+        theta=256, patch_size=[1, 1, 1], qkv_bias=True, guidance_embed=False, byt5=False, meanflow=False,
+        use_cond_type_embedding=True, vision_in_dim=None, meanflow_sum=False), 64, latent_channels=32,
+        out_layer="final_layer.linear", config_class="HunyuanVideo15",
+        params_class="comfy.ldm.hunyuan_video.model.HunyuanVideoParams", te_attention_mask=True),
+    "kandinsky5": FamilySpec("kandinsky5", "comfy.ldm.kandinsky5.model.Kandinsky5", dict(
+        image_model="kandinsky5", in_visual_dim=16, out_visual_dim=16, in_text_dim=64, in_text_dim2=64, time_dim=64,
+        model_dim=128, ff_dim=256, visual_embed_dim=132, patch_size=(1, 2, 2), num_text_blocks=1,
+        num_visual_blocks=1, axes_dims=(16, 24, 24)), 64, 64, out_layer="out_layer.out_layer",
+        config_class="Kandinsky5", te_attention_mask=True),
+    "kandinsky5-image": FamilySpec("kandinsky5-image", "comfy.ldm.kandinsky5.model.Kandinsky5", dict(
+        image_model="kandinsky5", in_visual_dim=16, out_visual_dim=16, in_text_dim=64, in_text_dim2=64, time_dim=64,
+        model_dim=128, ff_dim=256, visual_embed_dim=64, patch_size=(1, 2, 2), num_text_blocks=1,
+        num_visual_blocks=1, axes_dims=(16, 24, 24), rope_scale_factor=(1.0, 1.0, 1.0)), 64, 64,
+        out_layer="out_layer.out_layer", config_class="Kandinsky5Image", te_attention_mask=True),
+    "krea2": FamilySpec("krea2", "comfy.ldm.krea2.model.SingleStreamDiT", dict(
+        image_model="krea2", features=128, tdim=64, txtdim=32, heads=1, kvheads=1, multiplier=2, layers=1, patch=2,
+        channels=16, txtlayers=2, txtheads=2, txtkvheads=2), 64, out_layer="last.linear", config_class="Krea2"),
+    "ideogram4": FamilySpec("ideogram4", "comfy.ldm.ideogram4.model.Ideogram4Transformer2DModel", dict(
+        image_model="ideogram4", in_channels=128, num_layers=1, num_attention_heads=2, attention_head_dim=32,
+        intermediate_size=128, adaln_dim=32, llm_features_dim=64, rope_theta=10000, mrope_section=[6, 5, 5]), 64,
+        latent_channels=128, out_layer="final_layer.linear", config_class="Ideogram4", te_attention_mask=True),
+    "longcat-image": FamilySpec("longcat-image", "comfy.ldm.flux.model.Flux", dict(
+        _flux(False), vec_in_dim=None, txt_ids_dims=[1, 2]), 64, out_layer="final_layer.linear",
+        config_class="LongCatImage", params_class="comfy.ldm.flux.model.FluxParams"),
+    "omnigen2": FamilySpec("omnigen2", "comfy.ldm.omnigen.omnigen2.OmniGen2Transformer2DModel", dict(
+        image_model="omnigen2", patch_size=2, in_channels=16, hidden_size=64, num_layers=1, num_refiner_layers=1,
+        num_attention_heads=2, num_kv_heads=1, multiple_of=16, axes_dim_rope=[8, 12, 12], axes_lens=[300, 512, 512],
+        text_feat_dim=64, timestep_scale=1000.0), 64, out_layer="norm_out.linear_2", config_class="Omnigen2",
+        own_text_encoder="omnigen2"),
+    "auraflow": FamilySpec("auraflow", "comfy.ldm.aura.mmdit.MMDiT", dict(
+        in_channels=4, out_channels=4, patch_size=2, dim=128, n_layers=2, n_double_layers=1, n_heads=2,
+        global_conddim=128, cond_seq_dim=64, max_seq=64), 64, latent_channels=4, out_layer="final_linear",
+        config_class="AuraFlow"),
+    "pixart-sigma": FamilySpec("pixart-sigma", "comfy.ldm.pixart.pixartms.PixArtMS", dict(
+        image_model="pixart_sigma", input_size=16, patch_size=2, in_channels=4, hidden_size=64, depth=1, num_heads=1,
+        caption_channels=64, model_max_length=77, micro_condition=False), 64,
+        latent_channels=4, out_layer="final_layer.linear", config_class="PixArtSigma", resolution=384),
+    "hunyuan-dit": FamilySpec("hunyuan-dit", "comfy.ldm.hydit.models.HunYuanDiT", dict(
+        image_model="hydit", input_size=16, patch_size=2, in_channels=4, hidden_size=88, depth=2, num_heads=1,
+        text_states_dim=64, text_states_dim_t5=64, text_len=77, text_len_t5=77), 64, latent_channels=4,
+        out_layer="final_layer.linear", config_class="HunyuanDiT", te_attention_mask=True),
+    "stable-cascade-c": FamilySpec("stable-cascade-c", "comfy.ldm.cascade.stage_c.StageC", dict(
+        stable_cascade_stage="c", c_in=16, c_out=16, c_r=64, c_cond=64, c_hidden=[64, 64], nhead=[1, 1],
+        blocks=[[1, 1], [1, 1]], block_repeat=[[1, 1], [1, 1]], level_config=["CTA", "CTA"], c_clip_text=64,
+        c_clip_text_pooled=64, c_clip_seq=4), 64, 64, out_layer="clf.1", config_class="Stable_Cascade_C"),
+    "ernie-image": FamilySpec("ernie-image", "comfy.ldm.ernie.model.ErnieImageModel", dict(
+        image_model="ernie", hidden_size=128, num_attention_heads=1, num_layers=1, ffn_hidden_size=256,
+        in_channels=128, out_channels=128, patch_size=1, text_in_dim=64, rope_axes_dim=(32, 48, 48)), 64,
+        latent_channels=128, out_layer="final_linear", config_class="ErnieImage"),
+    "anima": FamilySpec("anima", "comfy.ldm.anima.model.Anima", dict(
+        image_model="anima", max_img_h=64, max_img_w=64, max_frames=8, in_channels=16, out_channels=16,
+        patch_spatial=2, patch_temporal=1, concat_padding_mask=True, model_channels=64, num_blocks=1, num_heads=1,
+        crossattn_emb_channels=64, pos_emb_cls="rope3d", pos_emb_learnable=True, use_adaln_lora=True,
+        adaln_lora_dim=16, rope_enable_fps_modulation=False), 64, out_layer="final_layer.linear",
+        config_class="Anima", params_class="comfy.ldm.cosmos.predict2.MiniTrainDIT"),
+    "cosmos-predict2": FamilySpec("cosmos-predict2", "comfy.ldm.cosmos.predict2.MiniTrainDIT", dict(
+        image_model="cosmos_predict2", max_img_h=64, max_img_w=64, max_frames=8, in_channels=16, out_channels=16,
+        patch_spatial=2, patch_temporal=1, concat_padding_mask=True, model_channels=64, num_blocks=1, num_heads=1,
+        crossattn_emb_channels=64, pos_emb_cls="rope3d", pos_emb_learnable=True, use_adaln_lora=True,
+        adaln_lora_dim=16, rope_enable_fps_modulation=False), 64, out_layer="final_layer.linear",
+        config_class="CosmosT2IPredict2"),
+    "joyimage": FamilySpec("joyimage", "comfy.ldm.joyimage.model.JoyImageTransformer3DModel", dict(
+        image_model="joyimage", patch_size=[1, 2, 2], in_channels=16, hidden_size=128, num_attention_heads=1,
+        text_dim=64, mlp_width_ratio=2.0, num_layers=1, rope_dim_list=[16, 56, 56], theta=10000), 64,
+        out_layer="proj_out", config_class="JoyImage"),
+    "chroma-radiance": FamilySpec("chroma-radiance", "comfy.ldm.chroma_radiance.model.ChromaRadiance", dict(
+        image_model="chroma_radiance", in_channels=3, out_channels=3, context_in_dim=64, hidden_size=128,
+        mlp_ratio=4.0, num_heads=1, depth=1, depth_single_blocks=1, axes_dim=[16, 56, 56], theta=10000,
+        patch_size=8, qkv_bias=True, in_dim=64, out_dim=128, hidden_dim=256, n_layers=1, txt_ids_dims=[],
+        vec_in_dim=None, nerf_hidden_size=16, nerf_mlp_ratio=2, nerf_depth=1, nerf_max_freqs=4, nerf_tile_size=0,
+        nerf_final_head_type="conv", nerf_embedder_dtype=torch.float32, use_x0=False, use_sequential_txt_ids=False),
+        64, latent_channels=3, out_layer="nerf_final_layer_conv.conv", config_class="ChromaRadiance",
+        params_class="comfy.ldm.chroma_radiance.model.ChromaRadianceParams"),
+}
+FAMILIES.update(NEW_FAMILIES)
+
 
 def load_model(family: str, unet_name: str):
     """The family's MODEL: through the host's UNETLoader where the host reads the widths from the file;
@@ -148,9 +246,8 @@ def config_built_model(family: str, seed: int = 0):
     tiny unet_config, its model_base class, random weights; the host's model_sampling/extra_conds."""
     import comfy.model_management as mm
     import comfy.model_patcher
-    import comfy.supported_models as sm
     spec = FAMILIES[family]
-    config = getattr(sm, spec.config_class or spec.host_class)(host_kwargs(family))
+    config = _config(family)
     config.set_inference_dtype(torch.float32, None)
     model = config.get_model({})
     _init_tiny(model.diffusion_model, seed)
@@ -158,6 +255,18 @@ def config_built_model(family: str, seed: int = 0):
         model.diffusion_model.get_submodule(spec.out_layer).weight.mul_(0.1)
     return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
                                             offload_device=mm.unet_offload_device())
+
+
+def _config(family: str):
+    """The family's supported_models config with the tiny unet_config; where the class fixes widths in its
+    unet_extra_config (Ideogram 4's heads, JoyImage's rope), the tiny spec's own values win."""
+    import comfy.supported_models as sm
+    spec = FAMILIES[family]
+    kwargs = host_kwargs(family)
+    config = getattr(sm, spec.config_class or spec.host_class)(kwargs)
+    if family in NEW_FAMILIES:
+        config.unet_config.update({k: v for k, v in kwargs.items() if k in config.unet_extra_config})
+    return config
 
 
 def _init_tiny(model: torch.nn.Module, seed: int) -> None:
@@ -184,9 +293,14 @@ def host_kwargs(family: str) -> dict:
     import dataclasses
     import inspect
     spec = FAMILIES[family]
-    names = set(inspect.signature(_import(spec.model_class).__init__).parameters)
+    signature = inspect.signature(_import(spec.model_class).__init__).parameters
+    if family in NEW_FAMILIES and any(p.kind is p.VAR_KEYWORD for p in signature.values()) and not spec.params_class:
+        return dict(spec.kwargs)      # read further down (LTX-2's connector widths)
+    names = set(signature)
     if spec.params_class:
-        names |= {f.name for f in dataclasses.fields(_import(spec.params_class))}
+        params = _import(spec.params_class)
+        names |= ({f.name for f in dataclasses.fields(params)} if dataclasses.is_dataclass(params)
+                  else set(inspect.signature(params.__init__).parameters))
     return {k: v for k, v in spec.kwargs.items() if k in names}
 
 
@@ -293,6 +407,8 @@ def tiny_text_encoder(family: str, seed: int = 2, cache_dir: str | Path | None =
     import comfy.sd
     import comfy.sd1_clip as sd1_clip
     spec = FAMILIES[family]
+    if spec.own_text_encoder:
+        return real_text_encoder(spec.own_text_encoder)
     if spec.clip_type:
         import nodes
         if cache_dir is None:
@@ -517,6 +633,10 @@ REAL_TEXT_ENCODERS = {
     "z-image": ("comfy.text_encoders.z_image", "te", "ZImageTokenizer", "qwen3_4b",
                 {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 2,
                  "num_key_value_heads": 1}, False),
+    # OmniGen2 ropes its caption by token count, so it reads the unpadded Qwen2.5-VL states only its own encoder gives.
+    "omnigen2": ("comfy.text_encoders.omnigen2", "te", "Omnigen2Tokenizer", "qwen25_3b",
+                 {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+                  "num_key_value_heads": 1}, False),
 }
 
 
@@ -587,9 +707,8 @@ def load_model_as(family: str, unet_name: str, weight_dtype: torch.dtype | None)
                 raise
     import comfy.model_management as mm
     import comfy.model_patcher
-    import comfy.supported_models as sm
     reference = config_built_model(family).model.diffusion_model.state_dict()
-    config = getattr(sm, spec.config_class or spec.host_class)(host_kwargs(family))
+    config = _config(family)
     config.set_inference_dtype(weight_dtype, torch.float32)
     model = config.get_model({})
     with torch.no_grad():
