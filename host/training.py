@@ -243,25 +243,63 @@ class HostDiffusionModel:
             return self.base.apply_model(x_t, sigma, **kwargs)
 
 
+# Blocks that feed the residual stream itself (not a normalised copy) to a submodule and then add into it in place:
+# LTX-Video's block hands ``x`` to its cross-attention (``attn2(x, context)``) and then does ``x += ...``.
+# block class (module.class) -> the submodules whose first input is the residual.
+RESIDUAL_READERS = {"comfy.ldm.lightricks.model.BasicTransformerBlock": ("attn2",)}
+
+
+def _copy_first_input(module, args):
+    return (args[0].clone(),) + tuple(args[1:]) if args and isinstance(args[0], torch.Tensor) else None
+
+
 @contextlib.contextmanager
 def residuals_grad_safe(root: torch.nn.Module, enabled: bool):
-    """Transformer blocks of several families add residuals in place (Flux: ``img += gate * attn``)
-    onto the tensor their pre-norm saved for backward. Feeding every normalisation layer a copy of its
-    input keeps the saved tensor intact (one activation-sized copy per norm, only while training).
-    Norms are found by class name because each host family brings its own RMSNorm/LayerNorm classes."""
+    """Transformer blocks of several families add residuals in place (Flux: ``img += gate * attn``; LTX-Video and
+    LTX-2: ``x += attn``, ``x.addcmul_(ff, gate)``) onto the tensor a normalisation saved for backward. Feeding every
+    reader of the residual a copy of it keeps the saved tensor intact (one activation-sized copy per read, only while
+    training): the normalisation modules (found by class name, since each host family brings its own RMSNorm and
+    LayerNorm classes), the host's functional RMS norm (``comfy.ldm.common_dit.rms_norm``, which the LTX blocks call
+    on the residual) and the submodules of RESIDUAL_READERS."""
     if not enabled:
         yield
         return
     handles = []
     for module in root.modules():
         if "Norm" in type(module).__name__ and not any(True for _ in module.children()):
-            handles.append(module.register_forward_pre_hook(
-                lambda m, args: (args[0].clone(),) + tuple(args[1:]) if args and isinstance(args[0], torch.Tensor) else None))
+            handles.append(module.register_forward_pre_hook(_copy_first_input))
+        for child in RESIDUAL_READERS.get(f"{type(module).__module__}.{type(module).__name__}", ()):
+            if isinstance(getattr(module, child, None), torch.nn.Module):
+                handles.append(getattr(module, child).register_forward_pre_hook(_copy_first_input))
     try:
-        yield
+        with _functional_norms_copy_input():
+            yield
     finally:
         for h in handles:
             h.remove()
+
+
+@contextlib.contextmanager
+def _functional_norms_copy_input():
+    """The host's functional RMS norm, called as ``comfy.ldm.common_dit.rms_norm(x, ...)``, given a copy of ``x`` for
+    the context's duration (the host's own function is restored after)."""
+    try:
+        import comfy.ldm.common_dit as common_dit
+    except ImportError:
+        yield
+        return
+    real = getattr(common_dit, "rms_norm", None)
+    if real is None:
+        yield
+        return
+
+    def rms_norm(x, *args, **kwargs):
+        return real(x.clone() if torch.is_grad_enabled() else x, *args, **kwargs)
+    common_dit.rms_norm = rms_norm
+    try:
+        yield
+    finally:
+        common_dit.rms_norm = real
 
 
 @contextlib.contextmanager
