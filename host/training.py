@@ -304,18 +304,24 @@ def _functional_norms_copy_input():
 
 @contextlib.contextmanager
 def host_training_flag(enabled: bool):
-    """Hosts that have ``model_management.in_training`` switch fused inference kernels (e.g. the 2026
-    host's comfy_kitchen rope, which has no backward) to their differentiable torch versions when it
-    is set, as the host's own TrainLoraNode does; older hosts lack the flag and need nothing."""
-    if not enabled or not hasattr(mm, "in_training"):
+    """While Kiln trains: hosts that have ``model_management.in_training`` switch fused inference kernels (the 2026
+    host's Flux/Wan RoPE) to their differentiable torch versions when it is set, as the host's own TrainLoraNode
+    does; the fused comfy_kitchen kernels some families call whatever the flag says (ERNIE-Image, Cosmos Predict2,
+    Anima, JoyImage) resolve to differentiable stand-ins (host.kernels). Older hosts need neither. Gradient
+    checkpointing's recomputation enters this again (host.memory)."""
+    if not enabled:
         yield
         return
-    previous = mm.in_training
-    mm.in_training = True
+    from .kernels import differentiable_kernels
+    previous = getattr(mm, "in_training", None)
+    if previous is not None:
+        mm.in_training = True
     try:
-        yield
+        with differentiable_kernels():
+            yield
     finally:
-        mm.in_training = previous
+        if previous is not None:
+            mm.in_training = previous
 
 
 def latent_spatial_ratio(model_patcher) -> int:
