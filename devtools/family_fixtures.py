@@ -144,7 +144,7 @@ NEW_FAMILIES: dict[str, FamilySpec] = {
         audio_cross_attention_dim=32, attention_head_dim=32, audio_attention_head_dim=16, num_attention_heads=2,
         audio_num_attention_heads=2, caption_channels=64, num_layers=1, connector_attention_head_dim=32,
         connector_num_attention_heads=2, connector_num_layers=1), 64, latent_channels=128,
-        out_layer="proj_out", config_class="LTXAV", te_attention_mask=True),
+        out_layer="proj_out", config_class="LTXAV"),
     "hunyuan-video-1.5": FamilySpec("hunyuan-video-1.5", "comfy.ldm.hunyuan_video.model.HunyuanVideo", dict(
         image_model="hunyuan_video", in_channels=65, out_channels=32, vec_in_dim=None, context_in_dim=64,
         hidden_size=128, mlp_ratio=4.0, num_heads=1, depth=1, depth_single_blocks=1, axes_dim=[16, 56, 56],

@@ -13,13 +13,23 @@ FAMILY_OF_CONFIG_CLASS = {
     "FluxSchnell": "flux1-schnell", "Flux2": "flux2", "Flux": "flux1-dev", "Chroma": "chroma",
     "QwenImage": "qwen-image", "ZImage": "z-image", "Lumina2": "lumina2", "WAN21_T2V": "wan",
     "HiDream": "hidream",
+    # The 2026 host's families Kiln has tables for (core.net.families).
+    "LTXV": "ltxv", "LTXAV": "ltx2", "HunyuanVideo15": "hunyuan-video-1.5", "HunyuanVideo15_SR_Distilled":
+    "hunyuan-video-1.5", "HunyuanVideo": "hunyuan-video", "HunyuanImage21": "hunyuan-image-2.1",
+    "HunyuanImage21Refiner": "hunyuan-image-2.1", "Kandinsky5Image": "kandinsky5-image", "Kandinsky5": "kandinsky5",
+    "Krea2": "krea2", "Ideogram4": "ideogram4", "ChromaRadiance": "chroma-radiance",
 }
 
 # kohya's ss_base_model_version per family (sd-scripts' values where it writes them).
 BASE_MODEL_VERSION = {"sd1": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0", "sd3": "sd3",
                       "flux1-dev": "flux1", "flux1-schnell": "flux1", "chroma": "chroma", "flux2": "flux2",
                       "qwen-image": "qwen_image", "z-image": "z_image", "wan": "wan", "wan2.2-5b": "wan2.2_5b",
-                      "wan2.2-a14b": "wan2.2_a14b", "lumina2": "lumina2", "hidream": "hidream"}
+                      "wan2.2-a14b": "wan2.2_a14b", "lumina2": "lumina2", "hidream": "hidream",
+                      # musubi-tuner's architecture names (dataset/architectures.py *_FULL) where it has one
+                      "ltxv": "ltxv", "ltx2": "ltx2", "hunyuan-video-1.5": "hunyuan_video_1_5",
+                      "hunyuan-video": "hunyuan_video", "hunyuan-image-2.1": "hunyuan_image_2_1",
+                      "kandinsky5": "kandinsky5", "kandinsky5-image": "kandinsky5_image", "krea2": "krea2",
+                      "ideogram4": "ideogram4", "chroma-radiance": "chroma_radiance"}
 
 
 def family_of(model_patcher) -> str:
@@ -69,9 +79,21 @@ def base_model_version(model_patcher) -> str:
 # musubi-tuner's "shift" sampling does with the family's shift value. SD3 trains logit-normal (its
 # paper's and sd-scripts' logit_normal weighting); Flux-type models sigmoid (kohya's --timestep_sampling
 # sigmoid, the FLUX training guides' and ai-toolkit's choice).
+#
+# The 2026 host's families (their shift is the host's: LTX 2.37, HunyuanVideo 1.5 7.0, Kandinsky 5 10.0 video and
+# 3.0 image, Krea 2 1.15, Ideogram 4 1.0):
+#   LTX-Video / LTX-2: logit-normal on the shifted schedule (Lightricks' ltx-trainer samples "shifted_logit_normal";
+#     ai-toolkit's ltx2 shifts 0.95-2.05 by sequence length);
+#   HunyuanVideo 1.5, Kandinsky 5: "shift" sampling, i.e. uniform through the shifted schedule (musubi-tuner's
+#     docs: --timestep_sampling shift, --discrete_flow_shift 7.0 for HunyuanVideo, 5.0 for Kandinsky 5);
+#   Krea 2, Ideogram 4: sigmoid (ai-toolkit's krea2/ideogram4 models: its default timestep_type; Krea 2's
+#     schedule shift 0.5-1.15, Ideogram 4's 1.0, which the host's own shifts match at full size).
 TIMESTEP_SAMPLING = {"sd3": "logit_normal", "flux1-dev": "sigmoid", "flux1-schnell": "sigmoid",
                      "chroma": "sigmoid", "flux2": "sigmoid", "qwen-image": "uniform", "wan": "uniform",
-                     "z-image": "uniform", "lumina2": "uniform", "hidream": "uniform"}
+                     "z-image": "uniform", "lumina2": "uniform", "hidream": "uniform",
+                     "ltxv": "logit_normal", "ltx2": "logit_normal", "hunyuan-video-1.5": "uniform",
+                     "hunyuan-video": "uniform", "kandinsky5": "uniform", "kandinsky5-image": "uniform",
+                     "krea2": "sigmoid", "ideogram4": "sigmoid", "chroma-radiance": "sigmoid"}
 
 
 def timestep_sampling(family: str) -> str:
@@ -82,7 +104,20 @@ def timestep_sampling(family: str) -> str:
 TRAIN_GUIDANCE = {"flux1-dev": 1.0, "flux2": 1.0}
 
 
+# LTX-2's model reads its input as [video, audio] (comfy/ldm/lightricks/av_model.py separates them, then patchifies
+# the video); the host's apply_model hands it that list where extra_conds carry ``latent_shapes``, one shape per
+# modality. Kiln trains on video (or stills) alone: one entry, which the host's unpack_latents keeps whole (it reads
+# the shapes only to split two or more), and the model adds an empty audio latent, as for the host's own video-only
+# latents. Audio layers get no gradient and are left out of LTX-2's targets (core.net.families).
+VIDEO_ONLY_LATENT_SHAPES = [("video",)]
+TRAIN_CONDS = {"ltx2": {"latent_shapes": VIDEO_ONLY_LATENT_SHAPES}}
+
+
 def training_conds(family: str) -> dict:
-    """Extra inputs the family's extra_conds reads during training (e.g. Flux dev's guidance)."""
+    """Extra inputs the family's extra_conds reads during training (e.g. Flux dev's guidance, LTX-2's latent
+    layout)."""
+    out = dict(TRAIN_CONDS.get(family, {}))
     guidance = TRAIN_GUIDANCE.get(family)
-    return {"guidance": guidance} if guidance is not None else {}
+    if guidance is not None:
+        out["guidance"] = guidance
+    return out

@@ -164,11 +164,42 @@ class _FreshAllocations(TorchDispatchMode):
         return out
 
 
+def host_caches() -> list:
+    """The host's memoised functions (``functools.lru_cache`` / ``cache`` wrappers, module-level or methods of the
+    host's classes: Chroma Radiance's ``fetch_pos``, LTX's ``generate_freq_grid_np``), found in the loaded ``comfy``
+    modules. A traced forward fills them with fake tensors that a real step would then be handed."""
+    import sys
+    found, seen = [], set()
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "comfy" or name.startswith(("comfy.", "comfy_extras."))):
+            continue
+        for value in list(vars(module).values()):
+            for obj in [value] + (list(vars(value).values()) if isinstance(value, type) and
+                                  getattr(value, "__module__", None) == name else []):
+                if callable(getattr(obj, "cache_clear", None)) and callable(getattr(obj, "cache_info", None)) \
+                        and id(obj) not in seen:
+                    seen.add(id(obj))
+                    found.append(obj)
+    return found
+
+
+@contextlib.contextmanager
+def _host_caches_left_clean():
+    """Whatever the traced forward memoised in the host's caches is dropped when the trace ends (those entries
+    hold fake tensors); the next real forward fills them again."""
+    try:
+        yield
+    finally:
+        for cached in host_caches():
+            cached.cache_clear()
+
+
 def _fake_step(hm, network, trainer, latents, conds, n: int, *contexts) -> None:
     """One training forward and loss of ``n`` images on fake tensors, with ``contexts`` entered inside the
-    fake mode (hooks that watch it)."""
+    fake mode (hooks that watch it). The host's caches keep nothing from it."""
     sigma_value = hm.percent_to_sigma(0.5)   # a Python number: read before the fake mode, where reads fail
-    with torch.inference_mode(False), torch.enable_grad(), network, contextlib.ExitStack() as stack:
+    with _host_caches_left_clean(), torch.inference_mode(False), torch.enable_grad(), network, \
+            contextlib.ExitStack() as stack:
         for context in contexts:
             stack.enter_context(context)
         x0 = hm.process_latent_in(latents.to(hm.device, torch.float32))
