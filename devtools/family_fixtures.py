@@ -187,8 +187,8 @@ NEW_FAMILIES: dict[str, FamilySpec] = {
         latent_channels=4, out_layer="final_layer.linear", config_class="PixArtSigma", resolution=384),
     "hunyuan-dit": FamilySpec("hunyuan-dit", "comfy.ldm.hydit.models.HunYuanDiT", dict(
         image_model="hydit", input_size=16, patch_size=2, in_channels=4, hidden_size=88, depth=2, num_heads=1,
-        text_states_dim=64, text_states_dim_t5=64, text_len=77, text_len_t5=77), 64, latent_channels=4,
-        out_layer="final_layer.linear", config_class="HunyuanDiT", te_attention_mask=True),
+        text_states_dim=64, text_states_dim_t5=64, text_len=77, text_len_t5=256), 64, latent_channels=4,
+        out_layer="final_layer.linear", config_class="HunyuanDiT", own_text_encoder="hunyuan-dit"),
     "stable-cascade-c": FamilySpec("stable-cascade-c", "comfy.ldm.cascade.stage_c.StageC", dict(
         stable_cascade_stage="c", c_in=16, c_out=16, c_r=64, c_cond=64, c_hidden=[64, 64], nhead=[1, 1],
         blocks=[[1, 1], [1, 1]], block_repeat=[[1, 1], [1, 1]], level_config=["CTA", "CTA"], c_clip_text=64,
@@ -221,6 +221,15 @@ NEW_FAMILIES: dict[str, FamilySpec] = {
         nerf_final_head_type="conv", nerf_embedder_dtype=torch.float32, use_x0=False, use_sequential_txt_ids=False),
         64, latent_channels=3, out_layer="nerf_final_layer_conv.conv", config_class="ChromaRadiance",
         params_class="comfy.ldm.chroma_radiance.model.ChromaRadianceParams"),
+    # HiDream-O1: a pixel-space DiT inside a Qwen3-VL decoder (language_model.model.layers); its text encoder only
+    # tokenizes (the host's HiDreamO1TE), the decoder reads the ids.
+    "hidream-o1": FamilySpec("hidreamo1", "comfy.ldm.hidream_o1.model.HiDreamO1Transformer", dict(
+        image_model="hidream_o1", text_config_overrides=dict(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+            head_dim=32, rope_dims=[6, 5, 5]),
+        vision_config_overrides=dict(hidden_size=32, num_heads=1, intermediate_size=64, depth=1,
+                                     deepstack_visual_indexes=())), 64, latent_channels=3,
+        out_layer="final_layer2.linear", config_class="HiDreamO1", own_text_encoder="hidream-o1"),
 }
 FAMILIES.update(NEW_FAMILIES)
 
@@ -388,6 +397,9 @@ def ensure_family_assets(family: str, cache_dir: str | Path) -> FamilyAssets:
         folder_paths.add_model_folder_path("vae_approx", str(approx), is_default=True)
         folder_paths.add_model_folder_path("diffusion_models", str(unet_dir), is_default=True)
         return FamilyAssets(family, unet.name, "taef2")
+    if spec.latent_channels == 3:
+        # Pixel-space families (Chroma Radiance, HiDream-O1) take images as they are: the host's "pixel_space" VAE.
+        return FamilyAssets(family, unet.name, "pixel_space")
     if not vae.is_file() or _meta(vae).get("kiln_fixture") != FAMILY_FIXTURE_VERSION:
         _write(vae, tiny_vae_state_dict(spec.latent_channels), {"kiln_fixture": FAMILY_FIXTURE_VERSION})
     folder_paths.add_model_folder_path("diffusion_models", str(unet_dir), is_default=True)
@@ -633,6 +645,14 @@ REAL_TEXT_ENCODERS = {
     "z-image": ("comfy.text_encoders.z_image", "te", "ZImageTokenizer", "qwen3_4b",
                 {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 2,
                  "num_key_value_heads": 1}, False),
+    # HunyuanDiT reads its Chinese BERT states and mT5's (with their masks): the host's HyditModel, both tiny. Its mT5
+    # tokenizer is SentencePiece data the host does not ship; the T5 pile model stands in (tokenizer_data key).
+    "hunyuan-dit": ("comfy.text_encoders.hydit", "HyditModel", "HyditTokenizer", ("hydit_clip", "mt5xl"),
+                    ({"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_hidden_layers": 1},
+                     {"d_model": 64, "d_kv": 16, "num_heads": 2, "num_layers": 1, "d_ff": 128, "vocab_size": 32128}),
+                    "mt5xl.spiece_model"),
+    # HiDream-O1's text encoder is its tokenizer (no weights): the class itself, no config.
+    "hidream-o1": ("comfy.text_encoders.hidream_o1", "HiDreamO1TE", "HiDreamO1Tokenizer", "hidream_o1", {}, False),
     # OmniGen2 ropes its caption by token count, so it reads the unpadded Qwen2.5-VL states only its own encoder gives.
     "omnigen2": ("comfy.text_encoders.omnigen2", "te", "Omnigen2Tokenizer", "qwen25_3b",
                  {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -652,11 +672,16 @@ def real_text_encoder(family: str, seed: int = 4):
     except ImportError:
         return None
     tokenizer_data = {}
-    if spiece:
+    if spiece:      # True, or the tokenizer_data key the host's tokenizer reads it from
         path = Path(COMFYUI_ROOT) / "comfy" / "text_encoders" / "t5_pile_tokenizer" / "tokenizer.model"
-        tokenizer_data["spiece_model"] = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
+        tokenizer_data["spiece_model" if spiece is True else spiece] = torch.frombuffer(
+            bytearray(path.read_bytes()), dtype=torch.uint8)
+    # one encoder (name, config), or several (names, configs) as in HunyuanDiT's pair
+    names, configs = ((name,), (config,)) if isinstance(name, str) else (name, config)
 
-    te_class, tokenizer_class = getattr(module, factory)(), getattr(module, tokenizer)
+    te_class, tokenizer_class = getattr(module, factory), getattr(module, tokenizer)
+    if not isinstance(te_class, type):      # a factory (te()) giving the class
+        te_class = te_class()
 
     class Target:
         params = {}
@@ -664,7 +689,8 @@ def real_text_encoder(family: str, seed: int = 4):
         tokenizer = tokenizer_class
 
     clip = comfy.sd.CLIP(target=Target(), embedding_directory=None, tokenizer_data=tokenizer_data,
-                         model_options={f"{name}_model_config": dict(config), "dtype": torch.float32})
+                         model_options={**{f"{n}_model_config": dict(c) for n, c in zip(names, configs)},
+                                        "dtype": torch.float32})
     _init_tiny(clip.cond_stage_model, seed)
     return clip
 

@@ -17,7 +17,7 @@ FAMILY_OF_CONFIG_CLASS = {
     "LTXV": "ltxv", "LTXAV": "ltx2", "HunyuanVideo15": "hunyuan-video-1.5", "HunyuanVideo15_SR_Distilled":
     "hunyuan-video-1.5", "HunyuanVideo": "hunyuan-video", "HunyuanImage21": "hunyuan-image-2.1",
     "HunyuanImage21Refiner": "hunyuan-image-2.1", "Kandinsky5Image": "kandinsky5-image", "Kandinsky5": "kandinsky5",
-    "Krea2": "krea2", "Ideogram4": "ideogram4", "ChromaRadiance": "chroma-radiance",
+    "Krea2": "krea2", "Ideogram4": "ideogram4", "ChromaRadiance": "chroma-radiance", "HiDreamO1": "hidreamo1",
 }
 
 # kohya's ss_base_model_version per family (sd-scripts' values where it writes them).
@@ -29,7 +29,7 @@ BASE_MODEL_VERSION = {"sd1": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0", 
                       "ltxv": "ltxv", "ltx2": "ltx2", "hunyuan-video-1.5": "hunyuan_video_1_5",
                       "hunyuan-video": "hunyuan_video", "hunyuan-image-2.1": "hunyuan_image_2_1",
                       "kandinsky5": "kandinsky5", "kandinsky5-image": "kandinsky5_image", "krea2": "krea2",
-                      "ideogram4": "ideogram4", "chroma-radiance": "chroma_radiance"}
+                      "ideogram4": "ideogram4", "chroma-radiance": "chroma_radiance", "hidreamo1": "hidream_o1_image"}
 
 
 def family_of(model_patcher) -> str:

@@ -38,6 +38,20 @@ MODELSPEC_ARCHITECTURE: dict[str, tuple[str, str, tuple[int, int], str | None]] 
     "wan2.2-a14b": ("wan2.2-a14b", "https://github.com/Wan-Video/Wan2.2", (1280, 720), None),
     "lumina2": ("lumina-2", "https://github.com/Alpha-VLLM/Lumina-Image-2.0", (1024, 1024), None),
     "hidream": ("hidream-i1", "https://github.com/HiDream-ai/HiDream-I1", (1024, 1024), None),
+    # The 2026 host's families with their own tables.
+    "ltxv": ("ltx-video", "https://github.com/Lightricks/LTX-Video", (768, 512), None),
+    "ltx2": ("ltx-2", "https://github.com/Lightricks/LTX-2", (768, 512), None),
+    "hunyuan-video": ("hunyuan-video", "https://github.com/Tencent-Hunyuan/HunyuanVideo", (1280, 720), None),
+    "hunyuan-video-1.5": ("hunyuan-video-1.5", "https://github.com/Tencent-Hunyuan/HunyuanVideo-1.5", (1280, 720),
+                          None),
+    "hunyuan-image-2.1": ("hunyuan-image-2.1", "https://github.com/Tencent-Hunyuan/HunyuanImage-2.1", (2048, 2048),
+                          None),
+    "kandinsky5": ("kandinsky-5-video", "https://github.com/kandinskylab/kandinsky-5", (768, 512), None),
+    "kandinsky5-image": ("kandinsky-5-image", "https://github.com/kandinskylab/kandinsky-5", (1024, 1024), None),
+    "krea2": ("krea-2", "https://huggingface.co/krea", (1024, 1024), None),
+    "ideogram4": ("ideogram-4", "https://ideogram.ai", (1024, 1024), None),
+    "chroma-radiance": ("chroma-radiance", "https://huggingface.co/lodestones/Chroma1-Radiance", (1024, 1024), None),
+    "hidreamo1": ("hidream-o1-image", "https://github.com/HiDream-ai", (1024, 1024), None),
 }
 
 # kohya's ss_base_model_version -> family string, for files that name only the former (extract, resize,
@@ -46,6 +60,9 @@ FAMILY_OF_BASE_MODEL_VERSION = {
     "sd_v1": "sd1", "sd_v2": "sd2", "sdxl_base_v1-0": "sdxl", "sdxl_refiner_v1-0": "sdxl", "sd3": "sd3",
     "flux1": "flux1-dev", "chroma": "chroma", "flux2": "flux2", "qwen_image": "qwen-image", "z_image": "z-image",
     "wan": "wan", "wan2.2_5b": "wan2.2-5b", "wan2.2_a14b": "wan2.2-a14b", "lumina2": "lumina2", "hidream": "hidream",
+    "ltxv": "ltxv", "ltx2": "ltx2", "hunyuan_video": "hunyuan-video", "hunyuan_video_1_5": "hunyuan-video-1.5",
+    "hunyuan_image_2_1": "hunyuan-image-2.1", "kandinsky5": "kandinsky5", "kandinsky5_image": "kandinsky5-image",
+    "krea2": "krea2", "ideogram4": "ideogram4", "chroma_radiance": "chroma-radiance", "hidream_o1_image": "hidreamo1",
 }
 
 

@@ -11,7 +11,7 @@ Per preset (kohya's meaning, as sd-scripts / musubi-tuner / ai-toolkit train eac
             targets the whole ``QwenImageTransformerBlock`` / ``WanAttentionBlock`` / Z-Image block)
   full      adds the embedders, global modulation and final layers outside the blocks
 A family the table does not know gets every Linear of the diffusion model's transformer blocks (any
-top-level ModuleList of blocks), with a warning naming the family.
+ModuleList of blocks, at any depth), with a warning naming the family.
 """
 from __future__ import annotations
 
@@ -81,15 +81,73 @@ FAMILY_TARGETS: dict[str, FamilyTargets] = {
              r"to_q_t|to_k_t|to_v_t|to_out_t)$",
         full_extra=r"^(x_embedder\..+|t_embedder\..+|p_embedder\..+|caption_projection\..+|final_layer\..+)$",
         block_names=r"^(double_stream|single_stream)_blocks\.(\d+)\."),
+    # LTX-Video and LTX-2: ai-toolkit's ltx2 model targets the whole LTX2VideoTransformer3DModel's Linears, DiffSynth's
+    # LTX-2 examples the attention projections (to_q/to_k/to_v/to_out.0). Kiln trains video (LTX-2's audio latent
+    # is empty, host.families.TRAIN_CONDS), so the audio paths (audio_attn*, audio_ff, the audio<->video
+    # cross-attentions), which then never run, are left out.
+    "ltxv": FamilyTargets(
+        blocks=r"^transformer_blocks\.\d+\.(attn1|attn2|ff)\.",
+        attn=r"^transformer_blocks\.\d+\.(attn1|attn2)\.(to_q|to_k|to_v|to_out\.0)$",
+        full_extra=r"^(patchify_proj|proj_out|adaln_single\..+|caption_projection\..+|"
+                   r"video_embeddings_connector\..+)$",
+        block_names=r"^(transformer)_blocks\.(\d+)\."),
+    # HunyuanVideo (1.0, 1.5) and HunyuanImage 2.1: musubi-tuner's lora_hv_1_5 targets MMDoubleStreamBlock (every
+    # Linear of the double blocks, modulation included; embedders left out), its HunyuanVideo LoRA the single
+    # blocks too.
+    "hunyuan-video": FamilyTargets(
+        blocks=r"^(double_blocks|single_blocks)\.\d+\.",
+        attn=r"^double_blocks\.\d+\.(img|txt)_attn\.(qkv|proj)$|^single_blocks\.\d+\.linear[12]$",
+        full_extra=r"^(img_in\..+|txt_in\..+|time_in\..+|vector_in\..+|guidance_in\..+|byt5_in\..+|"
+                   r"vision_in\..+|cond_type_embedding|final_layer\..+)$",
+        block_names=r"^(double|single)_blocks\.(\d+)\."),
+    # Kandinsky 5 (video and image): musubi-tuner's lora_kandinsky targets the text and visual transformer blocks'
+    # self/cross attention (to_query/to_key/to_value/out_layer) and feed-forward (in_layer/out_layer) and excludes
+    # the modulation.
+    "kandinsky5": FamilyTargets(
+        blocks=r"^(text|visual)_transformer_blocks\.\d+\.(self_attention|cross_attention|feed_forward)\.",
+        attn=r"^(text|visual)_transformer_blocks\.\d+\.(self_attention|cross_attention)\."
+             r"(to_query|to_key|to_value|out_layer)$",
+        full_extra=r"^((time|text|pooled_text|visual)_embeddings\..+|(text|visual)_transformer_blocks\.\d+\."
+                   r"(text|visual)_modulation\..+|out_layer\..+)$",
+        block_names=r"^(text_transformer|visual_transformer)_blocks\.(\d+)\."),
+    # Krea 2 (single-stream DiT): ai-toolkit's krea2 model targets every Linear of SingleStreamDiT; here the
+    # single-stream blocks and the text-fusion transformer's blocks (attention wq/wk/wv/wo and its gate, SwiGLU).
+    "krea2": FamilyTargets(
+        blocks=r"^(blocks|txtfusion\.(layerwise|refiner)_blocks)\.\d+\.",
+        attn=r"^(blocks|txtfusion\.(layerwise|refiner)_blocks)\.\d+\.attn\.(wq|wk|wv|wo|gate)$",
+        full_extra=r"^(first|last\..+|tmlp\.\d+|txtmlp\.\d+|tproj\.\d+|txtfusion\.projector|.*modulation.*)$",
+        block_names=r"^(blocks)\.(\d+)\."),
+    # Ideogram 4: musubi-tuner's lora_ideogram4 targets Ideogram4TransformerBlock's attention.(qkv|o) and
+    # feed_forward.w1/w2/w3 (the per-block adaLN modulation left out).
+    "ideogram4": FamilyTargets(
+        blocks=r"^layers\.\d+\.(attention|feed_forward)\.",
+        attn=r"^layers\.\d+\.attention\.(qkv|o)$",
+        full_extra=r"^(input_proj|llm_cond_proj|adaln_proj|t_embedding\..+|layers\.\d+\.adaln_modulation|"
+                   r"final_layer\..+)$",
+        block_names=r"^(layers)\.(\d+)\."),
+    # HiDream-O1: musubi-tuner's lora_hidream_o1 targets the Qwen3-VL decoder layers (the host's
+    # ``language_model.layers.N``) (text-to-image; the vision
+    # tower only with reference images) and, beside them, the pixel patch embedder, final layer and timestep
+    # embedder (``full`` here).
+    "hidreamo1": FamilyTargets(
+        blocks=r"^language_model\.(model\.)?layers\.\d+\.",
+        attn=r"^language_model\.(model\.)?layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj|o_proj)$",
+        full_extra=r"^(x_embedder\..+|final_layer2\..+|t_embedder1\..+)$",
+        block_names=r"^language_model\.(?:model\.)?(layers)\.(\d+)\."),
 }
 
 # Family strings (as the metadata table and the host's detection spell them) -> targets entry.
 FAMILY_ALIASES = {"flux1-dev": "flux1", "flux1-schnell": "flux1", "chroma": "flux1", "flux2": "flux2",
                   "sd3": "sd3", "qwen-image": "qwen-image", "wan": "wan", "lumina2": "lumina2",
-                  "z-image": "lumina2", "hidream": "hidream"}
+                  "z-image": "lumina2", "hidream": "hidream", "chroma-radiance": "flux1",
+                  "ltxv": "ltxv", "ltx2": "ltxv", "hunyuan-video": "hunyuan-video",
+                  "hunyuan-video-1.5": "hunyuan-video", "hunyuan-image-2.1": "hunyuan-video",
+                  "kandinsky5": "kandinsky5", "kandinsky5-image": "kandinsky5", "krea2": "krea2",
+                  "ideogram4": "ideogram4", "hidreamo1": "hidreamo1"}
 UNET_FAMILIES = ("sd1", "sd2", "sdxl")     # the LDM UNet regexes of core.net.targets
 
-_GENERIC_BLOCKS = re.compile(r"^[A-Za-z_]\w*\.\d+\.")
+# A module inside an indexed stack, at any depth (``blocks.3.``, ``language_model.model.layers.0.``).
+_GENERIC_BLOCKS = re.compile(r"(^|\.)[A-Za-z_]\w*\.\d+\.")
 _GENERIC_ATTN = re.compile(r"(attn|attention)")
 _warned: set[str] = set()
 _compiled: dict[str, tuple[re.Pattern, re.Pattern, re.Pattern]] = {}
