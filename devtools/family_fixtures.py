@@ -131,7 +131,8 @@ FAMILIES: dict[str, FamilySpec] = {
 }
 
 # The other diffusion families of the 2026 host (comfy/supported_models.py), each built from its supported_models
-# config class with a tiny unet_config (their detection fixes most widths, or they have no file layout a tiny file
+# config class with a tiny unet_config (the family string is host.families.family_of's: the lower-cased class name
+# where Kiln has no table) (their detection fixes most widths, or they have no file layout a tiny file
 # could take). Text widths match the tiny CLIP stand-in: its hidden states are the model's context (a family that
 # fuses several encoder layers reads them side by side: Krea 2's txtlayers x txtdim, Ideogram 4's llm features).
 NEW_FAMILIES: dict[str, FamilySpec] = {
@@ -139,7 +140,7 @@ NEW_FAMILIES: dict[str, FamilySpec] = {
         image_model="ltxv", in_channels=128, cross_attention_dim=64, attention_head_dim=32, num_attention_heads=2,
         caption_channels=64, num_layers=1), 64, latent_channels=128, out_layer="proj_out", config_class="LTXV",
         te_attention_mask=True),
-    "ltxav": FamilySpec("ltxav", "comfy.ldm.lightricks.av_model.LTXAVModel", dict(
+    "ltxav": FamilySpec("ltx2", "comfy.ldm.lightricks.av_model.LTXAVModel", dict(
         image_model="ltxav", in_channels=128, audio_in_channels=128, cross_attention_dim=64,
         audio_cross_attention_dim=32, attention_head_dim=32, audio_attention_head_dim=16, num_attention_heads=2,
         audio_num_attention_heads=2, caption_channels=64, num_layers=1, connector_attention_head_dim=32,
@@ -169,7 +170,7 @@ NEW_FAMILIES: dict[str, FamilySpec] = {
         image_model="ideogram4", in_channels=128, num_layers=1, num_attention_heads=2, attention_head_dim=32,
         intermediate_size=128, adaln_dim=32, llm_features_dim=64, rope_theta=10000, mrope_section=[6, 5, 5]), 64,
         latent_channels=128, out_layer="final_layer.linear", config_class="Ideogram4", te_attention_mask=True),
-    "longcat-image": FamilySpec("longcat-image", "comfy.ldm.flux.model.Flux", dict(
+    "longcat-image": FamilySpec("longcatimage", "comfy.ldm.flux.model.Flux", dict(
         _flux(False), vec_in_dim=None, txt_ids_dims=[1, 2]), 64, out_layer="final_layer.linear",
         config_class="LongCatImage", params_class="comfy.ldm.flux.model.FluxParams"),
     "omnigen2": FamilySpec("omnigen2", "comfy.ldm.omnigen.omnigen2.OmniGen2Transformer2DModel", dict(
@@ -181,19 +182,19 @@ NEW_FAMILIES: dict[str, FamilySpec] = {
         in_channels=4, out_channels=4, patch_size=2, dim=128, n_layers=2, n_double_layers=1, n_heads=2,
         global_conddim=128, cond_seq_dim=64, max_seq=64), 64, latent_channels=4, out_layer="final_linear",
         config_class="AuraFlow"),
-    "pixart-sigma": FamilySpec("pixart-sigma", "comfy.ldm.pixart.pixartms.PixArtMS", dict(
+    "pixart-sigma": FamilySpec("pixartsigma", "comfy.ldm.pixart.pixartms.PixArtMS", dict(
         image_model="pixart_sigma", input_size=16, patch_size=2, in_channels=4, hidden_size=64, depth=1, num_heads=1,
         caption_channels=64, model_max_length=77, micro_condition=False), 64,
         latent_channels=4, out_layer="final_layer.linear", config_class="PixArtSigma", resolution=384),
-    "hunyuan-dit": FamilySpec("hunyuan-dit", "comfy.ldm.hydit.models.HunYuanDiT", dict(
+    "hunyuan-dit": FamilySpec("hunyuandit", "comfy.ldm.hydit.models.HunYuanDiT", dict(
         image_model="hydit", input_size=16, patch_size=2, in_channels=4, hidden_size=88, depth=2, num_heads=1,
         text_states_dim=64, text_states_dim_t5=64, text_len=77, text_len_t5=256), 64, latent_channels=4,
         out_layer="final_layer.linear", config_class="HunyuanDiT", own_text_encoder="hunyuan-dit"),
-    "stable-cascade-c": FamilySpec("stable-cascade-c", "comfy.ldm.cascade.stage_c.StageC", dict(
+    "stable-cascade-c": FamilySpec("stable_cascade_c", "comfy.ldm.cascade.stage_c.StageC", dict(
         stable_cascade_stage="c", c_in=16, c_out=16, c_r=64, c_cond=64, c_hidden=[64, 64], nhead=[1, 1],
         blocks=[[1, 1], [1, 1]], block_repeat=[[1, 1], [1, 1]], level_config=["CTA", "CTA"], c_clip_text=64,
         c_clip_text_pooled=64, c_clip_seq=4), 64, 64, out_layer="clf.1", config_class="Stable_Cascade_C"),
-    "ernie-image": FamilySpec("ernie-image", "comfy.ldm.ernie.model.ErnieImageModel", dict(
+    "ernie-image": FamilySpec("ernieimage", "comfy.ldm.ernie.model.ErnieImageModel", dict(
         image_model="ernie", hidden_size=128, num_attention_heads=1, num_layers=1, ffn_hidden_size=256,
         in_channels=128, out_channels=128, patch_size=1, text_in_dim=64, rope_axes_dim=(32, 48, 48)), 64,
         latent_channels=128, out_layer="final_linear", config_class="ErnieImage"),
@@ -203,7 +204,7 @@ NEW_FAMILIES: dict[str, FamilySpec] = {
         crossattn_emb_channels=64, pos_emb_cls="rope3d", pos_emb_learnable=True, use_adaln_lora=True,
         adaln_lora_dim=16, rope_enable_fps_modulation=False), 64, out_layer="final_layer.linear",
         config_class="Anima", params_class="comfy.ldm.cosmos.predict2.MiniTrainDIT"),
-    "cosmos-predict2": FamilySpec("cosmos-predict2", "comfy.ldm.cosmos.predict2.MiniTrainDIT", dict(
+    "cosmos-predict2": FamilySpec("cosmost2ipredict2", "comfy.ldm.cosmos.predict2.MiniTrainDIT", dict(
         image_model="cosmos_predict2", max_img_h=64, max_img_w=64, max_frames=8, in_channels=16, out_channels=16,
         patch_spatial=2, patch_temporal=1, concat_padding_mask=True, model_channels=64, num_blocks=1, num_heads=1,
         crossattn_emb_channels=64, pos_emb_cls="rope3d", pos_emb_learnable=True, use_adaln_lora=True,
