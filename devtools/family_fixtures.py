@@ -385,9 +385,11 @@ def ensure_family_assets(family: str, cache_dir: str | Path) -> FamilyAssets:
     stamp = hashlib.sha256(f"{FAMILY_FIXTURE_VERSION}|{spec!r}".encode()).hexdigest()[:16]
     if not spec.config_class and (not unet.is_file() or _meta(unet).get("kiln_fixture") != stamp):
         _write(unet, diffusion_model_state_dict(family), {"kiln_fixture": stamp})
-    if spec.latent_channels == 128:
+    import comfy.taesd.taesd as taesd
+    if spec.latent_channels == 128 and hasattr(taesd, "DecoderFlux2"):
         # FLUX.2's TAE packs 32 channels 2x2 into 128; the host's VAELoader builds it as "taef2" from a
-        # taef2_encoder/_decoder pair in vae_approx (a single file would be read as 32 channels).
+        # taef2_encoder/_decoder pair in vae_approx (a single file would be read as 32 channels). A host without
+        # FLUX.2's TAE (2025-10: LTX-Video's 128 channels) reads one TAESD file with 128 channels.
         approx = cache_dir / "vae_approx"
         sd = tiny_vae_state_dict(128)
         for part in ("encoder", "decoder"):
