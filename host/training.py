@@ -260,7 +260,7 @@ def residuals_grad_safe(root: torch.nn.Module, enabled: bool):
     reader of the residual a copy of it keeps the saved tensor intact (one activation-sized copy per read, only while
     training): the normalisation modules (found by class name, since each host family brings its own RMSNorm and
     LayerNorm classes), the host's functional RMS norm (``comfy.ldm.common_dit.rms_norm``, which the LTX blocks call
-    on the residual) and the submodules of RESIDUAL_READERS."""
+    on the residual) and the submodules of RESIDUAL_READERS. A model's caches across forwards are dropped too."""
     if not enabled:
         yield
         return
@@ -272,11 +272,26 @@ def residuals_grad_safe(root: torch.nn.Module, enabled: bool):
             if isinstance(getattr(module, child, None), torch.nn.Module):
                 handles.append(getattr(module, child).register_forward_pre_hook(_copy_first_input))
     try:
-        with _functional_norms_copy_input():
+        with _functional_norms_copy_input(), _step_caches_dropped(root):
             yield
     finally:
         for h in handles:
             h.remove()
+
+
+@contextlib.contextmanager
+def _step_caches_dropped(root: torch.nn.Module):
+    """A host model that keeps state between forwards for sampling (HiDream-O1 caches its prompt's key/value
+    projections across steps: ``clear_kv_cache``) starts and ends each training forward without it: the cached
+    values were made by the weights of an earlier step, with that step's (freed) graph."""
+    clear = getattr(root, "clear_kv_cache", None)
+    if callable(clear):
+        clear()
+    try:
+        yield
+    finally:
+        if callable(clear):
+            clear()
 
 
 @contextlib.contextmanager

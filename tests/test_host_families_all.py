@@ -168,3 +168,22 @@ def test_ltx2_trains_video_only_layers():
     assert wanted_in_family("transformer_blocks.0.ff.net.2", True, "attn_mlp", "ltx2")
     for audio in ("audio_attn1.to_q", "audio_ff.net.2", "audio_to_video_attn.to_k", "video_to_audio_attn.to_v"):
         assert not wanted_in_family(f"transformer_blocks.0.{audio}", True, "attn_mlp", "ltx2"), audio
+
+
+def test_a_second_run_on_the_same_hidream_o1_model_trains(host, tiny_assets):
+    """HiDream-O1 keeps its prompt's key/value projections across forwards for sampling; a training step must not
+    reuse them (they come from an earlier step's weights and freed graph): a second run on the same MODEL, whose
+    first step sees the captions the first run cached, trains."""
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.core.train.loop import TrainConfig
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.host.bake import SaveSpec, bake
+    model, clip, vae = _loaded("hidream-o1")
+    dataset = _dataset(tiny_assets, 64)
+    for run, steps in enumerate((1, 2)):
+        with torch.inference_mode():
+            result = bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0), OptimizerSpec(lr=1e-3),
+                          TrainConfig(max_steps=steps, seed=0, probe_samples=0),
+                          SaveSpec(output_name=f"all_hidream_o1_again{run}", save_state=False))
+        assert len(result.result.losses) == steps
+    assert model.model.diffusion_model._kv_cache_entries == []
