@@ -119,13 +119,11 @@ def by_batch(families: list[str], batches: list[int], args) -> None:
     print(f"steps {args.steps}, rank {args.rank}, lr {args.lr}, batches {batches}; one process per run")
     for family in families:
         runs = [(b, run_child("kiln", family, b, args, warmup=True)) for b in batches]
-        skipped = [r["skipped"] for _, r in runs if "skipped" in r]
-        if skipped:
-            print(f"{family:>18}: skipped ({skipped[0]})", flush=True)
-            continue
-        cells = [f"batch {b}: {1 / r['steps_per_s']:.3f} s/step, +{r['peak_bytes'] / 2**20:.0f} MiB over batch 1"
+        cells = [f"batch {b}: not run ({r['skipped']})" if "skipped" in r else
+                 f"batch {b}: {1 / r['steps_per_s']:.3f} s/step, +{r['peak_bytes'] / 2**20:.0f} MiB beyond a batch-1 step"
                  for b, r in runs]
-        print(f"{family:>18}: {runs[0][1]['adapters']} adapters; " + "; ".join(cells), flush=True)
+        adapters = next((r["adapters"] for _, r in runs if "adapters" in r), "?")
+        print(f"{family:>18}: {adapters} adapters; " + "; ".join(cells), flush=True)
 
 
 def main():
