@@ -9,8 +9,10 @@ rate and steps, in one run. Each trainer runs in its own process, so peak memory
 Prints per family: steps/s and peak memory growth (RSS on CPU, max allocated on CUDA) of both, and the
 ratios kiln/native. With --batches, Kiln alone at each batch size on the 2026 host's other families (the
 default list there: NEW_FAMILIES, the families of tests/test_host_families_all.py, built from their config
-classes): seconds per step at each batch, and the memory each grows beyond a batch-1 step. Where the host's node cannot train a family (it raises), the native column says so
-and Kiln's figures stand alone. Kiln trains its family default targets (attn_mlp) at the given rank; the
+classes): seconds per step at each batch, and the memory each grows beyond a batch-1 step.
+
+Where the host's node cannot train a family (it raises), the native column says so and Kiln's figures stand
+alone. Kiln trains its family default targets (attn_mlp) at the given rank; the
 native node trains every Linear/Conv weight of the diffusion model, so Kiln does less work per step by
 design (what the field's trainers train), which the printed adapter counts show."""
 from __future__ import annotations
@@ -120,7 +122,8 @@ def by_batch(families: list[str], batches: list[int], args) -> None:
     for family in families:
         runs = [(b, run_child("kiln", family, b, args, warmup=True)) for b in batches]
         cells = [f"batch {b}: not run ({r['skipped']})" if "skipped" in r else
-                 f"batch {b}: {1 / r['steps_per_s']:.3f} s/step, +{r['peak_bytes'] / 2**20:.0f} MiB beyond a batch-1 step"
+                 f"batch {b}: {1 / r['steps_per_s']:.3f} s/step, "
+                 f"+{r['peak_bytes'] / 2**20:.0f} MiB beyond a batch-1 step"
                  for b, r in runs]
         adapters = next((r["adapters"] for _, r in runs if "adapters" in r), "?")
         print(f"{family:>18}: {adapters} adapters; " + "; ".join(cells), flush=True)
