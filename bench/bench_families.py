@@ -32,9 +32,10 @@ from harness import RunMeter, native_inputs  # noqa: E402
 
 FAMILIES = ["flux1-dev", "sd3", "chroma", "flux2", "qwen-image", "z-image", "wan", "wan2.2-5b", "hidream", "lumina2"]
 # devtools.family_fixtures.NEW_FAMILIES (read by name so the parent process needs no host).
-NEW_FAMILIES = ["ltxv", "ltxav", "hunyuan-video-1.5", "kandinsky5", "kandinsky5-image", "krea2", "ideogram4",
-                "longcat-image", "omnigen2", "auraflow", "pixart-sigma", "hunyuan-dit", "stable-cascade-c",
-                "ernie-image", "anima", "cosmos-predict2", "joyimage", "chroma-radiance", "hidream-o1"]
+NEW_FAMILIES = ["ltxv", "ltxav", "hunyuan-video-1.5", "hunyuan-video", "hunyuan-image-2.1", "kandinsky5",
+                "kandinsky5-image", "krea2", "ideogram4", "longcat-image", "omnigen2", "auraflow", "pixart-sigma",
+                "pixart-alpha", "hunyuan-dit", "stable-cascade-c", "ernie-image", "anima", "cosmos-predict2",
+                "joyimage", "cogvideox", "chroma-radiance", "hidream-o1"]
 
 
 def child(args) -> dict:

@@ -231,6 +231,29 @@ NEW_FAMILIES: dict[str, FamilySpec] = {
         vision_config_overrides=dict(hidden_size=32, num_heads=1, intermediate_size=64, depth=1,
                                      deepstack_visual_indexes=())), 64, latent_channels=3,
         out_layer="final_layer2.linear", config_class="HiDreamO1", own_text_encoder="hidream-o1"),
+    "hunyuan-video": FamilySpec("hunyuan-video", "comfy.ldm.hunyuan_video.model.HunyuanVideo", dict(
+        image_model="hunyuan_video", in_channels=16, out_channels=16, vec_in_dim=64, context_in_dim=64,
+        hidden_size=128, mlp_ratio=4.0, num_heads=1, depth=1, depth_single_blocks=1, axes_dim=[16, 56, 56],
+        theta=256, patch_size=[1, 2, 2], qkv_bias=True, guidance_embed=True, byt5=False, meanflow=False,
+        use_cond_type_embedding=False, vision_in_dim=None, meanflow_sum=False), 64, 64,
+        out_layer="final_layer.linear", config_class="HunyuanVideo",
+        params_class="comfy.ldm.hunyuan_video.model.HunyuanVideoParams", te_attention_mask=True),
+    "hunyuan-image-2.1": FamilySpec("hunyuan-image-2.1", "comfy.ldm.hunyuan_video.model.HunyuanVideo", dict(
+        image_model="hunyuan_video", in_channels=64, out_channels=64, vec_in_dim=None, context_in_dim=64,
+        hidden_size=128, mlp_ratio=4.0, num_heads=1, depth=1, depth_single_blocks=1, axes_dim=[64, 64],
+        theta=256, patch_size=[1, 1], qkv_bias=True, guidance_embed=False, byt5=False, meanflow=False,
+        use_cond_type_embedding=False, vision_in_dim=None, meanflow_sum=False), 64, latent_channels=64,
+        out_layer="final_layer.linear", config_class="HunyuanImage21",
+        params_class="comfy.ldm.hunyuan_video.model.HunyuanVideoParams", te_attention_mask=True),
+    "cogvideox": FamilySpec("cogvideox_t2v", "comfy.ldm.cogvideo.model.CogVideoXTransformer3DModel", dict(
+        image_model="cogvideox", num_attention_heads=2, attention_head_dim=32, in_channels=16, out_channels=16,
+        time_embed_dim=64, text_embed_dim=64, num_layers=1, sample_width=8, sample_height=8, sample_frames=1,
+        patch_size=2, max_text_seq_length=77, use_rotary_positional_embeddings=True), 64,
+        out_layer="proj_out", config_class="CogVideoX_T2V"),
+    "pixart-alpha": FamilySpec("pixartalpha", "comfy.ldm.pixart.pixartms.PixArtMS", dict(
+        image_model="pixart_alpha", input_size=16, patch_size=2, in_channels=4, hidden_size=96, depth=1, num_heads=1,
+        caption_channels=64, model_max_length=77, micro_condition=True), 64,
+        latent_channels=4, out_layer="final_layer.linear", config_class="PixArtAlpha", resolution=384),
 }
 FAMILIES.update(NEW_FAMILIES)
 

@@ -17,9 +17,15 @@ import torch
 from conftest import REPO
 
 # Every 2026 family the older fixtures (tests/test_families_host.py) do not build.
-NEW = ["ltxv", "ltxav", "hunyuan-video-1.5", "kandinsky5", "kandinsky5-image", "krea2", "ideogram4", "longcat-image",
-       "omnigen2", "auraflow", "pixart-sigma", "hunyuan-dit", "stable-cascade-c", "ernie-image", "anima",
-       "cosmos-predict2", "joyimage", "chroma-radiance", "hidream-o1"]
+NEW = ["ltxv", "ltxav", "hunyuan-video-1.5", "hunyuan-video", "hunyuan-image-2.1", "kandinsky5", "kandinsky5-image",
+       "krea2", "ideogram4", "longcat-image", "omnigen2", "auraflow", "pixart-sigma", "pixart-alpha", "hunyuan-dit",
+       "stable-cascade-c", "ernie-image", "anima", "cosmos-predict2", "joyimage", "cogvideox", "chroma-radiance",
+       "hidream-o1"]
+# Families the host builds only at full size, so no tiny model of them exists to train on a CPU.
+HOST_FULL_SIZE_ONLY = {
+    "mochi": "the host's Genmo Mochi blocks assert Mochi's full widths (MLP 1536 x 8), so the smallest model it builds "
+             "has ~10B parameters",
+}
 
 
 def _dataset(tiny_assets, resolution):
@@ -71,7 +77,8 @@ def _sample(model, clip, family, seed=5):
         return out.float().cpu().numpy()
 
 
-@pytest.mark.parametrize("family", NEW)
+@pytest.mark.parametrize("family", NEW + [pytest.param(f, marks=pytest.mark.skip(reason=r))
+                                          for f, r in HOST_FULL_SIZE_ONLY.items()])
 def test_every_2026_family_trains_saves_and_samples(family, host, tiny_assets, caplog):
     import nodes
     from kiln.core.lora.io import load_lora_file
