@@ -24,7 +24,8 @@ import cli  # noqa: E402
 
 cli.load_pack()
 from kiln.core.lora.value import KilnLora  # noqa: E402
-from kiln.core.tools.lowrank import FactoredSVD, lora_factors  # noqa: E402
+from kiln.core.lora.algorithms import lora_factors  # noqa: E402
+from kiln.core.tools.lowrank import FactoredSVD  # noqa: E402
 from kiln.core.tools.resize import ResizeSpec, resize_lora  # noqa: E402
 from shapes import sdxl_unet_lora_layers  # noqa: E402
 

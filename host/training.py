@@ -14,7 +14,7 @@ import comfy.model_management as mm
 import comfy.model_sampling
 import comfy.sd
 
-from ..core.lora.formats import kohya_name
+from ..core.lora.names import kohya_name
 from ..core.lora.value import KilnLora
 from ..core.net.blocks import block_of
 from ..core.net.network import TargetLayer

@@ -10,7 +10,7 @@ from kiln.core.lora.value import KilnLora, module_groups
 from kiln.core.net.network import Network, TargetLayer
 from kiln.core.net.spec import NetworkSpec
 from kiln.core.tools.dora import convention_of, convert_dora, dora_weight
-from kiln.core.tools.lowrank import lora_factors
+from kiln.core.lora.algorithms import lora_factors
 
 lycoris_kohya = pytest.importorskip("lycoris.kohya")
 

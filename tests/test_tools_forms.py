@@ -9,7 +9,7 @@ from kiln.core.lora.formats import to_kohya
 from kiln.core.lora.io import load_lora_file, save_lora
 from kiln.core.lora.value import KilnLora
 from kiln.core.net.blocks import block_of_kohya
-from kiln.core.tools.lowrank import module_delta
+from kiln.core.lora.algorithms import module_delta
 from kiln.core.tools.merge import check_against_model, merge_loras
 from kiln.core.tools.resize import ResizeSpec, resize_lora
 

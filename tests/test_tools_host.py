@@ -63,7 +63,7 @@ def test_resize_merge_extract_outputs_load_in_the_host(host, base, caplog):
     _loads_cleanly(host, model, clip, merge_loras([(a, 0.5), (a, 0.5)], rank=3), "t_merged_r3", caplog)
     names = kohya_names_for_model(model, clip)
     sd_b = {**model.model.state_dict(), **clip.cond_stage_model.state_dict()}
-    from kiln.core.tools.lowrank import module_delta
+    from kiln.core.lora.algorithms import module_delta
     sd_a = dict(sd_b)
     for module, parts in a.modules.items():
         key = names[module]
@@ -76,7 +76,7 @@ def test_resize_merge_extract_outputs_load_in_the_host(host, base, caplog):
 
 def test_merge_lora_into_model_node_adds_the_delta_and_names_a_mismatched_module(host, base, caplog):
     from kiln.core.lora.value import KilnLora
-    from kiln.core.tools.lowrank import module_delta
+    from kiln.core.lora.algorithms import module_delta
     from kiln.host.training import kohya_names_for_model, patched_weights
     from kiln.nodes.tools import KilnMergeLoraIntoModel
     model, clip = base

@@ -12,9 +12,9 @@ import re
 
 import torch
 
+from .names import KOHYA_PREFIXES, LoraFormatError, kohya_name  # noqa: F401  (re-exported)
+from .transformer_layouts import to_host_layout
 from .value import KilnLora, module_groups
-
-KOHYA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_", "lora_te3_", "lora_prior_unet_")
 
 # suffix in the source -> kohya suffix
 _SUFFIXES = [
@@ -28,16 +28,6 @@ _SUFFIXES = [
 ]
 _LYCORIS = re.compile(r"\.(hada_w[12]_[ab]|hada_t[12]|lokr_w[12](_[ab])?|lokr_t[12]|diff|diff_b|dora_scale|alpha|"
                       r"lora_up\.weight|lora_down\.weight|lora_mid\.weight)$")
-
-
-class LoraFormatError(ValueError):
-    pass
-
-
-def kohya_name(prefix: str, module_path: str) -> str:
-    """kohya's spelling of a module: its prefix (``lora_unet_``, ``lora_te1_``, ...) and the module's path
-    with "_" for "." (``input_blocks.1.1.proj_in`` -> ``lora_unet_input_blocks_1_1_proj_in``)."""
-    return prefix + module_path.replace(".", "_")
 
 
 def _module_prefix(path: str, two_encoders: bool = False) -> str | None:
@@ -82,8 +72,6 @@ def detect_format(tensors) -> str:
 
 def to_kohya(lora: KilnLora) -> KilnLora:
     """The same LoRA with kohya key names. Unrecognised keys are a clear error naming them."""
-    # Imported here: transformer_layouts builds on this module's names.
-    from .transformer_layouts import to_host_layout
     # diffusers transformer layouts that differ from the host's (Flux, FLUX.2, SD3, Wan, Z-Image) first.
     out, tensors = to_host_layout(lora.tensors, lora.metadata)
     unknown = []
@@ -114,17 +102,3 @@ def to_kohya(lora: KilnLora) -> KilnLora:
             out[f"{module}.alpha"] = torch.tensor(float(parts["lora_down.weight"].shape[0]))
     return KilnLora(out, lora.metadata)
 
-
-def algorithm_of(parts: dict) -> str:
-    if "hada_w1_a" in parts:
-        return "loha"
-    if "lokr_w1" in parts or "lokr_w1_a" in parts:
-        return "lokr"
-    if "lora_up.weight" in parts:
-        if "lora_mid.weight" in parts:
-            return "locon"
-        return "dora" if "dora_scale" in parts else ("locon" if parts["lora_down.weight"].dim() == 4 and
-                                                     parts["lora_down.weight"].shape[-1] > 1 else "lora")
-    if "diff" in parts:
-        return "full"
-    return "unknown"

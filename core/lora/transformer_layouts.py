@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import torch
 
-from .formats import LoraFormatError, kohya_name
+from .names import LoraFormatError, kohya_name
 
 _PART_SUFFIXES = {"lora_A.weight": "down", "lora_A.default.weight": "down", "lora_down.weight": "down",
                   "lora.down.weight": "down", "lora_B.weight": "up", "lora_B.default.weight": "up",

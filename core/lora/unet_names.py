@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from .formats import kohya_name
+from .names import kohya_name
 
 _RESNET = {"in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj",
            "out_layers.0": "norm2", "out_layers.3": "conv2", "skip_connection": "conv_shortcut"}

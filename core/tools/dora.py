@@ -25,7 +25,7 @@ from typing import Mapping
 import torch
 
 from ..lora.value import KilnLora, module_groups
-from .lowrank import lora_factors
+from ..lora.algorithms import lora_factors
 from .resize import factors_to_lora
 
 CONVENTIONS = ("comfyui", "lycoris")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..lora.formats import kohya_name
+from ..lora.names import kohya_name
 from ..lora.metadata import FAMILY_OF_BASE_MODEL_VERSION, modelspec_metadata
 from ..lora.unet_names import kohya_unet_names
 from ..lora.value import KilnLora

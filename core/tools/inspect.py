@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..lora.formats import algorithm_of, detect_format, to_kohya
+from ..lora.algorithms import algorithm_of, lora_factors, module_delta, rank_of
+from ..lora.formats import detect_format, to_kohya
 from ..lora.value import KilnLora
 from ..plots.bars import bar_chart
 from ..net.blocks import block_of_kohya, block_order
-from .lowrank import lora_factors, module_delta
 
 
 @dataclass(frozen=True)
@@ -39,14 +39,7 @@ def module_infos(lora: KilnLora) -> list[ModuleInfo]:
     infos = []
     for module, parts in sorted(lora.modules.items()):
         algo = algorithm_of(parts)
-        if "lora_down.weight" in parts:
-            rank = parts["lora_down.weight"].shape[0]
-        elif "hada_w1_b" in parts:
-            rank = parts["hada_w1_b"].shape[0]
-        elif "lokr_w2_b" in parts:
-            rank = parts["lokr_w2_b"].shape[0]
-        else:
-            rank = 0
+        rank = rank_of(parts)
         alpha = float(parts["alpha"]) if "alpha" in parts else None
         infos.append(ModuleInfo(module, algo, rank, alpha, delta_norm(parts, module), block_of_kohya(module)))
     return infos

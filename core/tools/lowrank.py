@@ -1,80 +1,10 @@
-"""Low-rank maths: deltas of every algorithm, the exact spectrum of a factored LoRA from its factors, and
+"""Low-rank maths: the exact spectrum of a factored LoRA from its factors, and
 a randomized SVD for everything else."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-
-@dataclass
-class Factored:
-    """delta = up @ down (scale folded in); 2-D views, plus the shape to restore (conv kernels)."""
-    up: torch.Tensor       # (out, r)
-    down: torch.Tensor     # (r, in * k * k)
-    shape: tuple           # delta's full shape, (out, in) or (out, in, kh, kw)
-
-
-def _tucker(t: torch.Tensor, down: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    """LyCORIS Tucker form (LoHa/LoKr with hada_t*/lokr_t2): (out, in, kh, kw) from core t (r, r, kh, kw)."""
-    return torch.einsum("i j k l, j r, i p -> p r k l", t, down, up)
-
-
-def module_delta(parts: dict, module: str = "") -> torch.Tensor:
-    """The full delta a module applies (before DoRA normalisation), in float32, scale included. LoHa and
-    LoKr without a Tucker core come back 2-D (out, in * kh * kw): the factors don't say the kernel shape."""
-    p = {k: v.float() for k, v in parts.items()}
-    if "lora_up.weight" in p:
-        f = lora_factors(parts, module)
-        return (f.up @ f.down).reshape(f.shape)
-    if "hada_w1_a" in p:
-        if "hada_t1" in p:
-            m1 = _tucker(p["hada_t1"], p["hada_w1_b"], p["hada_w1_a"])
-            m2 = _tucker(p["hada_t2"], p["hada_w2_b"], p["hada_w2_a"])
-        else:
-            m1 = p["hada_w1_a"] @ p["hada_w1_b"]
-            m2 = p["hada_w2_a"] @ p["hada_w2_b"]
-        scale = float(p["alpha"]) / p["hada_w1_b"].shape[0] if "alpha" in p else 1.0
-        return m1 * m2 * scale
-    if "lokr_w1" in p or "lokr_w1_a" in p:
-        # The host's reading (comfy weight_adapter/lokr.py): the scale's rank is w2_b's when w2 is
-        # factored, else w1_b's.
-        dim = None
-        if "lokr_w1" in p:
-            w1 = p["lokr_w1"]
-        else:
-            w1 = p["lokr_w1_a"] @ p["lokr_w1_b"]
-            dim = p["lokr_w1_b"].shape[0]
-        if "lokr_w2" in p:
-            w2 = p["lokr_w2"]
-        else:
-            dim = p["lokr_w2_b"].shape[0]
-            w2 = (_tucker(p["lokr_t2"], p["lokr_w2_b"], p["lokr_w2_a"]) if "lokr_t2" in p
-                  else p["lokr_w2_a"] @ p["lokr_w2_b"])
-        if w2.dim() == 4:
-            w1 = w1[:, :, None, None]
-        scale = float(p["alpha"]) / dim if ("alpha" in p and dim) else 1.0
-        return torch.kron(w1, w2) * scale
-    if "diff" in p:
-        return p["diff"]
-    raise ValueError(f"{module}: no weight delta in its keys {sorted(parts)} (only diff_b/bias?); "
-                     "Kiln's tools read lora_up/down, hada_*, lokr_* and diff.")
-
-
-def lora_factors(parts: dict, module: str = "") -> Factored:
-    up, down = parts["lora_up.weight"].float(), parts["lora_down.weight"].float()
-    rank = down.shape[0]
-    if up.shape[1] != rank:
-        raise ValueError(f"{module}: lora_up has rank {up.shape[1]} but lora_down has rank {rank}; the file is damaged.")
-    scale = float(parts["alpha"]) / rank if "alpha" in parts else 1.0
-    if "lora_mid.weight" in parts:
-        # LoCon Tucker: down (r, in, 1, 1), mid (r, r, kh, kw). Folding mid into down keeps the rank and the
-        # exact factored path: down'[a, i, k, l] = sum_b mid[a, b, k, l] down[b, i].
-        mid = parts["lora_mid.weight"].float()
-        down = torch.einsum("a b k l, b i -> a i k l", mid, down.reshape(rank, -1))
-    out_dim = up.shape[0]
-    shape = (out_dim, down.shape[1]) + tuple(down.shape[2:])
-    return Factored(up.reshape(out_dim, rank) * scale, down.reshape(rank, -1), shape)
+from ..lora.algorithms import Factored
 
 
 class FactoredSVD:

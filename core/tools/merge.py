@@ -12,7 +12,8 @@ from ..lora.formats import to_kohya
 from ..lora.io import check_finite
 from ..lora.value import KilnLora
 from ..net.blocks import weight_for
-from .lowrank import Factored, FactoredSVD, lora_factors, module_delta
+from ..lora.algorithms import Factored, lora_factors, module_delta
+from .lowrank import FactoredSVD
 from .resize import factors_to_lora, network_metadata
 
 _FAMILIES = ("sdxl", "sd_v1", "sd_v2", "sd3", "flux", "sd_v3")

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..lora.formats import algorithm_of, to_kohya
+from ..lora.algorithms import algorithm_of
+from ..lora.formats import to_kohya
 from ..lora.value import KilnLora
-from .lowrank import FactoredSVD, choose_rank, kept_energy, lora_factors, module_delta, randomized_svd
+from ..lora.algorithms import lora_factors, module_delta
+from .lowrank import FactoredSVD, choose_rank, kept_energy, randomized_svd
 
 
 @dataclass(frozen=True)

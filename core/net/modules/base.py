@@ -17,6 +17,8 @@ class AdapterModule(nn.Module):
     """
 
     algorithm: str = ""
+    # The file layout this algorithm saves (core/lora/algorithms.py): its keys, rank and delta as files hold them.
+    layout = None
 
     def __init__(self, name: str, base: nn.Module, rank: int, alpha: float, multiplier: float = 1.0,
                  dropout: float = 0.0, rank_dropout: float = 0.0, module_dropout: float = 0.0, spec=None):

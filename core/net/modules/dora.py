@@ -64,7 +64,7 @@ class DoRAModule(LoRAModule):
         return out
 
     def load_exported(self, tensors):
-        require(tensors, ("lora_up.weight", "lora_down.weight", "alpha", "dora_scale"), self.name, "DoRA")
+        require(tensors, self.layout.keys + ("dora_scale",), self.name, "DoRA")
         if tensors["dora_scale"].numel() != self.in_dim:
             raise ValueError(f"{self.name}.dora_scale has shape {tuple(tensors['dora_scale'].shape)}; Kiln's DoRA "
                              f"keeps it per input channel ({self.in_dim}). Files with the output-axis scale "

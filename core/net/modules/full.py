@@ -6,12 +6,15 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ...lora.algorithms import FullLayout
 from ..registry import register_algorithm
 from .weighted import DeltaWeightModule, require
 
 
 @register_algorithm("full")
 class FullModule(DeltaWeightModule):
+    layout = FullLayout
+
     def __init__(self, name, base, rank, alpha, generator=None, **kw):
         super().__init__(name, base, rank, alpha, **kw)
         self.diff = nn.Parameter(torch.zeros(base.weight.shape))
@@ -39,7 +42,7 @@ class FullModule(DeltaWeightModule):
         return out
 
     def load_exported(self, tensors):
-        require(tensors, ("diff",) + (("diff_b",) if self.diff_b is not None else ()), self.name, "full")
+        require(tensors, FullLayout.keys + (("diff_b",) if self.diff_b is not None else ()), self.name, "full")
         with torch.no_grad():
             self.diff.copy_(tensors["diff"].reshape(self.diff.shape))
             if self.diff_b is not None:

@@ -14,12 +14,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ...lora.algorithms import FullLayout
 from ..registry import register_algorithm
 from .weighted import DeltaWeightModule, require
 
 
 @register_algorithm("ia3")
 class IA3Module(DeltaWeightModule):
+    layout = FullLayout    # saved as its delta (diff): the host has no IA3 loader
+
     def __init__(self, name, base, rank, alpha, generator=None, **kw):
         super().__init__(name, base, rank, alpha, **kw)
         self.scale_vector = nn.Parameter(torch.zeros(self.out_dim))
@@ -58,7 +61,7 @@ class IA3Module(DeltaWeightModule):
         return {"diff": self.delta_weight().detach().clone()}
 
     def load_exported(self, tensors):
-        require(tensors, ("diff",), self.name, "IA3")
+        require(tensors, FullLayout.keys, self.name, "IA3")
         with torch.no_grad():
             w = self.base_weight.detach().float().reshape(self.out_dim, -1)
             d = tensors["diff"].float().reshape(self.out_dim, -1)

@@ -14,14 +14,17 @@ import torch
 import torch.nn as nn
 from lycoris.functional.loha import diff_weight as hada_diff_weight
 
+from ...lora.algorithms import LoHaLayout
 from ..registry import register_algorithm
 from .weighted import DeltaWeightModule, require
 
-KEYS = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
+KEYS = LoHaLayout.keys
 
 
 @register_algorithm("loha")
 class LoHaModule(DeltaWeightModule):
+    layout = LoHaLayout
+
     def __init__(self, name, base, rank, alpha, generator=None, **kw):
         super().__init__(name, base, rank, alpha, **kw)
         self.shape = tuple(base.weight.shape)

@@ -20,6 +20,7 @@ import torch.nn as nn
 from lycoris.functional.general import factorization
 from lycoris.functional.lokr import make_kron
 
+from ...lora.algorithms import LoKrLayout
 from ..registry import register_algorithm
 from .base import kaiming_uniform_
 from .weighted import DeltaWeightModule, require
@@ -27,6 +28,8 @@ from .weighted import DeltaWeightModule, require
 
 @register_algorithm("lokr")
 class LoKrModule(DeltaWeightModule):
+    layout = LoKrLayout
+
     def __init__(self, name, base, rank, alpha, generator=None, spec=None, **kw):
         super().__init__(name, base, rank, alpha, spec=spec, **kw)
         factor = spec.factor if spec is not None else -1
@@ -58,8 +61,7 @@ class LoKrModule(DeltaWeightModule):
         return self.w1_low or self.w2_low
 
     def _keys(self) -> tuple[str, ...]:
-        return (("lokr_w1_a", "lokr_w1_b") if self.w1_low else ("lokr_w1",)) + \
-               (("lokr_w2_a", "lokr_w2_b") if self.w2_low else ("lokr_w2",))
+        return LoKrLayout.keys_for(self.w1_low, self.w2_low)
 
     def delta_weight(self):
         w1 = self.lokr_w1_a @ self.lokr_w1_b if self.w1_low else self.lokr_w1

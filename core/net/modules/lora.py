@@ -9,12 +9,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ...lora.algorithms import LoRALayout
 from ..registry import register_algorithm
 from .base import AdapterModule, kaiming_uniform_
 
 
 @register_algorithm("lora")
 class LoRAModule(AdapterModule):
+    layout = LoRALayout
+
     def __init__(self, name, base, rank, alpha, generator: torch.Generator | None = None, **kw):
         super().__init__(name, base, rank, alpha, **kw)
         if self.is_conv:
