@@ -93,7 +93,7 @@ def _extract(args):
 def _convert(args):
     _core()
     from kiln.core.lora.io import load_lora_file, save_lora
-    from kiln.core.tools.dora import base_weight_keys, convert_dora, format_dora_report
+    from kiln.core.tools.dora_convention import base_weight_keys, convert_dora, format_dora_report
     if Path(args.base).suffix != ".safetensors":
         raise SystemExit(f"{args.base}: only .safetensors base models are read (pickles can run code); convert it first.")
     base = _LazyTensors(args.base)
@@ -108,15 +108,15 @@ def _convert(args):
 def _inspect(args):
     _core()
     from kiln.core.lora.io import load_lora_file
-    from kiln.core.tools.inspect import inspect_text
+    from kiln.core.tools.lora_info import inspect_text
     lora = load_lora_file(args.input)
     print(inspect_text(lora, Path(args.input).name))
     if args.plot:
         from PIL import Image
         from kiln.core.lora.io import atomic_write_bytes
         from kiln.core.plots.bars import bar_chart
-        from kiln.core.plots.images import to_uint8
-        from kiln.core.tools.inspect import block_norms, module_infos
+        from kiln.core.data.images import to_uint8
+        from kiln.core.tools.lora_info import block_norms, module_infos
         import io
         image = Image.fromarray(to_uint8(bar_chart(block_norms(module_infos(lora)), "sum of delta norms per block")))
         buf = io.BytesIO()

@@ -28,7 +28,7 @@ from ..core.train.loop import TrainConfig, Trainer, TrainHooks
 from ..core.train.optim import OptimizerSpec
 from ..core.train.estimate import Preflight, adapter_bytes
 from ..core.train.experts import ExpertSpec, for_expert
-from ..core.plots.images import to_float, to_uint8
+from ..core.data.images import to_float, to_uint8
 from ..core.plots.loss_chart import loss_plot
 from ..core.plots.timeline import sample_file_name
 from ..core.train.saves import NoSaver, RunSaver
@@ -39,7 +39,7 @@ from ..core.train.state import load_state
 from . import adapter as training_adapter, families, live
 from .distributed import agreed_interrupt, join_training
 from .placement import place_for_training
-from .memory import gradient_checkpointing
+from .checkpointing import gradient_checkpointing
 from .training import (HostDiffusionModel, apply_lora, check_clips, check_text_encoder_trainable,
                        latent_spatial_ratio, target_layers, text_encoder_grad_safe, vae_encoder, vae_temporal_ratio)
 

@@ -7,7 +7,7 @@ passed to the host as ``memory_required`` when it loads the diffusion model, as 
 the memory their work needs; where the weights and that memory don't fit, the host loads the model
 partially (its lowvram path): the layers left on the CPU are cast onto the device in each forward by the
 host's own ops, and Kiln fetches their weight again in backward instead of keeping the device copy for
-the whole step (host.memory.recast_weights_in_backward), so only the layers being computed hold weights.
+the whole step (host.checkpointing.recast_weights_in_backward), so only the layers being computed hold weights.
 
 ``KILN_DEVICE_BUDGET_MB`` caps the device memory a bake plans with (e.g. to leave room for another
 program); on a CPU-only machine it turns on the same partial loading, which is how the tests run it.
@@ -25,7 +25,7 @@ import torch
 import comfy.model_management as mm
 
 from ..core.train.estimate import MemoryEstimate, TrainingSettings, adapter_bytes
-from .memory import RefetchStats, recast_layers, recast_weights_in_backward
+from .checkpointing import RefetchStats, recast_layers, recast_weights_in_backward
 from .preflight import trace_training_step
 
 log = logging.getLogger("kiln")

@@ -4,7 +4,7 @@ The step's forward runs once under torch's FakeTensorMode (shapes and dtypes onl
 memory, the weights wherever they are), with the adapters attached and the host's training contexts on,
 so every tensor autograd would keep for backward is seen with its size. Tensors that already exist (the
 weights, the adapters, the cached latents and captions) are not counted; a low-precision weight's cast
-copy is not counted where Kiln re-casts it in backward (host.memory.recast_weights_in_backward). Each kept
+copy is not counted where Kiln re-casts it in backward (host.checkpointing.recast_weights_in_backward). Each kept
 tensor is attributed to the gradient-checkpoint unit it was saved in, so one trace prices checkpointing
 on and off (core.train.estimate turns it into bytes); the forward's own peak is recorded beside it.
 
@@ -25,7 +25,7 @@ from torch.utils._pytree import tree_leaves, tree_map
 
 from ..core.train.estimate import ActivationTrace
 from ..core.train.loop import autocast_dtype
-from .memory import checkpoint_units, recast_layers
+from .checkpointing import checkpoint_units, recast_layers
 
 
 def _storage_key(t: torch.Tensor):
@@ -215,7 +215,7 @@ def _fake_step(hm, network, trainer, latents, conds, n: int, *contexts) -> None:
 
 def called_modules(hm, network, latents, conds, trainer, n: int) -> set:
     """The diffusion model's modules whose forward a training step runs (on fake tensors): what can be a
-    checkpoint unit (host.memory.checkpoint_units)."""
+    checkpoint unit (host.checkpointing.checkpoint_units)."""
     called: set = set()
     handles = [m.register_forward_pre_hook(lambda module, args: called.add(module))
                for m in hm.base.diffusion_model.modules()]
@@ -254,7 +254,7 @@ def trace_training_step(hm, network, trainer, refs, checkpoint_depth: int = 1,
 
     # Weights (and their transposes, which fake tracing may materialise) are kept by reference, not copied.
     # A low-precision layer's weight in another dtype is its cast copy: kept while a checkpointed unit is
-    # recomputed, re-cast in backward otherwise (host.memory.recast_weights_in_backward).
+    # recomputed, re-cast in backward otherwise (host.checkpointing.recast_weights_in_backward).
     weight_shapes, cast_shapes = set(), set()
     for p in list(dm.parameters()) + list(network.parameters()):
         weight_shapes.add((tuple(p.shape), p.dtype))

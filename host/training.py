@@ -323,7 +323,7 @@ def host_training_flag(enabled: bool):
     host's Flux/Wan RoPE) to their differentiable torch versions when it is set, as the host's own TrainLoraNode
     does; the fused comfy_kitchen kernels some families call whatever the flag says (ERNIE-Image, Cosmos Predict2,
     Anima, JoyImage) resolve to differentiable stand-ins (host.kernels). Older hosts need neither. Gradient
-    checkpointing's recomputation enters this again (host.memory)."""
+    checkpointing's recomputation enters this again (host.checkpointing)."""
     if not enabled:
         yield
         return

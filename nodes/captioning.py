@@ -11,7 +11,7 @@ from .. import host
 from ..core.paths import check_caption_extension
 from ..core.caption.combine import COMBINE_MODES, combine_caption
 from ..core.caption.models import HUB_MODELS, ensure_model, local_names
-from ..core.caption.prompts import TEMPLATES
+from ..core.caption.instructions import TEMPLATES
 from ..core.caption.vlm import CaptionSettings, Captioner, caption_images
 from ..core.data.scan import images_under
 from ..core.tags.tagger import write_captions

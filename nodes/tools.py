@@ -9,7 +9,7 @@ from ..core.lora.io import load_lora_file
 from ..core.net.blocks import parse_weights
 from ..core.plots import bar_chart
 from ..core.tools.extract import ExtractSpec, extract_lora
-from ..core.tools.inspect import (block_norms, compare_loras, comparison_plot, comparison_text,
+from ..core.tools.lora_info import (block_norms, compare_loras, comparison_plot, comparison_text,
                                   inspect_text, module_infos)
 from ..core.tools.merge import check_against_model, merge_loras, without_modules
 from ..core.tools.resize import ResizeSpec, format_report, resize_lora

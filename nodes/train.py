@@ -20,7 +20,7 @@ from ..core.train.loop import TrainConfig
 from ..core.train.objective import LOSSES, TIMESTEP_SAMPLINGS, ObjectiveSpec
 from ..core.train.optim import OptimizerSpec
 from ..core.train.presets import VRAM_CLASSES, apply_vram_class
-from ..core.train.prompts import SamplePrompt, parse_prompts
+from ..core.train.sample_prompts import SamplePrompt, parse_prompts
 from ..core.train.family_presets import PRESETS, apply_family_preset
 from ..core.train.family_presets import NONE as NO_PRESET
 from ..core.train.specs import SampleSpec, SaveSpec, TrainingAdapterSpec

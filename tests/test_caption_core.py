@@ -6,7 +6,7 @@ from PIL import Image
 
 from kiln.core.caption.combine import clean_caption, combine_caption
 from kiln.core.caption.models import CaptionModelMissing, ensure_model, family_of, local_names
-from kiln.core.caption.prompts import chat_messages, florence_task, prompt_text
+from kiln.core.caption.instructions import chat_messages, florence_task, prompt_text
 from kiln.core.caption.vlm import fit_image
 
 

@@ -9,7 +9,7 @@ import torch.nn as nn
 from kiln.core.lora.value import KilnLora, module_groups
 from kiln.core.net.network import Network, TargetLayer
 from kiln.core.net.spec import NetworkSpec
-from kiln.core.tools.dora import convention_of, convert_dora, dora_weight
+from kiln.core.tools.dora_convention import convention_of, convert_dora, dora_weight
 from kiln.core.lora.algorithms import lora_factors
 
 lycoris_kohya = pytest.importorskip("lycoris.kohya")

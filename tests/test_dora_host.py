@@ -16,7 +16,7 @@ def test_lora_loader_applies_kilns_dora_file_as_kiln_trained_it(loaded, host, tm
     from kiln.core.lora.value import KilnLora
     from kiln.core.net.network import Network
     from kiln.core.net.spec import NetworkSpec
-    from kiln.core.tools.dora import convert_dora
+    from kiln.core.tools.dora_convention import convert_dora
     from kiln.core.train.loop import TrainConfig
     from kiln.core.train.optim import OptimizerSpec
     from kiln.host.bake import SaveSpec, bake

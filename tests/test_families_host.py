@@ -175,10 +175,10 @@ def test_training_samples_use_the_familys_sampling_defaults(host, tiny_assets):
     import node_helpers
     from kiln.core.data import DatasetConfig, load_dataset
     from kiln.core.net.spec import NetworkSpec
-    from kiln.core.plots.images import to_float, to_uint8
+    from kiln.core.data.images import to_float, to_uint8
     from kiln.core.train.loop import TrainConfig
     from kiln.core.train.optim import OptimizerSpec
-    from kiln.core.train.prompts import SamplePrompt
+    from kiln.core.train.sample_prompts import SamplePrompt
     from kiln.core.train.specs import SampleSpec
     from kiln.host.bake import SaveSpec, bake
     model, clip, vae = _loaded("flux1-dev")

@@ -89,7 +89,7 @@ def _bake(model, clip, vae, dataset, name, setting, steps=2, **save):
     from kiln.core.net.spec import NetworkSpec
     from kiln.core.train.loop import TrainConfig
     from kiln.core.train.optim import OptimizerSpec
-    from kiln.core.train.prompts import SamplePrompt
+    from kiln.core.train.sample_prompts import SamplePrompt
     from kiln.core.train.specs import SampleSpec
     from kiln.host.bake import SaveSpec, bake
     spec = NetworkSpec(rank=4, alpha=4.0, targets=setting if setting in ("attn", "full") else "attn_mlp",

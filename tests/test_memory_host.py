@@ -15,7 +15,7 @@ def _one_step_peak(setup, name, **cfg):
     from kiln.core.train.loop import TrainConfig
     from kiln.core.train.memory import measure_peak
     from kiln.core.train.optim import OptimizerSpec
-    from kiln.host import memory
+    from kiln.host import checkpointing as memory
     from kiln.core.train.specs import SaveSpec
     from kiln.host.bake import bake
     model, clip, vae, dataset = setup
@@ -42,7 +42,7 @@ def test_checkpointing_lowers_peak_memory(setup):
 
 
 def test_checkpoint_units_by_depth(host):
-    from kiln.host.memory import checkpoint_units, diffusion_blocks
+    from kiln.host.checkpointing import checkpoint_units, diffusion_blocks
     class Block(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -74,7 +74,7 @@ def test_depth_two_on_mmdit_wraps_only_parts_whose_forward_runs(host, tiny_asset
     from kiln.core.train.optim import OptimizerSpec
     from kiln.core.train.specs import SaveSpec
     from kiln.devtools import family_fixtures as ff
-    from kiln.host import memory
+    from kiln.host import checkpointing as memory
     from kiln.host.bake import bake
     from conftest import REPO
     if ff.available("sd3"):

@@ -58,7 +58,7 @@ def _field_inputs():
     from kiln.core.train.loop import TrainConfig
     from kiln.core.train.objective import ObjectiveSpec
     from kiln.core.train.optim import OptimizerSpec
-    from kiln.core.train.prompts import SamplePrompt
+    from kiln.core.train.sample_prompts import SamplePrompt
     from kiln.core.train.specs import SaveSpec
     renamed = {"KilnTrainLora": {"gradient_accumulation": "grad_accum"},
                "KilnNetworkConfig": {"lokr_factor": "factor", "seed": "init_seed"},

@@ -111,7 +111,7 @@ def test_a_second_run_of_the_same_name_keeps_its_samples_apart(loaded):
     from kiln.core.net.spec import NetworkSpec
     from kiln.core.train.loop import TrainConfig
     from kiln.core.train.optim import OptimizerSpec
-    from kiln.core.train.prompts import SamplePrompt
+    from kiln.core.train.sample_prompts import SamplePrompt
     from kiln.core.train.specs import SampleSpec, SaveSpec
     from kiln.host.bake import bake
     model, clip, vae, dataset = loaded

@@ -5,7 +5,7 @@ import pytest
 
 from kiln.core.tags.filters import TagFilterSpec, apply_filter, parse_patterns, parse_replace
 from kiln.core.tags.frequency import comparison_chart, comparison_text, frequency
-from kiln.core.tags.presets import preset_prunes
+from kiln.core.tags.prune_rules import preset_prunes
 
 
 def test_patterns_keep_regex_lines_whole_and_replace_pairs_parse():

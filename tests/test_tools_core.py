@@ -5,7 +5,7 @@ import torch
 from kiln.core.lora.formats import LoraFormatError, detect_format, to_kohya
 from kiln.core.lora.value import KilnLora
 from kiln.core.tools.extract import ExtractSpec, extract_lora
-from kiln.core.tools.inspect import compare_loras, inspect_text, module_infos
+from kiln.core.tools.lora_info import compare_loras, inspect_text, module_infos
 from kiln.core.lora.algorithms import Factored, module_delta
 from kiln.core.tools.lowrank import factored_svd, randomized_svd
 from kiln.core.tools.merge import merge_loras

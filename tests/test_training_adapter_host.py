@@ -62,7 +62,7 @@ def _bake(setup, name, adapter=None, steps=3, on_step=None, inference=True, samp
 def runs(loaded, host):
     model = loaded[0]
     _write_adapter(host, model, "kiln_test_adapter.safetensors")
-    from kiln.core.train.prompts import SamplePrompt
+    from kiln.core.train.sample_prompts import SamplePrompt
     from kiln.core.train.specs import SampleSpec
     # The final training-time sample, with _sample's prompt, size, seed, steps and cfg.
     samples = SampleSpec((SamplePrompt("kiln shapes, red circle", "", 64, 64, 5, 4.0, 6),), "euler", "normal")

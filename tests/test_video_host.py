@@ -135,7 +135,7 @@ def test_video_previews_are_animated_webp_with_their_first_frame_on_the_timeline
     from kiln.core.net.spec import NetworkSpec
     from kiln.core.train.loop import TrainConfig
     from kiln.core.train.optim import OptimizerSpec
-    from kiln.core.train.prompts import SamplePrompt, parse_prompts
+    from kiln.core.train.sample_prompts import SamplePrompt, parse_prompts
     from kiln.core.train.specs import SampleSpec, SaveSpec
     from kiln.host.bake import bake
     model, clip, vae = _wan(host)

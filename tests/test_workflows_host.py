@@ -84,7 +84,7 @@ def test_resize_and_merge(demo_lora):
 def test_extract_recovers_the_demo_lora(demo_lora):
     result = _run("extract")
     from kiln.core.lora.io import load_lora_file
-    from kiln.core.tools.inspect import compare_loras
+    from kiln.core.tools.lora_info import compare_loras
     import kiln.host as h
     extracted = load_lora_file(h.loras_dir() / "kiln_demo_extracted.safetensors")
     rows = [r for r in compare_loras(load_lora_file(demo_lora), extracted) if r.cosine is not None]

@@ -14,7 +14,7 @@ from PIL import Image
 from ..data.images import UnreadableImage, open_rgb
 from .combine import clean_caption
 from .models import family_of, read_config
-from .prompts import chat_messages, florence_task, prompt_text
+from .instructions import chat_messages, florence_task, prompt_text
 
 log = logging.getLogger("kiln")
 

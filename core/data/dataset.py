@@ -3,7 +3,7 @@ size, bucket and content hash) as one immutable value, with what training asks o
 
 Each job lives in its own module of core/data: finding images and captions (scan.py, caption_files.py),
 decoding at load (decode.py, load.py), the step arithmetic and epoch plan (plan.py), a step's pixels and
-masks (pixels.py, augment.py), per-step captions (captions.py), kohya's metadata (metadata.py) and the
+masks (pixels.py, augment.py), per-step captions (captions.py), kohya's metadata (dataset_metadata.py) and the
 text summary (summary.py). This class ties them to one dataset."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from PIL import Image
 
-from . import metadata, pixels, plan
+from . import dataset_metadata, pixels, plan
 from .captions import captions_vary as _captions_vary, process_caption
 from .config import DatasetConfig
 from .plan import SampleRef
@@ -141,15 +141,15 @@ class KilnDataset:
         """New dataset with ``fn`` applied to every raw caption (pixels shared, nothing decoded again)."""
         return KilnDataset(self.config, tuple(replace(e, caption=fn(e.caption)) for e in self.images), self._scaled)
 
-    # -- reports (metadata.py, summary.py) ------------------------------------------------------------
+    # -- reports (dataset_metadata.py, summary.py) ------------------------------------------------------------
     def tag_frequency(self) -> dict[str, dict[str, int]]:
-        return metadata.tag_frequency(self.images)
+        return dataset_metadata.tag_frequency(self.images)
 
     def bucket_info(self) -> dict:
-        return metadata.bucket_info(self.images, self.bucket_counts())
+        return dataset_metadata.bucket_info(self.images, self.bucket_counts())
 
     def training_metadata(self) -> dict[str, str]:
-        return metadata.training_metadata(self.images, self.config, self.bucket_counts())
+        return dataset_metadata.training_metadata(self.images, self.config, self.bucket_counts())
 
     def summary(self, batch_size: int = 1, epochs: int = 1, top_tags: int = 20) -> str:
         return _summary(self, batch_size, epochs, top_tags)

@@ -1,4 +1,6 @@
-"""Reading images without losing a run: orientation, modes, bit depth, corrupt files, decompression bombs."""
+"""Images in and out: reading without losing a run (orientation, modes, bit depth, corrupt files, decompression
+bombs), and the one conversion between the float images Kiln passes around ([H, W, 3] float32 in 0..1,
+ComfyUI's IMAGE layout) and 8-bit pixels (PIL, PNG files)."""
 from __future__ import annotations
 
 import io
@@ -7,7 +9,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..plots.images import to_uint8
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 # Bigger than this is treated as a decompression bomb (PIL itself refuses above 2 x MAX_IMAGE_PIXELS,
@@ -105,3 +106,13 @@ def read_mask(path: str | Path) -> np.ndarray | None:
         if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
             return np.asarray(im.convert("RGBA").getchannel("A"), dtype=np.float32) / 255.0
     return None
+
+
+def to_uint8(array) -> np.ndarray:
+    """An image of floats in 0..1 as 8-bit pixels (clipped, rounded to the nearest level)."""
+    return (np.clip(np.asarray(array, dtype=np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def to_float(image: Image.Image | np.ndarray) -> np.ndarray:
+    """8-bit pixels (a PIL image or a uint8 array) as floats in 0..1."""
+    return np.asarray(image, dtype=np.float32) / 255.0

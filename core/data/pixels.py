@@ -11,10 +11,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..plots.images import to_uint8
 from .augment import color_aug
 from .config import DatasetError
-from .images import UnreadableImage, open_rgb, read_mask
+from .images import UnreadableImage, open_rgb, read_mask, to_uint8
 from .plan import SampleRef, entry_scaled_size
 
 

@@ -1,7 +1,7 @@
 """A dataset described in a few lines of text (the Dataset Preview node's summary and the Train log)."""
 from __future__ import annotations
 
-from .metadata import concept_dirs, tag_frequency
+from .dataset_metadata import concept_dirs, tag_frequency
 
 
 def summary(dataset, batch_size: int = 1, epochs: int = 1, top_tags: int = 20) -> str:

@@ -3,7 +3,7 @@ bar charts (bars.py), the loss chart (loss_chart.py), the sample timeline (timel
 preview grid (dataset_grid.py), and the one float <-> 8-bit conversion they and the rest of Kiln use
 (images.py)."""
 from .bars import bar_chart, horizontal_bars
-from .images import to_float, to_uint8
+from ..data.images import to_float, to_uint8
 from .loss_chart import loss_plot
 from .timeline import timeline_image
 

@@ -7,7 +7,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..data.dataset import KilnDataset
 from ..data.plan import SampleRef
-from .images import to_float, to_uint8
+from ..data.images import to_float, to_uint8
 
 _BG = (16, 16, 16)
 _TEXT = (232, 232, 232)

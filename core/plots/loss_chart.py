@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .images import to_float
+from ..data.images import to_float
 
 
 def smooth(values: list[float], beta: float = 0.9) -> list[float]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .images import to_float, to_uint8
+from ..data.images import to_float, to_uint8
 
 # The Train node's sample files: kiln_samples/<run folder name: output name, or <name>_run2...>/step000030_01.png
 # (step 30, prompt 1).

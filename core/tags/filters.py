@@ -12,7 +12,7 @@ from typing import Mapping
 
 from .frequency import frequency, split  # noqa: F401  (frequency lived here first; older imports use it)
 from .labels import normalise
-from .presets import preset_prunes
+from .prune_rules import preset_prunes
 
 META_TAGS = frozenset(normalise(t) for t in (
     "translation_request", "translated", "english_commentary", "commentary_request", "commentary",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .prompts import SamplePrompt
+from .sample_prompts import SamplePrompt
 from .specs import SampleSpec
 
 

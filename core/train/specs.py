@@ -12,7 +12,7 @@ from ..fields import setting
 from ..lora.value import KilnLora
 from .estimate import Preflight
 from .loop import TrainResult
-from .prompts import SamplePrompt
+from .sample_prompts import SamplePrompt
 
 
 @dataclass(frozen=True)

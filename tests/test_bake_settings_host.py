@@ -1,4 +1,4 @@
-"""The review's defects and claims checked through the real host: bake, saved metadata, LoraLoader."""
+"""Bake settings through the real host: epochs with accumulation, validation split, keep-last saves, clip skip, VRAM presets, display names."""
 import logging
 
 import pytest

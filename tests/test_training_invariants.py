@@ -1,4 +1,4 @@
-"""The review's defects, each checked where it showed: schedule-free weights at save time, adapters that
+"""Training invariants: schedule-free weights at save time, adapters that
 own only their own tensors, no device read-back per forward, the host's RNG left alone by a bake."""
 import pytest
 import torch

@@ -15,7 +15,7 @@ from kiln.core.lora.io import load_lora_file, save_lora, safetensors_tensor_hash
 from kiln.core.lora.value import KilnLora
 from kiln.core.train.objective import ObjectiveSpec, batch_loss, residual_scale, snr_weight
 from kiln.core.plots.loss_chart import loss_plot
-from kiln.core.train.prompts import SamplePrompt, parse_prompts
+from kiln.core.train.sample_prompts import SamplePrompt, parse_prompts
 from kiln.core.workflow import WorkflowError, ui_to_api
 
 
