@@ -1,4 +1,4 @@
-"""Kiln's command line (``python -m cli``) and the one place that imports the pack under its one name, ``kiln``.
+"""Kiln's command line (``python -m kiln``; ``python -m cli`` is an alias) and the one place that imports the pack under its one name, ``kiln``.
 
 ComfyUI imports a custom-node folder under a name derived from its path, so the pack's own modules
 use relative imports only. Outside ComfyUI (CLI, tests, benchmarks) we import the same folder as the

@@ -1,4 +1,4 @@
-"""``python -m cli export workflow.json``: the workflow's training recipe as kohya sd-scripts / musubi-tuner
+"""``python -m kiln export workflow.json``: the workflow's training recipe as kohya sd-scripts / musubi-tuner
 TOML, an accelerate config and a diffusion-pipe TOML, without running (or training) anything."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The command line (``python -m cli``): run workflows headless, the demo, the LoRA tools and the export."""
+"""The command line (``python -m kiln``, or ``kiln`` when installed with pip; ``python -m cli`` is an alias): run workflows headless, the demo, the LoRA tools and the export."""
 from __future__ import annotations
 
 import argparse
@@ -54,7 +54,7 @@ def _demo(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cli", description="Kiln: train LoRAs in ComfyUI graphs.")
+    parser = argparse.ArgumentParser(prog="kiln", description="Kiln: train LoRAs in ComfyUI graphs.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="run a workflow (UI or API format JSON) through ComfyUI's executor, no browser")
     p.add_argument("workflow", help="path to the workflow .json")
@@ -81,6 +81,10 @@ def main(argv=None) -> int:
         if os.environ.get("KILN_TRACEBACK"):
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"python -m cli {args.command}: error: {message}", file=sys.stderr)
+        print(f"kiln {args.command}: error: {message}", file=sys.stderr)
         return 2
 
+
+def entry() -> None:
+    """The ``kiln`` console script (pip install): the pack is already importable as ``kiln``."""
+    sys.exit(main())

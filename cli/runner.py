@@ -1,4 +1,4 @@
-"""Running workflows headless through the host's real executor (``python -m cli run``, the demo, tests)."""
+"""Running workflows headless through the host's real executor (``python -m kiln run``, the demo, tests)."""
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,4 @@
-"""``python -m cli resize|merge|extract|convert|inspect``: the LoRA tools from the shell, on the same core calls."""
+"""``python -m kiln resize|merge|extract|convert|inspect``: the LoRA tools from the shell, on the same core calls."""
 from __future__ import annotations
 
 from pathlib import Path

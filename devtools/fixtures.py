@@ -185,6 +185,6 @@ def torchrun_cli_run(nprocs: int, workflow: Path, work_dir: Path, threads: int =
         port = s.getsockname()[1]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nprocs),
-                           "--master_port", str(port), "-m", "cli", "run", str(workflow), "--work-dir", str(work_dir)],
+                           "--master_port", str(port), "-m", "kiln", "run", str(workflow), "--work-dir", str(work_dir)],
                           cwd=Path(__file__).resolve().parent.parent, env=env, capture_output=True, text=True,
                           timeout=timeout)

@@ -208,7 +208,7 @@ case "$what" in
       say "no ComfyUI of yours found; using Kiln's own ComfyUI $id at $host"
       vpy="$(setup_venv "${KILN_VENV:-$cache/venv-$id}" "$host")"
     fi
-    COMFYUI_PATH="$host" exec "$vpy" -m cli demo "$@" ;;
+    COMFYUI_PATH="$host" exec "$vpy" -m kiln demo "$@" ;;
   test)
     ensure_chromium
     if [ -n "$host" ]; then

@@ -1,5 +1,5 @@
 """Kiln Export through the real host: the node in a graph run by the executor (family from the loaded
-MODEL, paths from ComfyUI's folders, the Train node not run) and `python -m cli export` on a shipped workflow."""
+MODEL, paths from ComfyUI's folders, the Train node not run) and `python -m kiln export` on a shipped workflow."""
 import tomllib
 from pathlib import Path
 

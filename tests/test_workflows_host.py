@@ -1,4 +1,4 @@
-"""Every shipped workflow runs headless through the host's executor (as `python -m cli run` does) and
+"""Every shipped workflow runs headless through the host's executor (as `python -m kiln run` does) and
 produces what it promises."""
 import json
 import logging
@@ -122,7 +122,7 @@ def test_shipped_workflows_match_the_current_nodes(host):
 
 
 def test_cli_run_command_runs_a_shipped_workflow(demo_lora, capsys):
-    """`python -m cli run workflows/<name>.json`, the CLI path itself (argument parsing, boot, report)."""
+    """`python -m kiln run workflows/<name>.json`, the CLI path itself (argument parsing, boot, report)."""
     from kiln.cli import main as cli
     import kiln.host as h
     target = h.loras_dir() / "kiln_demo_r4.safetensors"
