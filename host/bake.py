@@ -21,7 +21,7 @@ import node_helpers
 
 from ..core.lora.io import short_file_stem
 from ..core.lora.metadata import training_metadata
-from ..core.lora.value import KilnLora
+from ..core.lora.value import KilnLora, module_groups
 from ..core.net.network import Network
 from ..core.net.spec import NetworkSpec
 from ..core.train.loop import TrainConfig, Trainer, TrainHooks
@@ -337,6 +337,8 @@ class Bake:
 
     # --- what the loop calls back -------------------------------------------------------------------------------
     def make_lora(self, step: int) -> KilnLora:
+        with self.trainer.ema_applied():
+            tensors = self.network.export(_DTYPES[self.save.save_dtype])
         meta = training_metadata(
             network=self.net, optimizer=self.opt, train=self.cfg, dataset_meta=self.dataset.training_metadata(),
             base_model_version=base_model_version(self.model), output_name=self.save.output_name, steps=step,
@@ -344,9 +346,8 @@ class Bake:
             total_steps=self.trainer.total_steps, started_at=self.started,
             clip_skip=(-self.clip.layer_idx if getattr(self.clip, "layer_idx", None) else None),
             v_parameterization=self.hm.kind == "v", family=families.release_of(self.model),
-            extra=self.adapter.metadata if self.adapter else None)
-        with self.trainer.ema_applied():
-            return KilnLora(self.network.export(_DTYPES[self.save.save_dtype]), meta)
+            extra=self.adapter.metadata if self.adapter else None, modules=module_groups(tensors))
+        return KilnLora(tensors, meta)
 
     def make_state(self, step: int):
         return self.trainer.state(step, {"output_name": self.save.output_name, "algorithm": self.net.algorithm})

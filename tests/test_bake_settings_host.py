@@ -124,3 +124,28 @@ def test_every_node_has_a_kiln_display_name(host):
     missing = sorted(set(pack_nodes.NODE_CLASS_MAPPINGS) - set(pack_nodes.NODE_DISPLAY_NAME_MAPPINGS))
     assert not missing, missing
     assert all(name.startswith("Kiln ") for name in pack_nodes.NODE_DISPLAY_NAME_MAPPINGS.values())
+
+
+def test_block_weights_and_the_ranks_they_give_are_in_the_file_metadata(loaded):
+    """A block rank weight changes the ranks the file holds: ss_network_dim is the largest rank saved and
+    ss_network_args carries the weights as set and each block's rank (A1111's and kohya's readers show these)."""
+    import json
+    from kiln.core.lora.algorithms import rank_of
+    from kiln.core.lora.io import load_lora_file
+    from kiln.core.net.blocks import block_of_kohya
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.core.train.loop import TrainConfig
+    spec = NetworkSpec(rank=8, alpha=4.0, block_rank_weights=(("MID", 0.5), ("OUT11", 0.0)),
+                       block_lr_weights=(("IN01", 2.0),))
+    result = _bake(loaded, "block_weights_meta", TrainConfig(max_steps=1, seed=0, probe_samples=0), spec=spec)
+    lora = load_lora_file(result.saved_files[-1])
+    meta, modules = lora.metadata, lora.modules
+    args = json.loads(meta["ss_network_args"])
+    assert args["block_rank_weights"] == "MID=0.5,OUT11=0" and args["block_lr_weights"] == "IN01=2"
+    saved = {}
+    for module, parts in modules.items():
+        saved.setdefault(block_of_kohya(module), set()).add(rank_of(parts))
+    dims = dict(pair.split("=") for pair in args["block_dims"].split(","))
+    assert dims == {b: "/".join(map(str, sorted(r))) for b, r in saved.items()}
+    assert dims.get("MID") == "4" and "OUT11" not in dims and set(dims.values()) >= {"8"}
+    assert meta["ss_network_dim"] == "8" and float(meta["ss_network_alpha"]) == 4.0

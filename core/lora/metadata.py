@@ -103,8 +103,9 @@ def modelspec_metadata(family: str, *, title: str, created_at: float, resolution
 def training_metadata(*, network, optimizer, train, dataset_meta: dict, base_model_version: str,
                       output_name: str, steps: int, epoch: int, total_steps: int, started_at: float,
                       model_name: str = "", clip_skip: int | None = None, v_parameterization: bool = False,
-                      extra: dict | None = None, family: str = "") -> dict[str, str]:
-    """kohya's ss_* keys and the modelspec.* keys (``family``, or the family ss_base_model_version names)."""
+                      extra: dict | None = None, family: str = "", modules: dict | None = None) -> dict[str, str]:
+    """kohya's ss_* keys and the modelspec.* keys (``family``, or the family ss_base_model_version names).
+    ``modules`` (kohya module name -> its saved tensors) lets the network keys say the ranks the file holds."""
     args = {"algo": network.algorithm} if network_module_for(network.algorithm) != "networks.lora" else {}
     if network.conv_rank > 0:
         args.update(conv_dim=str(network.conv_rank), conv_alpha=str(network.conv_alpha))
@@ -116,6 +117,10 @@ def training_metadata(*, network, optimizer, train, dataset_meta: dict, base_mod
         args["module_dropout"] = str(network.module_dropout)
     if network.dora:
         args["dora_wd"] = "True"
+    dim, alpha = network.rank, network.alpha
+    if modules and (network.block_rank_weights or network.block_lr_weights):
+        shape_args, dim, alpha = block_network_args(network, modules)
+        args.update(shape_args)
     obj = train.objective
     meta = {
         "ss_session_id": str(int(started_at * 1000) % 2 ** 31),
@@ -127,8 +132,8 @@ def training_metadata(*, network, optimizer, train, dataset_meta: dict, base_mod
         "ss_v2": str(base_model_version.startswith("sd_v2")),
         "ss_v_parameterization": str(v_parameterization),
         "ss_network_module": network_module_for(network.algorithm),
-        "ss_network_dim": str(network.rank),
-        "ss_network_alpha": str(network.alpha),
+        "ss_network_dim": str(dim),
+        "ss_network_alpha": str(alpha),
         "ss_network_args": json.dumps(args),
         "ss_network_dropout": str(network.dropout),
         "ss_learning_rate": str(optimizer.lr),
@@ -170,6 +175,41 @@ def training_metadata(*, network, optimizer, train, dataset_meta: dict, base_mod
     if extra:
         meta.update({k: str(v) for k, v in extra.items()})
     return meta
+
+
+def _weights_text(weights) -> str:
+    return ",".join(f"{block}={factor:g}" for block, factor in weights)
+
+
+def block_network_args(network, modules: dict) -> tuple[dict[str, str], int, float]:
+    """With block weights, the file's ranks differ from the network's rank: ss_network_args gets the weights as set
+    (``block_rank_weights``, ``block_lr_weights``, Kiln's block names) and the rank each block holds
+    (``block_dims`` for linear and 1x1 layers, ``conv_block_dims`` for larger kernels, ``BLOCK=rank`` pairs in
+    block order; ``a/b`` where a block's layers differ), and ss_network_dim / alpha are the largest linear rank in
+    the file and its alpha (kohya's meaning: the rank a reader should expect at most)."""
+    from ..net.blocks import block_of_kohya, block_order
+    from .algorithms import rank_of
+    args = {}
+    if network.block_rank_weights:
+        args["block_rank_weights"] = _weights_text(network.block_rank_weights)
+    if network.block_lr_weights:
+        args["block_lr_weights"] = _weights_text(network.block_lr_weights)
+    linear, conv, best = {}, {}, (0, network.alpha)
+    for module, parts in modules.items():
+        rank = rank_of(parts)
+        if not rank:
+            continue
+        down = parts.get("lora_down.weight")
+        is_conv = down is not None and down.dim() == 4 and down.shape[-1] > 1
+        (conv if is_conv else linear).setdefault(block_of_kohya(module), set()).add(rank)
+        if not is_conv and rank > best[0]:
+            best = (rank, float(parts["alpha"]) if "alpha" in parts else float(rank))
+    for key, table in (("block_dims", linear), ("conv_block_dims", conv)):
+        if table:
+            args[key] = ",".join(f"{b}={'/'.join(str(r) for r in sorted(table[b]))}"
+                                 for b in sorted(table, key=block_order))
+    dim, alpha = best if best[0] else (network.rank, network.alpha)
+    return args, dim, round(alpha, 6)
 
 
 def training_adapter_metadata(name: str, strength: float, tensor_hash: str) -> dict[str, str]:
