@@ -228,6 +228,89 @@ def called_modules(hm, network, latents, conds, trainer, n: int) -> set:
     return called
 
 
+class _SavedTensorRecorder:
+    """What backward keeps, recorded as autograd saves it during a fake forward: each saved tensor's bytes, the
+    checkpoint unit running when it was saved, and whether it is a low-precision layer's cast weight; the inputs
+    each unit keeps when checkpointed; the largest single saved tensor."""
+
+    def __init__(self, dm, network, low_precision, allocations):
+        self.allocations = allocations
+        self.current_unit: list[int] = []
+        self.saved: dict = {}            # storage key -> (bytes, unit index or -1, is a cast weight)
+        self.unit_inputs: dict = {}      # storage key -> bytes (tensors a checkpointed unit keeps as its input)
+        self.kept_refs: list = []        # keeps the fake tensors alive so their storage keys stay unique
+        self.largest = 0
+        self.unit_saved = 0              # fresh bytes kept inside the unit now running (freed at its end if checkpointed)
+        # Weights (and their transposes, which fake tracing may materialise) are kept by reference, not copied.
+        # A low-precision layer's weight in another dtype is its cast copy: kept while a checkpointed unit is
+        # recomputed, re-cast in backward otherwise (host.checkpointing.recast_weights_in_backward).
+        self.weight_shapes, self.cast_shapes = set(), set()
+        for p in list(dm.parameters()) + list(network.parameters()):
+            self.weight_shapes.add((tuple(p.shape), p.dtype))
+            if p.dim() == 2:
+                self.weight_shapes.add((tuple(p.shape[::-1]), p.dtype))
+        for layer in low_precision:
+            shape = tuple(layer.weight.shape)
+            self.cast_shapes.update({shape, shape[::-1]} if len(shape) == 2 else {shape})
+
+    def pack(self, t):
+        if (tuple(t.shape), t.dtype) in self.weight_shapes:
+            return t
+        key = _storage_key(t)
+        if key is not None and key not in self.saved:
+            n = _nbytes(t)
+            cast = tuple(t.shape) in self.cast_shapes
+            self.saved[key] = (n, self.current_unit[-1] if self.current_unit else -1, cast)
+            if not cast:
+                self.largest = max(self.largest, n)
+            if key in self.allocations.fresh:
+                if cast:
+                    self.allocations.not_held += n
+                elif self.current_unit:
+                    self.unit_saved += n
+            self.kept_refs.append(t)
+        return t
+
+    def watch(self, units) -> list:
+        """Hooks marking each unit's start (its floating inputs are what it keeps when checkpointed) and end."""
+        handles = []
+        for i, unit in enumerate(units):
+            def unit_pre(m, args, kwargs, _i=i):
+                self.current_unit.append(_i)
+                self.unit_saved = 0
+                for v in list(args) + list(kwargs.values()):
+                    if isinstance(v, torch.Tensor) and v.is_floating_point():
+                        key = _storage_key(v)
+                        if key is not None:
+                            self.unit_inputs.setdefault(key, _nbytes(v))
+                            self.kept_refs.append(v)
+
+            def unit_post(m, args, output):
+                if self.current_unit:
+                    self.current_unit.pop()
+                    self.allocations.released_by_units += self.unit_saved
+                    self.unit_saved = 0
+            handles.append(unit.register_forward_pre_hook(unit_pre, with_kwargs=True))
+            handles.append(unit.register_forward_hook(unit_post))
+        return handles
+
+    def trace(self, batch: int, n_units: int) -> ActivationTrace:
+        fresh = self.allocations.fresh
+        new = {k: v for k, v in self.saved.items() if k in fresh}
+        per_unit = [0] * n_units
+        outside = 0
+        for n, unit, cast in new.values():
+            if unit >= 0:
+                per_unit[unit] += n
+            elif not cast:
+                outside += n
+        boundaries = sum(n for k, n in self.unit_inputs.items() if k in fresh)
+        return ActivationTrace(batch=batch, saved_bytes=sum(n for n, _, cast in new.values() if not cast),
+                               outside_units_bytes=outside, unit_bytes=tuple(per_unit), unit_input_bytes=boundaries,
+                               largest_bytes=self.largest, forward_peak_bytes=self.allocations.peak,
+                               forward_peak_checkpointed_bytes=self.allocations.peak_checkpointed)
+
+
 def trace_training_step(hm, network, trainer, refs, checkpoint_depth: int = 1,
                         called: set | None = None) -> ActivationTrace:
     """Trace one micro-batch (``refs``) of ``trainer``'s step on ``hm`` with ``network`` attached.
@@ -242,81 +325,14 @@ def trace_training_step(hm, network, trainer, refs, checkpoint_depth: int = 1,
     if called is not None:
         called.update(called_modules(hm, network, latents, conds, trainer, len(refs)))
     units = checkpoint_units(dm, checkpoint_depth, called)
-    low_precision = set(recast_layers(hm.patcher))
-    current_unit: list = []
-    saved: dict = {}            # storage key -> (bytes, unit index or -1, is a cast weight)
-    unit_inputs: dict = {}      # storage key -> bytes (tensors a checkpointed unit keeps as its input)
-    kept_refs: list = []        # keeps the fake tensors alive so their storage keys stay unique
-    largest = [0]
-    unit_saved = [0]            # fresh bytes kept inside the unit now running (freed at its end if checkpointed)
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     allocations = _FreshAllocations(mode, hm.device)
-
-    # Weights (and their transposes, which fake tracing may materialise) are kept by reference, not copied.
-    # A low-precision layer's weight in another dtype is its cast copy: kept while a checkpointed unit is
-    # recomputed, re-cast in backward otherwise (host.checkpointing.recast_weights_in_backward).
-    weight_shapes, cast_shapes = set(), set()
-    for p in list(dm.parameters()) + list(network.parameters()):
-        weight_shapes.add((tuple(p.shape), p.dtype))
-        if p.dim() == 2:
-            weight_shapes.add((tuple(p.shape[::-1]), p.dtype))
-    for layer in low_precision:
-        shape = tuple(layer.weight.shape)
-        cast_shapes.update({shape, shape[::-1]} if len(shape) == 2 else {shape})
-
-    def pack(t):
-        if (tuple(t.shape), t.dtype) in weight_shapes:
-            return t
-        key = _storage_key(t)
-        if key is not None and key not in saved:
-            n = _nbytes(t)
-            cast = tuple(t.shape) in cast_shapes
-            saved[key] = (n, current_unit[-1] if current_unit else -1, cast)
-            if not cast:
-                largest[0] = max(largest[0], n)
-            if key in allocations.fresh:
-                if cast:
-                    allocations.not_held += n
-                elif current_unit:
-                    unit_saved[0] += n
-            kept_refs.append(t)
-        return t
-
-    handles = []
-    for i, unit in enumerate(units):
-        def unit_pre(m, args, kwargs, _i=i):
-            current_unit.append(_i)
-            unit_saved[0] = 0
-            for v in list(args) + list(kwargs.values()):
-                if isinstance(v, torch.Tensor) and v.is_floating_point():
-                    key = _storage_key(v)
-                    if key is not None:
-                        unit_inputs.setdefault(key, _nbytes(v))
-                        kept_refs.append(v)
-
-        def unit_post(m, args, output):
-            if current_unit:
-                current_unit.pop()
-                allocations.released_by_units += unit_saved[0]
-                unit_saved[0] = 0
-        handles.append(unit.register_forward_pre_hook(unit_pre, with_kwargs=True))
-        handles.append(unit.register_forward_hook(unit_post))
+    recorder = _SavedTensorRecorder(dm, network, set(recast_layers(hm.patcher)), allocations)
+    handles = recorder.watch(units)
     try:
         _fake_step(hm, network, trainer, latents, conds, len(refs), mode, allocations,
-                   torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t))
+                   torch.autograd.graph.saved_tensors_hooks(recorder.pack, lambda t: t))
     finally:
         for h in handles:
             h.remove()
-    new = {k: v for k, v in saved.items() if k in allocations.fresh}
-    per_unit = [0] * len(units)
-    outside = 0
-    for n, unit, cast in new.values():
-        if unit >= 0:
-            per_unit[unit] += n
-        elif not cast:
-            outside += n
-    boundaries = sum(n for k, n in unit_inputs.items() if k in allocations.fresh)
-    return ActivationTrace(batch=len(refs), saved_bytes=sum(n for n, _, cast in new.values() if not cast),
-                           outside_units_bytes=outside, unit_bytes=tuple(per_unit), unit_input_bytes=boundaries,
-                           largest_bytes=largest[0], forward_peak_bytes=allocations.peak,
-                           forward_peak_checkpointed_bytes=allocations.peak_checkpointed)
+    return recorder.trace(len(refs), len(units))

@@ -2,6 +2,7 @@
 preprocessing as each model expects, real batching, and image decoding overlapped with inference."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -153,6 +154,50 @@ class TagResult:
 _DONE = object()   # end of the feed
 
 
+@contextlib.contextmanager
+def ordered_prefetch(items: list, prepare: Callable, workers: int, window: int):
+    """``prepare(item)`` for each item in a thread pool, yielded in order, with at most ``window`` results decoded
+    or waiting at once. Leaving the block early (an interrupt, an error) stops the preparing of what nobody will
+    read and waits for the threads."""
+    feed: queue.Queue = queue.Queue(maxsize=window)
+    stop = threading.Event()
+
+    def handover(value) -> bool:
+        while not stop.is_set():
+            try:
+                feed.put(value, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce(pool):
+        for item in items:
+            future = pool.submit(prepare, item)
+            if not handover(future):
+                future.cancel()
+                return
+        handover(_DONE)
+
+    def ordered():
+        while (future := feed.get()) is not _DONE:
+            yield future.result()   # a bug in preparing surfaces here, in the caller
+
+    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="kiln-tag-decode")
+    producer = threading.Thread(target=produce, args=(pool,), name="kiln-tag-feed", daemon=True)
+    producer.start()
+    try:
+        yield ordered()
+    finally:
+        stop.set()
+        producer.join()
+        while not feed.empty():
+            left = feed.get_nowait()
+            if left is not _DONE:
+                left.cancel()
+        pool.shutdown(wait=True)
+
+
 def tag_images(images: Iterable, model_path: Path, labels: Labels, settings: TagSettings, batch_size: int = 4,
                workers: int = 2, cuda_usable: bool = False, progress: Callable[[int], None] | None = None,
                warn: Callable[[str], None] = log.warning) -> list[TagResult]:
@@ -182,29 +227,6 @@ def tag_images(images: Iterable, model_path: Path, labels: Labels, settings: Tag
             return item, None, str(exc)
         return item, preprocess_nchw(img, size, fmt) if fmt.nchw else preprocess(img, size), None
 
-    # The feeder hands over futures in order through a bounded queue: at most ``window`` images are decoded
-    # or waiting at once, so memory stays flat however many images there are.
-    window = batch_size * 2 + max(1, workers)
-    feed: queue.Queue = queue.Queue(maxsize=window)
-    stop = threading.Event()
-
-    def handover(value) -> bool:
-        while not stop.is_set():
-            try:
-                feed.put(value, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce(pool):
-        for item in items:
-            future = pool.submit(prepare, item)
-            if not handover(future):
-                future.cancel()
-                return
-        handover(_DONE)
-
     results: list[TagResult] = []
     skipped: list[str] = []
 
@@ -219,16 +241,10 @@ def tag_images(images: Iterable, model_path: Path, labels: Labels, settings: Tag
         if progress:
             progress(len(batch))
 
-    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="kiln-tag-decode")
-    producer = threading.Thread(target=produce, args=(pool,), name="kiln-tag-feed", daemon=True)
-    producer.start()
     batch = []
-    try:
-        while True:
-            future = feed.get()
-            if future is _DONE:
-                break
-            item, arr, error = future.result()   # a bug in decoding surfaces here, in the caller
+    # At most ``window`` images are decoded or waiting at once, so memory stays flat however many there are.
+    with ordered_prefetch(items, prepare, workers, window=batch_size * 2 + max(1, workers)) as prepared:
+        for item, arr, error in prepared:
             if arr is None:
                 skipped.append(f"{Path(item).name} ({error})")
                 continue
@@ -238,14 +254,6 @@ def tag_images(images: Iterable, model_path: Path, labels: Labels, settings: Tag
                 batch = []
         if batch:
             run(batch)
-    finally:
-        stop.set()   # an interrupt (raised by progress) or an error: stop decoding what nobody will read
-        producer.join()
-        while not feed.empty():
-            left = feed.get_nowait()
-            if left is not _DONE:
-                left.cancel()
-        pool.shutdown(wait=True)
     if skipped:
         warn(f"Kiln: the tagger skipped {len(skipped)} unreadable image(s): {', '.join(skipped)}")
     return results
