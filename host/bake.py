@@ -220,6 +220,7 @@ class Bake:
         self.sampler: _Sampler | None = None
         self.placement = None
         self.preflight: Preflight | None = None
+        self.checkpointing = None          # host.checkpointing.CheckpointStats of the run
         self.last_preview = None
         self.pbar = comfy.utils.ProgressBar(1)
 
@@ -305,9 +306,10 @@ class Bake:
         resume = load_state(self.save.resume_from) if self.save.resume_from else None
         try:
             with self.network, gradient_checkpointing(self.hm.patcher, cfg.gradient_checkpointing,
-                                                      cfg.checkpoint_depth, self.placement.called), \
+                                                      cfg.checkpoint_depth, self.placement.called) as stats, \
                     self.placement.training(self.hm, cfg.gradient_checkpointing), \
                     text_encoder_grad_safe(self.clip, self.net.train_text_encoder):
+                self.checkpointing = stats
                 result = self.trainer.run(resume)
                 self.saver(result.step, True)
                 if self.sampler is not None and (not cfg.sample_every_n_steps
@@ -330,7 +332,7 @@ class Bake:
             samples=list(self.sampler.records) if self.sampler else [],
             prompts=[p.prompt for p in self.sampler.spec.prompts] if self.sampler else [],
             saved_files=list(self.saver.files), save_errors=list(self.saver.errors), placement=self.placement,
-            preflight=self.preflight)
+            preflight=self.preflight, checkpointing=self.checkpointing)
         return BakeResult(out_model, out_clip if te else self.clip, lora, result, report,
                           loss_plot(result.losses, title=f"{self.save.output_name} loss",
                                     validation=result.validation))

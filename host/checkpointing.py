@@ -9,6 +9,7 @@ family trains with checkpointing without a table entry.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -99,7 +100,6 @@ def gradient_checkpointing(model_patcher, enabled: bool, depth: int = 1, called=
     """Recompute each checkpoint unit's activations in backward instead of keeping them; yields the stats.
     ``called``: see checkpoint_units."""
     stats = CheckpointStats()
-    gradient_checkpointing.last = stats   # the latest run's figures, for the log and the tests
     if not enabled:
         yield stats
         return
@@ -112,16 +112,16 @@ def gradient_checkpointing(model_patcher, enabled: bool, depth: int = 1, called=
             if not torch.is_grad_enabled():
                 return _fwd(*args, **kwargs)
             stats.forwards += 1
-            calls = [0]
+            calls = itertools.count()
 
             def run(*a, **k):
-                calls[0] += 1
+                first = next(calls) == 0
                 # Blocks that add residuals in place onto their input (Flux's single blocks:
                 # ``x += gate * out``) would change the input the checkpoint keeps for the recomputation;
                 # the block gets a copy, the checkpoint keeps the original.
                 a = tuple(_copy_if_activation(v) for v in a)
                 k = {key: _copy_if_activation(v) for key, v in k.items()}
-                if calls[0] == 1:
+                if first:
                     return _fwd(*a, **k)
                 stats.recomputed += 1
                 # Backward runs outside the forward's training contexts; the recomputation must take the
@@ -136,8 +136,6 @@ def gradient_checkpointing(model_patcher, enabled: bool, depth: int = 1, called=
         for unit in units:
             unit.__dict__.pop("forward", None)
 
-
-gradient_checkpointing.last = CheckpointStats()
 
 
 _LOW_PRECISION = {torch.float8_e4m3fn, torch.float8_e5m2, torch.bfloat16, torch.float16}

@@ -20,10 +20,10 @@ def _one_step_peak(setup, name, **cfg):
     from kiln.host.bake import bake
     model, clip, vae, dataset = setup
     with measure_peak("cpu") as peak:
-        bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0), OptimizerSpec(lr=1e-3, scheduler="constant"),
+        result = bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0), OptimizerSpec(lr=1e-3, scheduler="constant"),
              TrainConfig(max_steps=1, batch_size=4, seed=0, probe_samples=0, **cfg),
              SaveSpec(output_name=name, save_dtype="fp32", save_state=False))
-    return peak.peak_bytes, memory.gradient_checkpointing.last
+    return peak.peak_bytes, result.report.checkpointing
 
 
 def test_checkpointing_lowers_peak_memory(setup):
@@ -89,11 +89,11 @@ def test_depth_two_on_mmdit_wraps_only_parts_whose_forward_runs(host, tiny_asset
     halves = [m for b in model.model.diffusion_model.joint_blocks for m in (b.context_block, b.x_block)]
     assert set(halves) <= set(memory.checkpoint_units(model.model.diffusion_model, 2))   # without the trace
     with torch.inference_mode():
-        bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0, targets="attn_mlp"),
+        result = bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0, targets="attn_mlp"),
              OptimizerSpec(lr=1e-3, scheduler="constant"),
              TrainConfig(max_steps=1, batch_size=2, seed=0, probe_samples=0, gradient_checkpointing=True,
                          checkpoint_depth=2),
              SaveSpec(output_name="mem_sd3_depth2", save_dtype="fp32", save_state=False))
-    stats = memory.gradient_checkpointing.last
+    stats = result.report.checkpointing
     assert stats.units > 0 and stats.forwards == stats.units, stats
     assert stats.recomputed > 0, stats

@@ -59,6 +59,7 @@ class TrainingReport:
     save_errors: list = field(default_factory=list)     # saves that failed (path and reason); the LoRA is still output
     placement: object = None                            # host.placement.Placement (opaque here)
     preflight: Preflight | None = None
+    checkpointing: object = None                        # host.checkpointing.CheckpointStats (opaque here)
 
     @property
     def steps(self) -> list[int]:
