@@ -64,6 +64,9 @@ class AdapterModule(nn.Module):
     def forward(self, x: torch.Tensor, base_out: torch.Tensor, base: nn.Module) -> torch.Tensor:
         if self.skips_this_step():
             return base_out
+        return self._add_delta(x, base_out, base)
+
+    def _add_delta(self, x: torch.Tensor, base_out: torch.Tensor, base: nn.Module) -> torch.Tensor:
         delta = self.delta_forward(x, base)
         if self.multiplier != 1.0:
             delta = delta * self.multiplier

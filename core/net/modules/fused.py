@@ -1,0 +1,92 @@
+"""LoRA's bypass branch as one autograd node that adds into the base layer's output in place.
+
+Autograd of the plain branch (``up(down(x)) * scale`` then ``base_out.add_``) runs, per adapted layer and step:
+a cast of each factor, the two products, a scale multiply, the output-sized add, and in backward the output-sized
+grad of that add, the rank-wide multiply's grad, a reshape's grad per product and four products. Here the up
+product is accumulated straight into the base output by the GEMM itself (``addmm_``/``baddbmm_`` with
+alpha = scale, beta = 1: no output-sized delta is ever written) and the backward is the four products alone, the
+scale applied to the rank-wide and factor-sized results only. Same maths: the gradients agree with the plain
+branch's to float rounding (tests/test_fused_lora.py).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype the plain branch's products run in: autocast's for the device when it is on, else x's."""
+    device = x.device.type
+    if torch.is_autocast_enabled(device) and x.is_floating_point():
+        return torch.get_autocast_dtype(device)
+    return x.dtype
+
+
+def fusable(x: torch.Tensor, base_out: torch.Tensor) -> bool:
+    """Whether the fused branch can take this call: an output it may view without copying, in the dtype the
+    products run in (else the plain branch casts the delta, which the fused one does not)."""
+    return base_out.dim() >= 2 and base_out.is_contiguous() and base_out.dtype == compute_dtype(x)
+
+
+class LinearLoRAAdd(torch.autograd.Function):
+    """base_out += scale * (x @ down.T) @ up.T, in place; returns base_out."""
+
+    @staticmethod
+    def forward(ctx, base_out, x, down, up, scale):
+        dtype = base_out.dtype
+        xd, dd, ud = x.to(dtype), down.to(dtype), up.to(dtype)
+        with torch.autocast(x.device.type, enabled=False):
+            h = torch.mm(xd.reshape(-1, xd.shape[-1]), dd.t())
+            base_out.view(-1, base_out.shape[-1]).addmm_(h, ud.t(), alpha=scale)
+        ctx.mark_dirty(base_out)
+        ctx.save_for_backward(xd, h, dd, ud)
+        ctx.scale, ctx.dtypes = scale, (x.dtype, down.dtype, up.dtype)
+        return base_out
+
+    @staticmethod
+    def backward(ctx, grad):
+        xd, h, dd, ud = ctx.saved_tensors
+        g = grad.reshape(-1, grad.shape[-1]).to(h.dtype)
+        grad_h = torch.mm(g, ud).mul_(ctx.scale)
+        grad_up = torch.mm(g.t(), h).mul_(ctx.scale)
+        grad_down = torch.mm(grad_h.t(), xd.reshape(-1, xd.shape[-1]))
+        grad_x = None
+        if ctx.needs_input_grad[1]:
+            grad_x = torch.mm(grad_h, dd).reshape(xd.shape).to(ctx.dtypes[0])
+        return grad, grad_x, grad_down.to(ctx.dtypes[1]), grad_up.to(ctx.dtypes[2]), None
+
+
+class ConvLoRAAdd(torch.autograd.Function):
+    """base_out += scale * conv1x1(conv(x, down), up), in place; returns base_out. ``conv``: (stride, padding,
+    dilation, groups) of the base layer, which the down factor shares."""
+
+    @staticmethod
+    def forward(ctx, base_out, x, down, up, scale, conv):
+        dtype = base_out.dtype
+        xd, dd, ud = x.to(dtype), down.to(dtype), up.to(dtype)
+        stride, padding, dilation, groups = conv
+        with torch.autocast(x.device.type, enabled=False):
+            h = F.conv2d(xd, dd, None, stride, padding, dilation, groups)
+            b, rank = h.shape[0], h.shape[1]
+            out = base_out.view(b, base_out.shape[1], -1)
+            out.baddbmm_(ud.reshape(ud.shape[0], rank).expand(b, -1, -1), h.reshape(b, rank, -1), alpha=scale)
+        ctx.mark_dirty(base_out)
+        ctx.save_for_backward(xd, h, dd, ud)
+        ctx.scale, ctx.conv, ctx.dtypes = scale, conv, (x.dtype, down.dtype, up.dtype)
+        return base_out
+
+    @staticmethod
+    def backward(ctx, grad):
+        xd, h, dd, ud = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.conv
+        b, rank = h.shape[0], h.shape[1]
+        g = grad.to(h.dtype).reshape(b, grad.shape[1], -1)
+        up2 = ud.reshape(ud.shape[0], rank)
+        grad_h = torch.matmul(up2.t(), g).mul_(ctx.scale).reshape(h.shape)
+        grad_up = torch.bmm(g, h.reshape(b, rank, -1).transpose(1, 2)).sum(0).mul_(ctx.scale).reshape(ud.shape)
+        grad_x, grad_down, _ = torch.ops.aten.convolution_backward(
+            grad_h, xd, dd, None, list(stride), list(padding), list(dilation), False, [0, 0], groups,
+            [ctx.needs_input_grad[1], True, False])
+        if grad_x is not None:
+            grad_x = grad_x.to(ctx.dtypes[0])
+        return grad, grad_x, grad_down.to(ctx.dtypes[1]), grad_up.to(ctx.dtypes[2]), None, None
