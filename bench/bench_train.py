@@ -165,6 +165,8 @@ def main():
         import profile_step
         print(profile_step.table({w: {row: statistics.median(r["profile"][row] for r in rs) for row in profile_step.ROWS}
                                   for w, rs in (("kiln", runs["kiln"]), ("host TrainLoraNode", runs["native"]))}))
+        for w in ("kiln", "native"):
+            print(f"{w} backward other ops (first run, ms per step): {profile_step.top_other_ops(runs[w][0]['profile'])}")
         return
     results = {w: {key: (statistics.median(r[key] for r in rs) if isinstance(rs[0][key], (int, float)) else rs[0][key])
                    for key in rs[0]} for w, rs in runs.items()}

@@ -27,6 +27,7 @@ ADAPTER = "phase.adapter"          # Kiln's bypass branch
 PATCH = "phase.weight_patch"       # the host's weight cast + W + BA (comfy.ops.cast_bias_weight)
 HOOK_BODY = "phase.hook"           # the per-step norm-input copies (host.training.residuals_grad_safe)
 HOOK_REG = "phase.hook_registration"
+DETAIL = "backward other: "          # breakdown's extra keys: the "other ops" backward nodes by name
 
 KINDS = {
     "linear": ("aten::linear", "aten::addmm", "aten::mm", "aten::matmul"),
@@ -185,7 +186,10 @@ def breakdown(events) -> dict[str, float]:
         inner = 0.0
         for e in _children(b):
             if e.name.startswith("autograd::engine::evaluate_function"):
-                out[f"backward: {seq_label.get(e.sequence_nr, 'other ops')}"] += _span(e)
+                label = _backward_label(e, seq_label)
+                out[f"backward: {label}"] += _span(e)
+                if label == "other ops":
+                    out[f"{DETAIL}{e.name.split(': ', 1)[-1]}"] += _span(e)
                 inner += _span(e)
         out["backward: autograd engine"] += _span(b) - inner
     out["optimizer (step, zero_grad)"] = sum(_span(e) for e in tops["optim"])
@@ -208,7 +212,21 @@ def breakdown(events) -> dict[str, float]:
                  + out["backward total"] + out["optimizer (step, zero_grad)"] + out["hook registration"])
     out["rest (Python between phases)"] = out["step"] - accounted
     n = max(1, len(steps))
-    return {row: out.get(row, 0.0) / n for row in ROWS}
+    return {row: out.get(row, 0.0) / n for row in list(ROWS) + [k for k in out if k.startswith(DETAIL)]}
+
+
+def _backward_label(event, seq_label) -> str:
+    """The forward part a backward node belongs to; Kiln's own autograd Functions (the fused LoRA branch,
+    core/net/modules/fused.py) are the adapter's, whatever op their forward ran first."""
+    if "LoRAAddBackward" in event.name:
+        return "adapter"
+    return seq_label.get(event.sequence_nr, "other ops")
+
+
+def top_other_ops(rows: dict[str, float], n: int = 6) -> str:
+    """The backward nodes that make up "backward: other ops", largest first (ms per step)."""
+    parts = sorted(((v, k[len(DETAIL):]) for k, v in rows.items() if k.startswith(DETAIL)), reverse=True)[:n]
+    return ", ".join(f"{name} {ms:.1f}" for ms, name in parts)
 
 
 def _children(event):

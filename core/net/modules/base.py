@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..targets import is_linear
+from .fused import unviewed
 
 
 class AdapterModule(nn.Module):
@@ -73,7 +74,9 @@ class AdapterModule(nn.Module):
         # Added into the base output in place: the base layer's backward never reads its own output, so
         # only the sum stays alive, not the base output, the delta and a scaled copy beside it (three
         # output-sized tensors at once, the training step's peak on the largest targeted layer).
-        return base_out.add_(delta.to(base_out.dtype))
+        # Into the tensor base_out views, if any (fused.unviewed: no CopySlices node in backward).
+        target = unviewed(base_out)
+        return target.add_(delta.to(base_out.dtype).reshape(target.shape)).view(base_out.shape)
 
     def delta_forward(self, x: torch.Tensor, base: nn.Module) -> torch.Tensor:
         raise NotImplementedError

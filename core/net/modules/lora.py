@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..registry import register_algorithm
 from .base import AdapterModule, kaiming_uniform_
-from .fused import ConvLoRAAdd, LinearLoRAAdd, fusable
+from .fused import ConvLoRAAdd, LinearLoRAAdd, fusable, unviewed
 
 
 @register_algorithm("lora")
@@ -39,7 +39,8 @@ class LoRAModule(AdapterModule):
         if self.is_conv:
             return ConvLoRAAdd.apply(base_out, x, self.lora_down, self.lora_up, scale,
                                      (self.stride, self.padding, self.dilation, self.groups))
-        return LinearLoRAAdd.apply(base_out, x, self.lora_down, self.lora_up, scale)
+        target = unviewed(base_out)   # no CopySlices node (fused.unviewed)
+        return LinearLoRAAdd.apply(target, x, self.lora_down, self.lora_up, scale).view(base_out.shape)
 
     def _fused_call(self, x, base_out) -> bool:
         """The branch as one in-place node (modules/fused.py): plain LoRA (no dropouts drawn this step, no
