@@ -63,7 +63,9 @@ def child(args) -> dict:
                                                  else None, positive if args.which == "native" else None, cuda)
             seconds, peak = meter.stop()
         if args.profile:
-            return {"which": args.which, "profile": profiled["rows"], "device": "cuda" if cuda else "cpu"}
+            import profile_step
+            return {"which": args.which, "profile": profiled["rows"], "flops": dict(profile_step.FLOPS),
+                    "device": "cuda" if cuda else "cpu"}
         losses = {f"{key}_{space}": fixed_sample_loss(m, clip, vae, dataset, samples=16, space=space)
                   for key, m in (("loss_after", trained), ("loss_before", model)) for space in ("native", "x0")}
     return {"which": args.which, "steps_per_s": args.steps / seconds,
@@ -165,6 +167,8 @@ def main():
         import profile_step
         print(profile_step.table({w: {row: statistics.median(r["profile"][row] for r in rs) for row in profile_step.ROWS}
                                   for w, rs in (("kiln", runs["kiln"]), ("host TrainLoraNode", runs["native"]))}))
+        print(f"host's step ({args.targets} does not change it: the host trains every layer): "
+              + profile_step.compute_limit(runs["native"][0]["flops"]))
         for w in ("kiln", "native"):
             print(f"{w} backward other ops (first run, ms per step): {profile_step.top_other_ops(runs[w][0]['profile'])}")
         return

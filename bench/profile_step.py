@@ -67,7 +67,7 @@ def instrument(diffusion_model_class, profiler):
         saved.append((owner, attr, owner.__dict__[attr] if isinstance(owner, type) else getattr(owner, attr)))
         setattr(owner, attr, new)
 
-    patch(diffusion_model_class, "forward", _ranged(diffusion_model_class.forward, FORWARD))
+    patch(diffusion_model_class, "forward", _counted(_ranged(diffusion_model_class.forward, FORWARD)))
     patch(torch.Tensor, "backward", _ranged(torch.Tensor.backward, BACKWARD))
     patch(comfy.ops, "cast_bias_weight", _ranged(comfy.ops.cast_bias_weight, PATCH))
     zero_grad = torch.optim.Optimizer.zero_grad
@@ -91,6 +91,49 @@ def instrument(diffusion_model_class, profiler):
     finally:
         for owner, attr, old in reversed(saved):
             setattr(owner, attr, old)
+
+
+FLOPS: dict[str, float] = {}     # filled by the first instrumented forward: see _counted and compute_limit
+
+
+def _counted(forward):
+    """The diffusion model's forward, its first call under torch's FLOP counter: FLOPS gets the forward FLOPs of
+    its Linear and Conv layers ("layers") and of everything else the counter counts ("rest": attention)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    @functools.wraps(forward)
+    def wrapper(self, *args, **kwargs):
+        if FLOPS:
+            return forward(self, *args, **kwargs)
+        layer_flops = []
+
+        def count(module, inputs, out):
+            per_output = module.in_features if isinstance(module, torch.nn.Linear) else \
+                module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            layer_flops.append(2.0 * out.numel() * per_output)
+        hooks = [m.register_forward_hook(count) for m in self.modules()
+                 if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+        try:
+            with FlopCounterMode(display=False) as counter:
+                out = forward(self, *args, **kwargs)
+        finally:
+            for h in hooks:
+                h.remove()
+        FLOPS["layers"] = sum(layer_flops)
+        FLOPS["rest"] = float(counter.get_total_flops()) - FLOPS["layers"]
+        return out
+    return wrapper
+
+
+def compute_limit(flops: dict[str, float]) -> str:
+    """The speed-up over a trainer that forms every Linear/Conv weight gradient (W + BA patched) that a bypass
+    trainer can reach on FLOPs alone: the host's step is 3 L + 3 R (forward, input and weight gradients of the
+    layers; attention's forward and two backward products), the bypass step 2 L + 3 R (no weight gradient,
+    adapters' rank-sized products and elementwise work left out)."""
+    layers, rest = flops["layers"], flops["rest"]
+    return (f"forward GFLOPs: Linear/Conv {layers / 1e9:.2f}, attention and other counted ops {rest / 1e9:.2f}; "
+            f"compute limit (3L + 3R) / (2L + 3R) = {(3 * layers + 3 * rest) / (2 * layers + 3 * rest):.3f}x")
 
 
 def _ranged_hooks(residuals_grad_safe):
