@@ -103,7 +103,8 @@ class ConvLoRAAdd(torch.autograd.Function):
         g = grad.to(h.dtype).reshape(b, grad.shape[1], -1)
         up2 = ud.reshape(ud.shape[0], rank)
         grad_h = torch.matmul(up2.t(), g).mul_(ctx.scale).reshape(h.shape)
-        grad_up = torch.bmm(g, h.reshape(b, rank, -1).transpose(1, 2)).sum(0).mul_(ctx.scale).reshape(ud.shape)
+        # rank x out per sample, transposed after (the faster GEMM layout on the CPU, as in LinearLoRAAdd)
+        grad_up = torch.bmm(h.reshape(b, rank, -1), g.transpose(1, 2)).sum(0).mul_(ctx.scale).t().reshape(ud.shape)
         grad_x, grad_down, _ = torch.ops.aten.convolution_backward(
             grad_h, xd, dd, None, list(stride), list(padding), list(dilation), False, [0, 0], groups,
             [ctx.needs_input_grad[1], True, False])
