@@ -5,6 +5,7 @@ width matches what the diffusion model reads.
 
     python bench/bench_gpu.py                      # a CUDA machine: real widths (SDXL 2.6B, Flux.1 12B, Qwen-Image 20B)
     python bench/bench_gpu.py --tiny --steps 1     # anywhere: the same code at tiny widths (what the test runs)
+    python bench/bench_gpu.py --check [--tiny]     # bench/gpu_check.sh: widths x families x base x checkpointing
 
 Prints, per family / base dtype / preset: steps/s and peak memory (max allocated on CUDA, the allocator's
 records on CPU) for both trainers and their ratios. A configuration that runs out of memory prints OOM.
@@ -112,7 +113,8 @@ def timed(fn, device):
     return time.perf_counter() - started, peak.peak_bytes, ""
 
 
-def run(family, base, preset, args, device, data_root):
+def run(family, base, preset, args, device, data_root, tiny=None, checkpointing=None):
+    """One configuration, both trainers: at a VRAM ``preset``, or (preset None) batch 1 with ``checkpointing``."""
     import torch
     from kiln.core.data import DatasetConfig, load_dataset
     from kiln.core.net.spec import NetworkSpec
@@ -123,12 +125,13 @@ def run(family, base, preset, args, device, data_root):
     from kiln.core.train.specs import SaveSpec
     from kiln.host.bake import bake
     from kiln.devtools.native import native_options, train_lora_native
-    model, clip, vae, size = build(family, args.tiny, base, device)
+    model, clip, vae, size = build(family, args.tiny if tiny is None else tiny, base, device)
     data = fixtures.write_shapes_dataset(data_root / f"{size}", size=size)
     dataset = load_dataset(DatasetConfig(path=str(data), resolution=size, min_bucket_reso=size, max_bucket_reso=size,
                                          bucket_reso_steps=min(64, size)))
     compute = "bf16" if device.type == "cuda" else "fp32"
-    cfg = apply_vram_class(TrainConfig(max_steps=args.steps, seed=0, probe_samples=0, mixed_precision=compute), preset)
+    cfg = TrainConfig(max_steps=args.steps, seed=0, probe_samples=0, mixed_precision=compute)
+    cfg = apply_vram_class(cfg, preset) if preset else replace(cfg, gradient_checkpointing=bool(checkpointing))
     row = {"batch": cfg.batch_size, "ckpt": cfg.gradient_checkpointing}
     seconds, peak, err = timed(lambda: bake(
         model, clip, vae, dataset, NetworkSpec(rank=args.rank, alpha=1.0, targets="attn_mlp"),
@@ -156,6 +159,10 @@ def main(argv=None):
     p.add_argument("--families", nargs="+", default=list(REAL), choices=list(REAL))
     p.add_argument("--bases", nargs="+", default=list(DTYPES), choices=list(DTYPES))
     p.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    p.add_argument("--check", action="store_true",
+                   help="the GPU check (bench/gpu_check.sh): tiny then (without --tiny) real widths, each family, base "
+                        "dtype and checkpointing off/on at batch 1, as one table; rows past --budget-s are skipped")
+    p.add_argument("--budget-s", type=float, default=420.0, help="--check: seconds after which rows are skipped")
     args = p.parse_args(argv)
     sys.path.insert(0, str(REPO))
     import torch
@@ -166,6 +173,8 @@ def main(argv=None):
     runner.boot_host(work)
     from kiln.devtools import family_fixtures as ff
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.check:
+        return check(args, device, work, ff)
     print(f"device {device}, {'tiny' if args.tiny else 'real'} widths, {args.steps} steps, rank {args.rank}")
     rows = {}
     for family in args.families:
@@ -187,6 +196,55 @@ def main(argv=None):
                 print(f"{family} {base} {preset} (batch {r['batch']}, checkpointing {r['ckpt']}): "
                       f"kiln {fmt(r['kiln'])}; native {fmt(r['native'])}{ratio}", flush=True)
     return rows
+
+
+CHECK_COLUMNS = ("width", "family", "base", "ckpt", "kiln steps/s", "kiln peak GiB", "host steps/s", "host peak GiB",
+                 "speed x", "memory x")
+
+
+def check(args, device, work, ff) -> list[dict]:
+    """Every (width, family, base, checkpointing) at batch 1, both trainers, printed as one table at the end (and
+    each row as it finishes). A row that would start after ``--budget-s`` is listed as skipped, not run."""
+    started = time.perf_counter()
+    rows = []
+    for tiny in ([True] if args.tiny else [True, False]):
+        for family in args.families:
+            missing = ff.available(family)
+            for base in args.bases:
+                for ckpt in (False, True):
+                    row = {"width": "tiny" if tiny else "real", "family": family, "base": base, "ckpt": ckpt}
+                    if missing:
+                        row["note"] = f"skipped: {missing}"
+                    elif time.perf_counter() - started > args.budget_s:
+                        row["note"] = f"skipped: past the {args.budget_s:.0f} s budget"
+                    else:
+                        r = run(family, base, None, args, device, work / "data", tiny=tiny, checkpointing=ckpt)
+                        row.update(kiln=r["kiln"], native=r["native"])
+                    rows.append(row)
+                    print("row " + " | ".join(check_cells(row)), flush=True)
+    print(f"device {device}, {args.steps} steps, rank {args.rank}, attn_mlp targets, batch 1, "
+          f"{time.perf_counter() - started:.0f} s; steps/s of whole trainer calls, peak = max allocated (CUDA) "
+          f"or the allocator's records (CPU)")
+    print(check_table(rows))
+    return rows
+
+
+def check_cells(row) -> list[str]:
+    def figures(t):
+        sps, peak, err = t
+        return [err, ""] if err else [f"{sps:.3f}", f"{peak / GIB:.3f}"]
+    cells = [row["width"], row["family"], row["base"], "on" if row["ckpt"] else "off"]
+    if "note" in row:
+        return cells + [row["note"]] + [""] * 5
+    k, n = row["kiln"], row["native"]
+    ratios = ([f"{k[0] / n[0]:.2f}", f"{k[1] / max(1, n[1]):.2f}"] if not (k[2] or n[2]) else ["", ""])
+    return cells + figures(k) + figures(n) + ratios
+
+
+def check_table(rows) -> str:
+    cells = [list(CHECK_COLUMNS)] + [check_cells(r) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(CHECK_COLUMNS))]
+    return "\n".join(" | ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..targets import is_linear
+from .fused import unviewed
 
 
 class AdapterModule(nn.Module):
@@ -66,13 +67,18 @@ class AdapterModule(nn.Module):
     def forward(self, x: torch.Tensor, base_out: torch.Tensor, base: nn.Module) -> torch.Tensor:
         if self.skips_this_step():
             return base_out
+        return self._add_delta(x, base_out, base)
+
+    def _add_delta(self, x: torch.Tensor, base_out: torch.Tensor, base: nn.Module) -> torch.Tensor:
         delta = self.delta_forward(x, base)
         if self.multiplier != 1.0:
             delta = delta * self.multiplier
         # Added into the base output in place: the base layer's backward never reads its own output, so
         # only the sum stays alive, not the base output, the delta and a scaled copy beside it (three
         # output-sized tensors at once, the training step's peak on the largest targeted layer).
-        return base_out.add_(delta.to(base_out.dtype))
+        # Into the tensor base_out views, if any (fused.unviewed: no CopySlices node in backward).
+        target = unviewed(base_out)
+        return target.add_(delta.to(base_out.dtype).reshape(target.shape)).view(base_out.shape)
 
     def delta_forward(self, x: torch.Tensor, base: nn.Module) -> torch.Tensor:
         raise NotImplementedError

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from ...lora.algorithms import LoRALayout
 from ..registry import register_algorithm
 from .base import AdapterModule, kaiming_uniform_
+from .fused import ConvLoRAAdd, LinearLoRAAdd, fusable, unviewed
 
 
 @register_algorithm("lora")
@@ -31,6 +32,25 @@ class LoRAModule(AdapterModule):
         kaiming_uniform_(down, generator)
         self.lora_down = nn.Parameter(down)
         self.lora_up = nn.Parameter(up)
+
+    def forward(self, x, base_out, base):
+        if self.skips_this_step():
+            return base_out
+        if not self._fused_call(x, base_out):
+            return self._add_delta(x, base_out, base)
+        scale = self.scale * self.multiplier
+        if self.is_conv:
+            return ConvLoRAAdd.apply(base_out, x, self.lora_down, self.lora_up, scale,
+                                     (self.stride, self.padding, self.dilation, self.groups))
+        target = unviewed(base_out)   # no CopySlices node (fused.unviewed)
+        return LinearLoRAAdd.apply(target, x, self.lora_down, self.lora_up, scale).view(base_out.shape)
+
+    def _fused_call(self, x, base_out) -> bool:
+        """The branch as one in-place node (modules/fused.py): plain LoRA (no dropouts drawn this step, no
+        subclass's own delta) on an output it can add into, a conv with numeric padding."""
+        return (type(self).delta_forward is LoRAModule.delta_forward
+                and not (self.training and (self.dropout or self.rank_dropout))
+                and not (self.is_conv and isinstance(self.padding, str)) and fusable(x, base_out))
 
     def delta_forward(self, x, base):
         x = self._apply_dropout(x)
