@@ -24,7 +24,7 @@ import torch
 
 import comfy.model_management as mm
 
-from ..core.train.estimate import MemoryEstimate, TrainingSettings, adapter_bytes
+from ..core.train.estimate import MemoryEstimate, TrainingSettings, adapter_bytes, heaviest_batch
 from .memory import RefetchStats, recast_layers, recast_weights_in_backward
 from .preflight import trace_training_step
 
@@ -188,6 +188,10 @@ def place_for_training(hm, network, trainer, optimizer: str, clip=None, vae=None
         log.info("Kiln: latents and captions cached; %s unloaded from the device for training",
                  ", ".join(placement.unloaded))
     first = next(iter(trainer.micro_batches(0)), None)
+    if first is not None and trainer.dataset.has_clips:
+        # Price the heaviest batch (the longest clip window at the largest bucket), not whichever came first.
+        first = (*first[:2], heaviest_batch(trainer.dataset, trainer.dataset.epoch_plan(
+            0, trainer.plan_batch, cfg.seed)))
     trace = None
     if first is not None:
         try:

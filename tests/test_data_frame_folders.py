@@ -71,3 +71,16 @@ def test_a_frame_folder_with_a_broken_frame_is_named_once_and_skipped(tmp_path):
     assert [e.path.name for e in ds.images] == ["good"]
     named = [w for w in warnings if "bad" in w]
     assert len(named) == 1 and "0001.png" in named[0], warnings
+
+
+def test_the_memory_estimate_prices_the_longest_clip_window_not_the_first_batch(tmp_path):
+    from kiln.core.train.estimate import heaviest_batch
+    root = tmp_path / "1_mix"
+    _frames(root / "long", 13)
+    _frames(root / "short", 5)
+    Image.new("RGB", (64, 64)).save(root / "still.png")
+    ds = load_dataset(_cfg(tmp_path, frame_extraction="full"), warn=lambda m: None)
+    plan = [[r] for b in ds.epoch_plan(0, 1, seed=0) for r in b]
+    heaviest = heaviest_batch(ds, plan)
+    assert ds.images[heaviest[0].index].path.name == "long" and len(ds.images[heaviest[0].index].frames) == 13
+    assert heaviest_batch(ds, []) is None

@@ -54,6 +54,19 @@ class Preflight:
         return text
 
 
+def heaviest_batch(dataset, plan):
+    """The micro-batch of ``plan`` (lists of sample refs) with the most pixels x frames: the one the pre-flight
+    trace prices, so a dataset whose first batch is a still image is still estimated at its longest clip
+    window (a 33-frame window at 512 px keeps ~9x the activations of one image)."""
+    def weight(refs):
+        total = 0
+        for r in refs:
+            e = dataset.images[r.index]
+            total += e.bucket[0] * e.bucket[1] * max(1, len(e.frames))
+        return total
+    return max(plan, key=weight, default=None)
+
+
 def adapter_bytes(trainable_params: int, optimizer: str) -> int:
     return trainable_params * (4 + 4 + STATE_BYTES.get(optimizer, 8))
 
