@@ -41,6 +41,7 @@ class FamilyPreset:
 
 _KOHYA = "kohya sd-scripts guides"
 _AITK = "ai-toolkit example config"
+_LTX = "Lightricks ltx-trainer configs (lr 1e-4, alpha = rank, shifted_logit_normal)"
 FAMILY_PRESETS: dict[str, FamilyPreset] = {
     "sd1": FamilyPreset(32, 16.0, 1e-4, 1500, "uniform", _KOHYA),
     "sd2": FamilyPreset(32, 16.0, 1e-4, 1500, "uniform", _KOHYA),
@@ -55,6 +56,13 @@ FAMILY_PRESETS: dict[str, FamilyPreset] = {
     "wan": FamilyPreset(32, 32.0, 1e-4, 2000, "sigmoid", _AITK + " (wan21_14b)"),
     "lumina2": FamilyPreset(16, 16.0, 1e-4, 2000, "uniform", _AITK + " (lumina, lumina2_shift)"),
     "hidream": FamilyPreset(32, 32.0, 2e-4, 3000, "uniform", _AITK + " (hidream, shift)"),
+    # Video families. ltx-trainer (Lightricks' LTX-2 trainer) configs: lr 1e-4, alpha = rank, shifted_logit_normal
+    # sampling (the host's shift carries the "shifted" part). musubi-tuner hunyuan_video_1_5.md: network_dim 32,
+    # lr 1e-4, --timestep_sampling flux_shift (uniform through the shifted schedule, as "shift" families here).
+    "ltxv": FamilyPreset(32, 32.0, 1e-4, 2000, "logit_normal", _LTX),
+    "ltx2": FamilyPreset(32, 32.0, 1e-4, 2000, "logit_normal", _LTX),
+    "hunyuan-video-1.5": FamilyPreset(32, 32.0, 1e-4, 2000, "uniform",
+                                      "musubi-tuner hunyuan_video_1_5 (dim 32, lr 1e-4, flux_shift)"),
 }
 
 
