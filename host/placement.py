@@ -24,7 +24,8 @@ import torch
 
 import comfy.model_management as mm
 
-from ..core.train.estimate import MemoryEstimate, TrainingSettings, adapter_bytes, heaviest_batch
+from ..core.train.estimate import (MemoryEstimate, TrainingSettings, adapter_bytes, clip_fit_error,
+                                   heaviest_batch)
 from .memory import RefetchStats, recast_layers, recast_weights_in_backward
 from .preflight import trace_training_step
 
@@ -210,6 +211,11 @@ def place_for_training(hm, network, trainer, optimizer: str, clip=None, vae=None
                                             settings, device_budget(hm.patcher))
         placement.memory_required = placement.estimate.training_bytes()
         log.info("Kiln: %s", placement.estimate.summary())
+        if trainer.dataset.has_clips:
+            entry = max((trainer.dataset.images[r.index] for r in first[2]), key=lambda e: len(e.frames))
+            reason = clip_fit_error(placement.estimate, max(1, len(entry.frames)), entry.bucket)
+            if reason:
+                raise ValueError(f"{entry.path}: {reason}")
     placement.offloaded_bytes, placement.streamed = load_for_training(hm, placement.memory_required,
                                                                       placement.estimate.budget_bytes
                                                                       if placement.estimate else None)
