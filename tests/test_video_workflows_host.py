@@ -5,35 +5,21 @@ Queue, with empty files of the templates' names in the model folders: Wan 2.2's 
 import pytest
 
 from conftest import REPO
-from test_families_host import HOST_2026, TEMPLATE_FOLDERS
+from test_families_host import HOST_2026, TEMPLATE_FOLDERS, template_model_files
 
 FOLDERS = dict(TEMPLATE_FOLDERS, text_encoder="text_encoders")
 
 
 def _validated(name, tmp_path):
-    import folder_paths
     from cli import runner
     prompt = runner.load_workflow(REPO / "workflows" / f"{name}.json")
-    added = []
-    for node in prompt.values():
-        for key, folder in FOLDERS.items():
-            if key in node["inputs"] and (key != "ckpt_name" or node["class_type"] == "CheckpointLoaderSimple"):
-                where = tmp_path / folder
-                where.mkdir(exist_ok=True)
-                (where / node["inputs"][key]).write_bytes(b"")
-                if str(where) not in folder_paths.get_folder_paths(folder):
-                    folder_paths.add_model_folder_path(folder, str(where))
-                    added.append((folder, str(where)))
-    try:
+    with template_model_files(prompt, tmp_path, FOLDERS):
         to_run = runner.validate_prompt(prompt)
         broken = {k: dict(v, inputs=dict(v["inputs"])) for k, v in prompt.items()}
         loader = next(v for v in broken.values() if v["class_type"] in ("UNETLoader", "CheckpointLoaderSimple"))
         loader["inputs"]["unet_name" if "unet_name" in loader["inputs"] else "ckpt_name"] = "not-there.safetensors"
         with pytest.raises(runner.WorkflowError, match="not-there"):
             runner.validate_prompt(broken)
-    finally:
-        for folder, where in added:
-            folder_paths.folder_names_and_paths[folder][0].remove(where)
     return prompt, to_run
 
 
