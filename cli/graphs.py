@@ -181,9 +181,72 @@ TRAIN_CHROMA = _family_graph("chroma", [
 ], {"type": "EmptySD3LatentImage", "widgets": {"width": 1024, "height": 1024, "batch_size": 1}}, None, 4.0,
     real={"resolution": 1024, "steps": 26, "scheduler": "simple"})
 
+# Video templates (issue 23). Wan 2.2 A14B as ComfyUI's own Wan 2.2 text-to-video workflow loads it: the high-noise
+# and low-noise experts through two UNETLoaders, umt5_xxl (type wan), the Wan 2.1 VAE; both experts train in one bake
+# (the Train node's model_low_noise), split at Wan 2.2's text-to-video boundary 0.875, each LoRA saved under its
+# expert's name; the sample runs the high-noise expert for the first half of the steps and the low-noise one for
+# the rest (two KSamplerAdvanced, as the host's workflow does), saved as an animated WebP.
+_WAN22_SAMPLER = {"noise_seed": 42, "steps": 20, "cfg": 3.5, "sampler_name": "euler", "scheduler": "simple"}
+_CLIPS = {"frame_extraction": "uniform", "target_frames": 33, "frame_sample": 2}
+TRAIN_VIDEO_WAN22 = [
+    {"id": "unet", "type": "UNETLoader", "title": "Load Diffusion Model (high-noise expert)",
+     "widgets": {"unet_name": "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors"}},
+    {"id": "unet_low", "type": "UNETLoader", "title": "Load Diffusion Model (low-noise expert)",
+     "widgets": {"unet_name": "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"}},
+    {"id": "te", "type": "CLIPLoader", "widgets": {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan"}},
+    {"id": "vae", "type": "VAELoader", "widgets": {"vae_name": "wan_2.1_vae.safetensors"}},
+    {"id": "data", "type": "KilnLoadDataset",
+     "widgets": dict(_CLIPS, path="my_clips", resolution=480, target_fps=16.0)},
+    {"id": "net", "type": "KilnNetworkConfig", "widgets": {}},
+    {"id": "opt", "type": "KilnOptimizerConfig", "widgets": {}},
+    {"id": "train", "type": "KilnTrainLora", "title": "Kiln Train LoRA (Wan 2.2 A14B, both experts)",
+     "widgets": {"output_name": "kiln_wan22", "epochs": 10, "max_steps": 0, "seed": 0, "gradient_checkpointing": True,
+                 "expert_boundary": 0.875},
+     "inputs": {"model": ("unet", 0), "model_low_noise": ("unet_low", 0), "clip": ("te", 0), "vae": ("vae", 0),
+                "dataset": ("data", 0), "network": ("net", 0), "optimizer": ("opt", 0)}},
+    {"id": "save", "type": "KilnSaveLora", "widgets": {"filename": "kiln_wan22_high_noise"},
+     "inputs": {"lora": ("train", 2)}},
+    {"id": "save_low", "type": "KilnSaveLora", "widgets": {"filename": "kiln_wan22_low_noise"},
+     "inputs": {"lora": ("train", 6)}},
+    {"id": "loss_png", "type": "SaveImage", "widgets": {"filename_prefix": "kiln_wan22_loss"},
+     "inputs": {"images": ("train", 4)}},
+    {"id": "pos", "type": "CLIPTextEncode", "widgets": {"text": "your trigger word, a video of ..."},
+     "inputs": {"clip": ("te", 0)}},
+    {"id": "neg", "type": "CLIPTextEncode", "widgets": {"text": ""}, "inputs": {"clip": ("te", 0)}},
+    {"id": "latent", "type": "EmptyHunyuanLatentVideo",
+     "widgets": {"width": 640, "height": 640, "length": 81, "batch_size": 1}},
+    {"id": "ks_lora", "type": "KSamplerAdvanced", "title": "KSampler (high-noise expert with its LoRA)",
+     "widgets": dict(_WAN22_SAMPLER, add_noise="enable", start_at_step=0, end_at_step=10,
+                     return_with_leftover_noise="enable"),
+     "inputs": {"model": ("train", 0), "positive": ("pos", 0), "negative": ("neg", 0), "latent_image": ("latent", 0)}},
+    {"id": "ks_low", "type": "KSamplerAdvanced", "title": "KSampler (low-noise expert with its LoRA)",
+     "widgets": dict(_WAN22_SAMPLER, add_noise="disable", start_at_step=10, end_at_step=10000,
+                     return_with_leftover_noise="disable"),
+     "inputs": {"model": ("train", 5), "positive": ("pos", 0), "negative": ("neg", 0), "latent_image": ("ks_lora", 0)}},
+    {"id": "dec_lora", "type": "VAEDecode", "inputs": {"samples": ("ks_low", 0), "vae": ("vae", 0)}},
+    {"id": "webp_lora", "type": "SaveAnimatedWEBP",
+     "widgets": {"filename_prefix": "kiln_wan22_lora", "fps": 16.0, "lossless": False, "quality": 90,
+                 "method": "default"},
+     "inputs": {"images": ("dec_lora", 0)}},
+]
+
+# LTX-2 as the host loads it: the checkpoint (model and video VAE), Gemma 3 through LTXAVTextEncoderLoader; clips in
+# 8k+1-frame windows (LTX-2's VAE compresses time 8x) at 24 fps; trained on video (the audio latent stays empty, as
+# in the host's video-only workflows); the sample is a 97-frame EmptyLTXVLatentVideo at LTX's cfg 4.
+TRAIN_VIDEO_LTX2 = _family_graph("ltx2", [
+    {"id": "ckpt", "type": "CheckpointLoaderSimple", "widgets": {"ckpt_name": "ltx-2-19b-dev-fp8.safetensors"}},
+    {"id": "te", "type": "LTXAVTextEncoderLoader",
+     "widgets": {"text_encoder": "gemma_3_12B_it_fp4_mixed.safetensors", "ckpt_name": "ltx-2-19b-dev-fp8.safetensors"}},
+], {"type": "EmptyLTXVLatentVideo", "widgets": {"width": 768, "height": 512, "length": 97, "batch_size": 1}}, None, 4.0,
+    outs=(("ckpt", 0), ("te", 0), ("ckpt", 2)), real={"resolution": 512, "steps": 20, "scheduler": "simple"})
+next(n for n in TRAIN_VIDEO_LTX2 if n["id"] == "data")["widgets"].update(_CLIPS, path="my_clips", target_fps=24.0)
+TRAIN_VIDEO_LTX2 = [dict(n, type="SaveAnimatedWEBP", id="webp_lora",
+                         widgets={"filename_prefix": "kiln_ltx2_lora", "fps": 24.0, "lossless": False, "quality": 90,
+                                  "method": "default"}) if n["id"] == "png_lora" else n for n in TRAIN_VIDEO_LTX2]
+
 # The families whose templates are checked by validation only (see above), with the host version they need.
 TEMPLATES = {"train_qwen_image": "qwen_image", "train_z_image": "z_image", "train_sdxl": "sdxl",
-             "train_chroma": "chroma"}
+             "train_chroma": "chroma", "train_video_wan22": "wan", "train_video_ltx2": "ltx2"}
 
 
 TAG_FILTER_TRAIN = [
@@ -345,6 +408,20 @@ GRAPHS = {
         "the Flux VAE ae.safetensors.\n2. Kiln Load Dataset: path = your folder, resolution 1024 (512 trains "
         "faster); captions in plain sentences.\n3. Kiln Train LoRA: output_name, epochs.\n4. The sampler: real cfg "
         "(about 4) and a negative prompt; Chroma has no FluxGuidance."),
+    "train_video_wan22": _arranged(TRAIN_VIDEO_WAN22, {
+        "Models": ["unet", "unet_low", "te", "vae"], "Dataset": ["data"], "Network and optimizer": ["net", "opt"],
+        "Train": ["train", "save", "save_low"],
+        RESULT: ["loss_png", "pos", "neg", "latent", "ks_lora", "ks_low", "dec_lora", "webp_lora"]},
+        "Change first:\n1. The two Load Diffusion Model nodes: Wan 2.2 A14B's high-noise and low-noise experts "
+        "(both train in one run; expert_boundary 0.875 for t2v, 0.9 for i2v).\n2. Kiln Load Dataset: path = your "
+        "clips (.mp4/.webm/.mov/.gif or folders of numbered frames, a .txt caption each), 33-frame windows at 16 "
+        "fps.\n3. Kiln Train LoRA: output_name, epochs. Two LoRAs are saved, one per expert: load each on its "
+        "expert."),
+    "train_video_ltx2": _arranged(TRAIN_VIDEO_LTX2, dict(_family_groups(models=("ckpt", "te")), **{
+        RESULT: ["loss_png", "pos", "neg", "latent", "ks_lora", "dec_lora", "webp_lora"]}),
+        "Change first:\n1. Load Checkpoint: your LTX-2 file; Load LTXV Audio Text Encoder: Gemma 3 12B.\n"
+        "2. Kiln Load Dataset: path = your clips (a .txt caption each); windows are cut to 8k+1 frames (33 here) "
+        "at 24 fps.\n3. Kiln Train LoRA: output_name, epochs. Trains on video (audio is not trained)."),
     "train_sdxl": _arranged(TRAIN_SDXL, _family_groups(models=("ckpt",)),
         "Change first:\n1. Load Checkpoint: your SDXL model (Illustrious, NoobAI, Pony are SDXL; v-pred "
         "models are detected).\n2. Kiln Load Dataset: path = your folder (N_name subfolders), resolution "

@@ -24,7 +24,8 @@ import torch
 
 import comfy.model_management as mm
 
-from ..core.train.estimate import MemoryEstimate, TrainingSettings, adapter_bytes
+from ..core.train.estimate import (MemoryEstimate, TrainingSettings, adapter_bytes, clip_fit_error,
+                                   heaviest_batch)
 from .checkpointing import RefetchStats, recast_layers, recast_weights_in_backward
 from .preflight import trace_training_step
 
@@ -188,6 +189,10 @@ def place_for_training(hm, network, trainer, optimizer: str, clip=None, vae=None
         log.info("Kiln: latents and captions cached; %s unloaded from the device for training",
                  ", ".join(placement.unloaded))
     first = next(iter(trainer.micro_batches(0)), None)
+    if first is not None and trainer.dataset.has_clips:
+        # Price the heaviest batch (the longest clip window at the largest bucket), not whichever came first.
+        first = (*first[:2], heaviest_batch(trainer.dataset, trainer.dataset.epoch_plan(
+            0, trainer.plan_batch, cfg.seed)))
     trace = None
     if first is not None:
         try:
@@ -206,6 +211,11 @@ def place_for_training(hm, network, trainer, optimizer: str, clip=None, vae=None
                                             settings, device_budget(hm.patcher))
         placement.memory_required = placement.estimate.training_bytes()
         log.info("Kiln: %s", placement.estimate.summary())
+        if trainer.dataset.has_clips:
+            entry = max((trainer.dataset.images[r.index] for r in first[2]), key=lambda e: len(e.frames))
+            reason = clip_fit_error(placement.estimate, max(1, len(entry.frames)), entry.bucket)
+            if reason:
+                raise ValueError(f"{entry.path}: {reason}")
     placement.offloaded_bytes, placement.streamed = load_for_training(hm, placement.memory_required,
                                                                       placement.estimate.budget_bytes
                                                                       if placement.estimate else None)

@@ -4,6 +4,7 @@ intended family), with a 16-channel TAESD-layout VAE through VAELoader and a tin
 from the host's CLIP class (see devtools.family_fixtures for why). Per family: ~10 steps, finite losses,
 lower fixed-sample loss after training, the file applied by LoraLoader with no "lora key not loaded"
 and every key patched, and the trained MODEL's sample equal to the file's."""
+import contextlib
 import logging
 
 import numpy as np
@@ -216,17 +217,15 @@ TEMPLATE_FOLDERS = {"unet_name": "diffusion_models", "clip_name": "text_encoders
                     "ckpt_name": "checkpoints"}
 
 
-@pytest.mark.parametrize("name", ["train_qwen_image", "train_sdxl", "train_z_image", "train_chroma"])
-def test_full_size_family_templates_pass_the_hosts_validation(name, host, tmp_path):
+@contextlib.contextmanager
+def template_model_files(prompt, tmp_path, folders=TEMPLATE_FOLDERS):
+    """Empty files of the names the prompt's loaders ask for, in model folders the host lists while inside
+    (``folders``: loader input -> model folder; a ``ckpt_name`` counts on a checkpoint loader only)."""
     import folder_paths
-    from kiln.cli.graphs import TEMPLATES
-    from cli import runner
-    assert name in TEMPLATES
-    prompt = runner.load_workflow(REPO / "workflows" / f"{name}.json")
     added = []
     for node in prompt.values():
-        for key, folder in TEMPLATE_FOLDERS.items():
-            if key in node["inputs"]:
+        for key, folder in folders.items():
+            if key in node["inputs"] and (key != "ckpt_name" or node["class_type"] == "CheckpointLoaderSimple"):
                 where = tmp_path / folder
                 where.mkdir(exist_ok=True)
                 (where / node["inputs"][key]).write_bytes(b"")
@@ -234,6 +233,19 @@ def test_full_size_family_templates_pass_the_hosts_validation(name, host, tmp_pa
                     folder_paths.add_model_folder_path(folder, str(where))
                     added.append((folder, str(where)))
     try:
+        yield
+    finally:
+        for folder, where in added:
+            folder_paths.folder_names_and_paths[folder][0].remove(where)
+
+
+@pytest.mark.parametrize("name", ["train_qwen_image", "train_sdxl", "train_z_image", "train_chroma"])
+def test_full_size_family_templates_pass_the_hosts_validation(name, host, tmp_path):
+    from kiln.cli.graphs import TEMPLATES
+    from cli import runner
+    assert name in TEMPLATES
+    prompt = runner.load_workflow(REPO / "workflows" / f"{name}.json")
+    with template_model_files(prompt, tmp_path):
         to_run = runner.validate_prompt(prompt)
         by_type = {v["class_type"]: k for k, v in prompt.items()}
         train = prompt[by_type["KilnTrainLora"]]["inputs"]
@@ -249,6 +261,3 @@ def test_full_size_family_templates_pass_the_hosts_validation(name, host, tmp_pa
         loader["inputs"][key] = "not-there.safetensors"
         with pytest.raises(runner.WorkflowError, match="not-there"):
             runner.validate_prompt(prompt)
-    finally:
-        for folder, where in added:
-            folder_paths.folder_names_and_paths[folder][0].remove(where)

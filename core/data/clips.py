@@ -53,8 +53,21 @@ def encodable_frames(n: int, temporal: int) -> int:
     return max(1, (max(n, 1) - 1) // temporal * temporal + 1)
 
 
+FRAME_FOLDER_FPS = 24.0   # a folder of frames carries no rate: target_fps resamples it as if shot at 24 fps
+
+
 def is_clip(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_EXTENSIONS
+    """A video file, or a folder of numbered frames (see ``is_frame_folder``)."""
+    return path.suffix.lower() in VIDEO_EXTENSIONS or is_frame_folder(path)
+
+
+def is_frame_folder(path: Path) -> bool:
+    """A folder (not hidden) whose images are all numbered frames, at least two of them: one clip."""
+    if not path.is_dir() or path.name.startswith("."):
+        return False
+    images = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS
+              and not p.name.startswith(".")]
+    return len(images) >= 2 and len(frame_files(path)) == len(images)
 
 
 def frame_files(folder: Path) -> list[Path]:
@@ -69,6 +82,8 @@ def frame_files(folder: Path) -> list[Path]:
 
 def probe_clip(path: Path) -> ClipInfo:
     """Frame count, rate and size of a clip (the container's count where it has one, else by decoding)."""
+    if path.is_dir():
+        return _probe_frame_folder(path)
     import av
     try:
         with av.open(str(path)) as container:
@@ -86,6 +101,39 @@ def probe_clip(path: Path) -> ClipInfo:
     if frames < 1 or size[0] < 1:
         raise ClipError(f"{path}: the clip has no decodable frames; re-encode it or remove it")
     return ClipInfo(frames, fps, size)
+
+
+def _probe_frame_folder(path: Path) -> ClipInfo:
+    """Every frame's header is read (cheap: no pixels decoded), so a broken or odd-sized frame skips the folder at
+    load rather than failing a step."""
+    from PIL import Image
+    files = frame_files(path)
+    if not files:
+        raise ClipError(f"{path}: no numbered frames (0001.png, 0002.png...); number them or remove the folder")
+    sizes = set()
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                sizes.add(im.size)
+        except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds
+            raise ClipError(f"{path}: frame {f.name} is unreadable ({type(exc).__name__}); re-save it or remove "
+                            "the folder") from exc
+    if len(sizes) > 1:
+        raise ClipError(f"{path}: its frames differ in size ({sorted(sizes)[:2]}...); make them one size")
+    return ClipInfo(len(files), FRAME_FOLDER_FPS, sizes.pop())
+
+
+def clip_digest(path: Path) -> str:
+    """sha1 of a clip's bytes (a frame folder: each frame's name and bytes, in order): the latent-cache key."""
+    import hashlib
+    digest = hashlib.sha1()
+    for f in frame_files(path) if path.is_dir() else [path]:
+        if path.is_dir():
+            digest.update(f.name.encode("utf-8", "surrogateescape") + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def timeline(info: ClipInfo, target_fps: float) -> list[int]:
@@ -118,6 +166,8 @@ def frame_windows(info: ClipInfo, sampling: FrameSampling) -> list[tuple[int, ..
 def read_frames(path: Path, indices: tuple[int, ...]) -> np.ndarray:
     """The frames at ``indices`` (sorted source indices) as uint8 [F, H, W, 3], decoded in one pass that keeps only
     those frames."""
+    if path.is_dir():
+        return read_frame_folder(frame_files(path), indices)
     import av
     wanted = sorted(set(indices))
     if not wanted:
@@ -146,8 +196,12 @@ def read_frame_folder(files: list[Path], indices: tuple[int, ...]) -> np.ndarray
     from PIL import Image
     arrays = []
     for i in indices:
-        with Image.open(files[i]) as im:
-            arrays.append(np.asarray(im.convert("RGB")))
+        try:
+            with Image.open(files[i]) as im:
+                arrays.append(np.asarray(im.convert("RGB")))
+        except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds
+            raise ClipError(f"{files[i]}: unreadable frame ({type(exc).__name__}); re-save it or remove the "
+                            "folder") from exc
     if len({a.shape for a in arrays}) > 1:
         raise ClipError(f"{files[0].parent}: its frames differ in size; make them one size")
     return np.stack(arrays)

@@ -60,15 +60,11 @@ class PreparedClip:
 
 def prepare_clip(path: Path, cfg: DatasetConfig, buckets) -> PreparedClip:
     """Probe a clip (its frames are decoded when a window trains, never all kept) and cut its windows."""
-    from .clips import FrameSampling, frame_windows, probe_clip
+    from .clips import FrameSampling, clip_digest, frame_windows, probe_clip
     info = probe_clip(path)
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
     sampling = FrameSampling(cfg.frame_extraction, cfg.target_frames, cfg.frame_stride, cfg.frame_sample,
                              cfg.target_fps)
-    return PreparedClip(info.size, digest.hexdigest(), bucket_for(info.size, cfg, buckets),
+    return PreparedClip(info.size, clip_digest(path), bucket_for(info.size, cfg, buckets),
                         frame_windows(info, sampling))
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .caption_files import caption_warnings, captions_for
 from .config import DatasetConfig, DatasetError
-from .clips import VIDEO_EXTENSIONS, is_clip
+from .clips import VIDEO_EXTENSIONS, is_clip, is_frame_folder
 from .images import IMAGE_EXTENSIONS
 
 _CONCEPT_DIR = re.compile(r"^(\d+)_(.+)$")
@@ -43,8 +43,8 @@ def find_images(folder: Path) -> list[Path]:
 
 
 def is_media(p: Path) -> bool:
-    """A training sample: an image, or a video clip (core.data.clips)."""
-    return is_image(p) or (p.is_file() and is_clip(p) and not p.name.startswith("."))
+    """A training sample: an image, a video clip, or a folder of numbered frames (core.data.clips)."""
+    return is_image(p) or (is_clip(p) and not p.name.startswith("."))
 
 
 def find_media(folder: Path) -> list[Path]:
@@ -64,7 +64,9 @@ def images_under(root: Path, who: str) -> list[Path]:
 
 def find_concepts(root: Path, flat_repeats: int, warn) -> list[Concept]:
     """The N_name folders under ``root``, or ``root`` itself as one concept when it holds the images."""
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    # A folder of numbered frames is a clip (found with the loose media), not a concept.
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                     and (_CONCEPT_DIR.match(p.name) or not is_frame_folder(p)))
     concepts, ignored = [], []
     for d in subdirs:
         m = _CONCEPT_DIR.match(d.name)

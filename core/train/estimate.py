@@ -54,6 +54,40 @@ class Preflight:
         return text
 
 
+def heaviest_batch(dataset, plan):
+    """The micro-batch of ``plan`` (lists of sample refs) with the most pixels x frames: the one the pre-flight
+    trace prices, so a dataset whose first batch is a still image is still estimated at its longest clip
+    window (a 33-frame window at 512 px keeps ~9x the activations of one image)."""
+    def weight(refs):
+        total = 0
+        for r in refs:
+            e = dataset.images[r.index]
+            total += e.bucket[0] * e.bucket[1] * max(1, len(e.frames))
+        return total
+    return max(plan, key=weight, default=None)
+
+
+def clip_fit_error(estimate: "MemoryEstimate", frames: int, size: tuple[int, int]) -> str | None:
+    """Why a clip window cannot train on this device, or None: one step's activations and adapters alone (with
+    every weight streamed off the device) exceed the budget, so the first step would run out of memory."""
+    if estimate.budget_bytes is None or estimate.training_bytes() <= estimate.budget_bytes:
+        return None
+    mib = 2 ** 20
+    s = estimate.settings
+    lean = TrainingSettings(1, True, s.weight_bytes_per_param)
+    fixes = []
+    if (not s.checkpointing or s.batch_size > 1) and estimate.training_bytes(lean) <= estimate.budget_bytes:
+        fixes.append("gradient_checkpointing on" + (" and batch_size 1" if s.batch_size > 1 else ""))
+    share = estimate.budget_bytes / estimate.training_bytes(lean)
+    if frames > 1:
+        fewer = max(1, int(frames * min(share, 1.0)))
+        fixes.append(f"fewer frames per window (Load Dataset target_frames{f', about {fewer}' if share < 1 else ''})")
+    fixes.append("a lower resolution (Load Dataset resolution / max_bucket_reso)")
+    return (f"a {frames}-frame clip window at {size[0]}x{size[1]} needs about {estimate.training_bytes() / mib:.0f} "
+            f"MiB for one training step's activations, more than the {estimate.budget_bytes / mib:.0f} MiB this "
+            f"device has even with every weight streamed off it. Set " + "; or ".join(fixes) + ".")
+
+
 def adapter_bytes(trainable_params: int, optimizer: str) -> int:
     return trainable_params * (4 + 4 + STATE_BYTES.get(optimizer, 8))
 

@@ -37,10 +37,12 @@ class FamilyPreset:
     steps: int                 # max_steps, filled only where the user left both epochs and max_steps as they were
     timestep_sampling: str     # a core.train.objective TIMESTEP_SAMPLINGS entry
     source: str                # where the values come from (shown in the log and docs/distilled.md)
+    checkpointing: bool = False  # gradient checkpointing on (video families: a clip's activations are frames x larger)
 
 
 _KOHYA = "kohya sd-scripts guides"
 _AITK = "ai-toolkit example config"
+_LTX = "Lightricks ltx-trainer configs (lr 1e-4, alpha = rank, shifted_logit_normal)"
 FAMILY_PRESETS: dict[str, FamilyPreset] = {
     "sd1": FamilyPreset(32, 16.0, 1e-4, 1500, "uniform", _KOHYA),
     "sd2": FamilyPreset(32, 16.0, 1e-4, 1500, "uniform", _KOHYA),
@@ -52,9 +54,17 @@ FAMILY_PRESETS: dict[str, FamilyPreset] = {
     "flux2": FamilyPreset(32, 32.0, 1e-4, 2000, "sigmoid", "musubi-tuner flux_2 (dim 32, lr 1e-4)"),
     "qwen-image": FamilyPreset(16, 16.0, 1e-4, 2000, "uniform", _AITK + " (qwen_image); musubi shift 2.2"),
     "z-image": FamilyPreset(32, 32.0, 1e-4, 3000, "uniform", "ai-toolkit Z-Image Turbo job; musubi shift 2.0"),
-    "wan": FamilyPreset(32, 32.0, 1e-4, 2000, "sigmoid", _AITK + " (wan21_14b)"),
+    "wan": FamilyPreset(32, 32.0, 1e-4, 2000, "sigmoid", _AITK + " (wan21_14b)", checkpointing=True),
     "lumina2": FamilyPreset(16, 16.0, 1e-4, 2000, "uniform", _AITK + " (lumina, lumina2_shift)"),
     "hidream": FamilyPreset(32, 32.0, 2e-4, 3000, "uniform", _AITK + " (hidream, shift)"),
+    # Video families. ltx-trainer (Lightricks' LTX-2 trainer) configs: lr 1e-4, alpha = rank, shifted_logit_normal
+    # sampling (the host's shift carries the "shifted" part). musubi-tuner hunyuan_video_1_5.md: network_dim 32,
+    # lr 1e-4, --timestep_sampling flux_shift (uniform through the shifted schedule, as "shift" families here).
+    # Both trainers turn gradient checkpointing on (enable_gradient_checkpointing: true; --gradient_checkpointing).
+    "ltxv": FamilyPreset(32, 32.0, 1e-4, 2000, "logit_normal", _LTX, checkpointing=True),
+    "ltx2": FamilyPreset(32, 32.0, 1e-4, 2000, "logit_normal", _LTX, checkpointing=True),
+    "hunyuan-video-1.5": FamilyPreset(32, 32.0, 1e-4, 2000, "uniform",
+                                      "musubi-tuner hunyuan_video_1_5 (dim 32, lr 1e-4, flux_shift)", checkpointing=True),
 }
 
 
@@ -85,6 +95,8 @@ def apply_family_preset(preset: str, family: str, net: NetworkSpec, opt: Optimiz
     opt = _fill(opt, {"lr": p.lr}, filled)
     objective = _fill(cfg.objective, {"timestep_sampling": p.timestep_sampling}, filled)
     steps = {"max_steps": p.steps} if cfg.epochs == _default(TrainConfig, "epochs") else {}
+    if p.checkpointing:
+        steps["gradient_checkpointing"] = True
     cfg = _fill(replace(cfg, objective=objective), steps, filled)
     what = ", ".join(filled) if filled else "nothing (every value was set)"
     return net, opt, cfg, f"{family} preset ({p.source}) set {what}"

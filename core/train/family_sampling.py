@@ -31,6 +31,9 @@ FAMILY_SAMPLING = {
     "wan": FamilySampling(cfg=5.0),
     "lumina2": FamilySampling(cfg=4.0),
     "hidream": FamilySampling(cfg=5.0),
+    "ltxv": FamilySampling(cfg=4.0),                 # ltx-trainer's validation guidance_scale
+    "ltx2": FamilySampling(cfg=4.0),
+    "hunyuan-video-1.5": FamilySampling(cfg=6.0),    # musubi-tuner hv_1_5_generate_video --guidance_scale default
 }
 
 _DEFAULT_CFG = SamplePrompt.__dataclass_fields__["cfg"].default
