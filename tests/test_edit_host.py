@@ -46,6 +46,8 @@ def _edit_sample(model, clip, vae, control):
     from comfy_extras.nodes_edit_model import ReferenceLatent
     with torch.inference_mode():
         lat = nodes.VAEEncode().encode(vae, control)[0]
+        if getattr(model.model.latent_format, "latent_dimensions", 2) == 3 and lat["samples"].dim() == 4:
+            lat = {"samples": lat["samples"].unsqueeze(2)}   # the tiny image VAE on Qwen-Image (its own VAE gives 5-D)
         pos = nodes.CLIPTextEncode().encode(clip, "make it red")[0]
         pos = ReferenceLatent.execute(pos, lat)[0]
         out = nodes.KSampler().sample(model, 3, 3, 1.0, "euler", "simple", pos, pos,
