@@ -36,7 +36,7 @@ from ..core.train import family_sampling
 from ..core.train.specs import (BakeResult, SampleRecord, SampleSpec, SaveSpec, TrainingAdapterSpec,
                                 TrainingReport)
 from ..core.train.state import load_state
-from . import adapter as training_adapter, families, live
+from . import adapter as training_adapter, families, live, reference
 from .distributed import agreed_interrupt, join_training
 from .placement import place_for_training
 from .checkpointing import gradient_checkpointing
@@ -216,6 +216,7 @@ class Bake:
         self.on_step, self.node_id = on_step, node_id
         self.started = time.time()
         self.validation = None
+        self.edit = False   # the dataset's control images train through the host's reference latents
         self.trainer: Trainer | None = None
         self.sampler: _Sampler | None = None
         self.placement = None
@@ -244,6 +245,7 @@ class Bake:
         if self.net.train_text_encoder:
             check_text_encoder_trainable(self.clip)
         self.dataset = check_clips(self.dataset, self.model, self.vae)
+        self.edit = reference.check_controls(self.dataset, self.model)   # controls on a family without: refused
         # None without one; a misfit file is refused here, before any step.
         self.adapter = training_adapter.apply_training_adapter(self.model, self.adapter_spec)
         if self.cfg.validation_split > 0:
@@ -271,6 +273,9 @@ class Bake:
         from . import interrupt_exception_type, throw_if_interrupted
         encode, encoder_id = vae_encoder(self.vae)
         latents = latent_cache(encode, encoder_id, self.save.cache_latents_to_disk)
+        if self.edit:   # each batch's control latents go to the model as the host's reference latents
+            self.hm.references = reference.References()
+            latents = reference.EditLatents(latents, self.hm.references)
         main = self.shard.is_main
         self.saver = (RunSaver(self.save, checkpoint_dir(self.save.output_name), self.make_lora, self.make_state)
                       if main else NoSaver())

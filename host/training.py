@@ -187,6 +187,7 @@ class HostDiffusionModel:
             mm.load_models_gpu([self.patcher], memory_required=memory_required)
         self.device = self.patcher.load_device
         self.base = self.patcher.model
+        self.references = None   # an edit run's control latents per batch (host.reference.References)
 
     def process_latent_in(self, latents):
         # Families with video latent formats (Qwen-Image, Wan: latent_dimensions 3) read [B, C, T, H, W];
@@ -223,6 +224,9 @@ class HostDiffusionModel:
             params.update(extra)
             params.update(cross_attn=cond.to(self.device), device=self.device, noise=x_t[i:i + 1],
                           width=x_t.shape[-1] * 8, height=x_t.shape[-2] * 8, prompt_type="positive")
+            if self.references is not None:   # edit pairs: the host's own reference-latent conditioning
+                params.update(self.references.for_sample(
+                    i, getattr(self.base.latent_format, "latent_dimensions", 2), self.device))
             if sizes:
                 s = sizes[i]
                 params.update(width=s.original[0], height=s.original[1], crop_w=s.crop[0], crop_h=s.crop[1],
@@ -232,7 +236,9 @@ class HostDiffusionModel:
         for key, first in per_sample[0].items():
             others = [s[key] for s in per_sample[1:]]
             value = first.concat(others) if others else first.cond
-            # CONDConstant values (e.g. Lumina2's num_tokens) are plain numbers.
+            # CONDConstant values (e.g. Lumina2's num_tokens) are plain numbers; CONDList values (ref_latents) lists.
+            if isinstance(value, list):
+                value = [v.to(self.device) if isinstance(v, torch.Tensor) else v for v in value]
             kwargs[key] = value.to(self.device) if isinstance(value, torch.Tensor) else value
         return kwargs
 
@@ -240,7 +246,11 @@ class HostDiffusionModel:
         kwargs = self._model_kwargs(conds, x_t, sizes)
         training = torch.is_grad_enabled()
         with host_training_flag(training), residuals_grad_safe(self.base.diffusion_model, training):
-            return self.base.apply_model(x_t, sigma, **kwargs)
+            out = self.base.apply_model(x_t, sigma, **kwargs)
+        if self.references is not None and out.shape != x_t.shape:   # the loss is on the target's tokens only
+            raise RuntimeError(f"the model returned {tuple(out.shape)} for a {tuple(x_t.shape)} target with reference "
+                               "latents: this host's model does not drop the reference tokens; report it")
+        return out
 
 
 # Blocks that feed the residual stream itself (not a normalised copy) to a submodule and then add into it in place:

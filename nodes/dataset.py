@@ -8,6 +8,7 @@ from comfy_api.latest import io
 
 from .. import host
 from ..core.data import DatasetConfig, dataset_fingerprint, load_dataset, parse_color
+from ..core.data.controls import with_control_images
 from ..core.plots.dataset_grid import preview_grid
 from ..core.train.loop import TrainConfig
 from .schema import Dataset, config_values, field_default, from_field, help_of, node_input, output
@@ -22,13 +23,16 @@ BACKGROUND = ",".join(str(c) for c in field_default(DatasetConfig, "background")
 ADVANCED = {"caption_extension", "enable_buckets", "min_bucket_reso", "max_bucket_reso", "bucket_reso_steps",
             "bucket_no_upscale", "random_crop", "color_aug", "keep_tokens_separator", "caption_dropout_rate",
             "tag_dropout_rate", "caption_suffix", "reg_path", "reg_repeats", "prior_loss_weight", "background",
-            "frame_extraction", "frame_stride", "frame_sample", "target_fps"}
+            "frame_extraction", "frame_stride", "frame_sample", "target_fps", "controls"}
 OPTIONAL = ("caption_phrase", "enable_buckets", "min_bucket_reso", "max_bucket_reso", "bucket_reso_steps",
             "bucket_no_upscale", "random_crop", "flip_aug", "color_aug", "shuffle_caption", "keep_tokens",
             "keep_tokens_separator", "caption_dropout_rate", "tag_dropout_rate", "caption_prefix", "caption_suffix",
             "reg_path", "reg_repeats", "prior_loss_weight")
 # Clip inputs come after every older input, so workflows saved before them keep their widget values in place.
 CLIP_INPUTS = ("frame_extraction", "target_frames", "frame_stride", "frame_sample", "target_fps")
+# Edit pairs (docs/edit.md) come after those, for the same reason.
+CONTROL_HELP = ("Control images from the graph (a depth map, a pose render...) in the dataset's image order: one per "
+                "image, or 2-3 per image next to each other. They replace control folders.")
 
 
 class KilnLoadDataset(io.ComfyNode):
@@ -50,6 +54,8 @@ class KilnLoadDataset(io.ComfyNode):
                 node_input(io.String, "background", default=BACKGROUND, optional=True, advanced=True,
                            tooltip=help_of(DatasetConfig, "background")),
                 *(from_field(DatasetConfig, name, optional=True, advanced=name in ADVANCED) for name in CLIP_INPUTS),
+                from_field(DatasetConfig, "controls", optional=True, advanced=True),
+                node_input(io.Image, "control_images", optional=True, tooltip=CONTROL_HELP),
             ],
             outputs=[output(Dataset, "dataset")])
 
@@ -63,7 +69,7 @@ class KilnLoadDataset(io.ComfyNode):
 
     @classmethod
     def execute(cls, path, resolution, caption_source, caption_extension, repeats, reg_path="",
-                background=BACKGROUND, **options):
+                background=BACKGROUND, control_images=None, **options):
         cfg = DatasetConfig(path=host.resolve_input_path(path), resolution=resolution, caption_source=caption_source,
                             caption_extension=caption_extension, repeats=repeats,
                             reg_path=host.resolve_input_path(reg_path), background=parse_color(background),
@@ -75,6 +81,8 @@ class KilnLoadDataset(io.ComfyNode):
                 bar.append(host.progress_bar(total))
             bar[0].update(1)
         dataset = load_dataset(cfg, warn=log.warning, progress=progress, interrupted=host.throw_if_interrupted)
+        if control_images is not None:
+            dataset = with_control_images(dataset, control_images)
         log.info("Kiln: %s", dataset.summary())
         return io.NodeOutput(dataset)
 

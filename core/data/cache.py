@@ -74,7 +74,22 @@ class LatentCache:
             # Colour augmentation changes the pixels every step: nothing to reuse.
             self.misses += len(refs)
             return self._encode([dataset.load_pixels(r) for r in refs])
-        keys = [self.key(dataset, r) for r in refs]
+        return self._cached([self.key(dataset, r) for r in refs], refs, dataset.load_pixels)
+
+    def control_key(self, dataset, ref, k: int) -> str:
+        """Control ``k`` of ``ref``'s image: its own content under its target's cut (bucket, scale, crop, flip)."""
+        parts = {"control": dataset.images[ref.index].controls[k].digest, "slot": k, "target": self.key(dataset, ref)}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:40]
+
+    def get_controls(self, dataset, refs) -> list[torch.Tensor]:
+        """Each control slot's latents [B, C, h, w] for ``refs`` (an edit pair's "before" images; empty for a plain
+        dataset). Controls are never colour-augmented, so they are cached even when the targets are not."""
+        return [self._cached([self.control_key(dataset, r, k) for r in refs], refs,
+                             lambda r, _k=k: dataset.load_control(r, _k))
+                for k in range(getattr(dataset, "controls_per_image", 0))]
+
+    def _cached(self, keys: list[str], refs, load) -> torch.Tensor:
+        """Latents for ``keys`` from memory or disk; the misses' pixels (``load(ref)``) encoded in one batch."""
         missing: dict[str, object] = {}
         for ref, key in zip(refs, keys):
             if key in self.memory or key in missing:
@@ -87,7 +102,7 @@ class LatentCache:
         self.misses += sum(1 for k in keys if k in missing)
         self.hits += len(keys) - sum(1 for k in keys if k in missing)
         if missing:
-            latents = self._encode([dataset.load_pixels(r) for r in missing.values()])
+            latents = self._encode([load(r) for r in missing.values()])
             for key, lat in zip(missing, latents):
                 lat = lat.detach().to("cpu").contiguous().clone()
                 self.memory[key] = lat

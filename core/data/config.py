@@ -69,6 +69,11 @@ class DatasetConfig:
     frame_sample: int = setting(1, "uniform: windows taken from each clip.", min=1, max=100)
     target_fps: float = setting(0.0, "Resample clips to this frame rate first (0 keeps each clip's own rate; 16 is "
                                 "Wan's, 24 HunyuanVideo's and LTX-2's).", min=0.0, max=120.0, step=1.0)
+    # Edit-model pairs (core.data.controls): the "before" images beside each image folder, matched by file stem.
+    controls: str = setting("none", "Edit LoRAs (Flux Kontext, Qwen-Image-Edit, FLUX.2): none = plain images; auto = "
+                            "control images in a 'control' folder beside the images (and control_1..control_3 for "
+                            "several), matched by file stem; or another folder base name. The caption is the edit "
+                            "instruction.")
 
     def replace(self, **changes) -> "DatasetConfig":
         return replace(self, **changes)
@@ -105,6 +110,9 @@ def check_config(config: DatasetConfig) -> DatasetConfig:
     if config.frame_extraction not in ("head", "chunk", "slide", "uniform", "full"):
         raise DatasetError(f"frame_extraction must be head, chunk, slide, uniform or full "
                            f"(got {config.frame_extraction!r})")
+    if config.controls.strip().lower() not in ("", "none", "auto"):
+        from .controls import control_names
+        control_names(config.controls)
     if config.repeats < 1 or config.reg_repeats < 1:
         raise DatasetError(f"repeats must be at least 1 (got {config.repeats}, reg {config.reg_repeats}).")
     if config.enable_buckets and not config.bucket_no_upscale:

@@ -6,7 +6,9 @@ for several controls) holds the "before" images, matched to the targets by file 
 Controls get the same scale, crop and flip as their target (the same bucket), never colour augmentation."""
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,38 @@ from .config import DatasetError
 from .images import UnreadableImage, open_rgb
 
 MAX_CONTROLS = 3
+NONE = "none"
+AUTO = "auto"            # the musubi-tuner / ai-toolkit name: control/, control_1/ ...
+AUTO_BASE = "control"
+
+
+@dataclass(frozen=True)
+class Control:
+    """One control image of a sample: a file (``path``) or a picture from the graph (``image``, from Load
+    Dataset's control_images input); ``digest`` identifies its content for the latent cache."""
+    source: str                   # the file path, or "control_images[k]" for a picture from the graph
+    digest: str
+    path: Path | None = None
+    image: Image.Image | None = field(default=None, compare=False, repr=False)
+
+
+def control_base(setting: str) -> str | None:
+    """The control folder base name a Load Dataset ``controls`` setting names (None for "none")."""
+    text = (setting or "").strip()
+    if not text or text.lower() == NONE:
+        return None
+    return AUTO_BASE if text.lower() == AUTO else control_names(text)[0]
+
+
+def file_control(path: Path) -> Control:
+    return Control(str(path), hashlib.sha1(path.read_bytes()).hexdigest(), path=path)
+
+
+def image_control(pixels: torch.Tensor, k: int) -> Control:
+    """A control from a graph IMAGE ([H, W, 3] floats in 0..1), kept as an 8-bit RGB picture."""
+    arr = (pixels[..., :3].float().clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
+    return Control(f"control_images[{k}]", hashlib.sha1(arr.tobytes() + str(arr.shape).encode()).hexdigest(),
+                   image=Image.fromarray(np.ascontiguousarray(arr), "RGB"))
 _NUMBERED = re.compile(r"^(?P<base>.+)_(?P<n>[1-9]\d*)$")
 
 
@@ -66,14 +100,56 @@ def pair_controls(image_folder: Path, images: list[Path], base: str) -> list[tup
     return [tuple(table[img.stem] for table in tables) for img in images]
 
 
-def control_pixels(path: Path, scaled: tuple[int, int], crop: tuple[int, int], bucket: tuple[int, int],
+def paired_controls(found: list, base: str | None) -> list[tuple[Control, ...]]:
+    """Each found image's controls (``found``: core.data.scan.FoundImage, any folders), paired per folder; one
+    DatasetError naming every image whose control is missing across all folders, before anything decodes."""
+    if base is None:
+        return [() for _ in found]
+    from .clips import is_clip
+    by_folder: dict[Path, list[int]] = {}
+    for i, f in enumerate(found):
+        by_folder.setdefault(f.path.parent, []).append(i)
+    out: list[tuple[Control, ...]] = [() for _ in found]
+    errors = []
+    for folder, idx in by_folder.items():
+        if not control_dirs(folder, base):
+            continue
+        clips = [found[i].path.name for i in idx if is_clip(found[i].path)]
+        if clips:
+            raise DatasetError(f"{folder}: control folders pair with still images only, and {clips[:5]} are video "
+                               "clips; move the clips to a folder without controls.")
+        try:
+            pairs = pair_controls(folder, [found[i].path for i in idx], base)
+        except DatasetError as exc:
+            errors.append(str(exc))
+            continue
+        for i, pair in zip(idx, pairs):
+            out[i] = tuple(file_control(p) for p in pair)
+    if errors:
+        raise DatasetError(" ".join(errors))
+    counts = {len(c) for c in out}
+    if 0 in counts and len(counts) > 1:
+        lone = sorted({str(found[i].path.parent) for i, c in enumerate(out) if not c})
+        raise DatasetError(f"controls '{base}': some folders have control folders and {lone} have none; every image "
+                           f"of an edit dataset needs its control (add a '{base}' folder there or leave them out).")
+    if len(counts - {0}) > 1:
+        raise DatasetError(f"controls '{base}': folders hold different numbers of controls ({sorted(counts)}); give "
+                           "every folder the same control folders, so each batch has the same references.")
+    return out
+
+
+def control_pixels(path: Path | Control, scaled: tuple[int, int], crop: tuple[int, int], bucket: tuple[int, int],
                    flip: bool, background=(255, 255, 255)) -> torch.Tensor:
     """float32 [H, W, 3] in 0..1: the control scaled to its target's pre-crop size ``scaled``, cropped at
     ``crop`` to ``bucket`` and flipped like the target, so target and control line up pixel for pixel."""
-    try:
-        im = open_rgb(path, background, draft_size=scaled)
-    except (UnreadableImage, OSError) as exc:
-        raise DatasetError(f"{path}: control image unreadable ({exc}); replace or remove it.") from exc
+    if isinstance(path, Control) and path.image is not None:
+        im = path.image
+    else:
+        file = path.path if isinstance(path, Control) else path
+        try:
+            im = open_rgb(file, background, draft_size=scaled)
+        except (UnreadableImage, OSError) as exc:
+            raise DatasetError(f"{file}: control image unreadable ({exc}); replace or remove it.") from exc
     if im.size != scaled:
         im = im.resize(scaled, Image.LANCZOS, reducing_gap=2.0)
     x, y = crop
@@ -81,3 +157,22 @@ def control_pixels(path: Path, scaled: tuple[int, int], crop: tuple[int, int], b
     if flip:
         im = im.transpose(Image.FLIP_LEFT_RIGHT)
     return torch.from_numpy(np.ascontiguousarray(np.asarray(im, dtype=np.float32) / 255.0))
+
+
+def with_control_images(dataset, images: torch.Tensor):
+    """``dataset`` with its controls taken from a graph IMAGE batch ([N x k, H, W, 3], in the dataset's image
+    order; k controls per image, an image's k controls next to each other), replacing any control folders."""
+    train = [i for i, e in enumerate(dataset.images) if not e.is_reg]
+    n = len(train)
+    if dataset.has_clips:
+        raise DatasetError("control_images pair with still images only, and this dataset holds video clips.")
+    if images.dim() != 4 or images.shape[0] % n or not 1 <= images.shape[0] // n <= MAX_CONTROLS:
+        raise DatasetError(f"control_images holds {images.shape[0] if images.dim() == 4 else 'no'} image(s) for "
+                           f"{n} dataset image(s): give one control per image (or 2 or 3 per image, each image's "
+                           "next to each other), in the dataset's order (Kiln Dataset Preview shows it).")
+    if len(train) != len(dataset.images):
+        raise DatasetError("control_images cannot pair regularization images: leave reg_path empty, or put the "
+                           "controls in control folders beside both image folders.")
+    k = images.shape[0] // n
+    return dataset.with_controls([tuple(image_control(images[i * k + s], i * k + s) for s in range(k))
+                                  for i in range(n)])

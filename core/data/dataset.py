@@ -34,6 +34,7 @@ class ImageEntry:
     bucket: tuple[int, int]
     content_hash: str       # sha1 of the file bytes: latent-cache key
     frames: tuple = ()      # a clip window: its source frame indices (empty for a still image)
+    controls: tuple = ()    # an edit pair's control images (core.data.controls.Control), cut like the image
 
 
 class KilnDataset:
@@ -52,6 +53,20 @@ class KilnDataset:
     @property
     def has_clips(self) -> bool:
         return any(e.frames for e in self.images)
+
+    @property
+    def controls_per_image(self) -> int:
+        """Control images per sample (0: a plain dataset); load_dataset makes it the same for every image."""
+        return max((len(e.controls) for e in self.images), default=0)
+
+    def load_control(self, ref: SampleRef, k: int) -> torch.Tensor:
+        """Control ``k`` of ``ref``'s image, float32 [H, W, 3], scaled, cropped and flipped like the image."""
+        return pixels.load_control(self, ref, k)
+
+    def with_controls(self, controls: list[tuple]) -> "KilnDataset":
+        """New dataset with each image's controls replaced (one tuple per image, in order)."""
+        return KilnDataset(self.config, tuple(replace(e, controls=tuple(c)) for e, c in zip(self.images, controls)),
+                           self._scaled)
 
     def for_temporal(self, temporal: int) -> "KilnDataset":
         """Clip windows cut to a length the video VAE encodes whole (k x temporal + 1 frames: 4k+1 for Wan,

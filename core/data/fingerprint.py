@@ -6,15 +6,17 @@ from pathlib import Path
 
 
 def dataset_fingerprint(*folders: str) -> str:
-    """A hash of the files (names, sizes, modification times) in the folders and their direct subfolders:
-    changes when an image or caption is added, removed or edited (the node re-runs then)."""
+    """A hash of the files (names, sizes, modification times) in the folders, their subfolders and theirs (an edit
+    dataset's ``10_name/control/``): changes when an image, control or caption is added, removed or edited (the
+    node re-runs then)."""
     h = hashlib.sha1()
     for text in folders:
         root = Path(text).expanduser() if str(text).strip() else None
         if root is None or not root.is_dir():
             h.update(f"missing:{text}".encode())
             continue
-        for d in [root] + sorted(p for p in root.iterdir() if p.is_dir()):
+        subdirs = sorted(p for p in root.iterdir() if p.is_dir())
+        for d in [root] + subdirs + sorted(q for p in subdirs for q in p.iterdir() if q.is_dir()):
             for f in sorted(d.iterdir()):
                 if f.is_file():
                     st = f.stat()

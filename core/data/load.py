@@ -12,6 +12,7 @@ from typing import Callable
 from .buckets import make_buckets
 from .caption_files import caption_warnings
 from .config import DatasetConfig, DatasetError, check_config
+from .controls import control_base, paired_controls
 from .dataset import ImageEntry, KilnDataset
 from .decode import PreparedClip, prepare_or_reason
 from .scan import scan
@@ -42,6 +43,8 @@ def load_dataset(config: DatasetConfig, warn: Callable[[str], None] = logging.wa
     else:
         buckets = [(config.resolution, config.resolution)]
     jobs = [(found, False) for found in train] + [(found, True) for found in reg]
+    # Edit pairs: every missing control is named here, before any image decodes or any latent is encoded.
+    controls = paired_controls([found for found, _ in jobs], control_base(config.controls))
     roots = {False: Path(config.path).expanduser(), True: Path(config.reg_path).expanduser()}
     workers = workers or min(8, 2 * (os.cpu_count() or 1))
     entries, bad, scaled, bad_paths, upscaled = [], [], {}, set(), []
@@ -49,7 +52,7 @@ def load_dataset(config: DatasetConfig, warn: Callable[[str], None] = logging.wa
     with ThreadPoolExecutor(max(1, workers)) as pool:
         # A bounded window of images in flight, consumed in order: only the kept images stay in memory.
         results = _windowed_map(pool, lambda j: prepare_or_reason(j[0].path, config, buckets), jobs, 2 * max(1, workers))
-        for done, ((found, is_reg), result) in enumerate(zip(jobs, results), 1):
+        for done, ((found, is_reg), result, pair) in enumerate(zip(jobs, results, controls), 1):
             if interrupted is not None:
                 interrupted()
             if progress is not None:
@@ -70,7 +73,7 @@ def load_dataset(config: DatasetConfig, warn: Callable[[str], None] = logging.wa
                 scaled[len(entries)] = result.image
                 budget -= cost
             entries.append(ImageEntry(path, found.caption, found.repeats, found.concept, is_reg, result.size,
-                                      result.bucket, result.digest))
+                                      result.bucket, result.digest, controls=pair))
     if bad:
         warn(f"Kiln: skipped {len(bad)} unreadable image(s) or clip(s) - fix or remove them: " + "; ".join(bad))
     caption_warnings(notes, config, warn, bad_paths)

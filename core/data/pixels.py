@@ -54,6 +54,15 @@ def load_pixels(dataset, ref: SampleRef) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
+def load_control(dataset, ref: SampleRef, k: int) -> torch.Tensor:
+    """float32 [H, W, 3]: control ``k`` of ``ref``'s image, scaled, cropped and flipped exactly as the image is (never
+    colour-augmented), so the pair lines up pixel for pixel."""
+    from .controls import control_pixels
+    e = dataset.images[ref.index]
+    return control_pixels(e.controls[k], entry_scaled_size(e, ref.bucket, dataset.config), ref.crop, ref.bucket,
+                          ref.flip, dataset.config.background)
+
+
 def clip_frames(entry) -> np.ndarray:
     """A clip window's frames, decoded in one pass (uint8 [F, H, W, 3])."""
     from .clips import ClipError, read_frames

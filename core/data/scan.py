@@ -62,10 +62,11 @@ def images_under(root: Path, who: str) -> list[Path]:
     return paths
 
 
-def find_concepts(root: Path, flat_repeats: int, warn) -> list[Concept]:
-    """The N_name folders under ``root``, or ``root`` itself as one concept when it holds the images."""
+def find_concepts(root: Path, flat_repeats: int, warn, skip: tuple = ()) -> list[Concept]:
+    """The N_name folders under ``root``, or ``root`` itself as one concept when it holds the images. Folders
+    named in ``skip`` (an edit dataset's control folders) are neither concepts nor reported as ignored."""
     # A folder of numbered frames is a clip (found with the loose media), not a concept.
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in skip
                      and (_CONCEPT_DIR.match(p.name) or not is_frame_folder(p)))
     concepts, ignored = [], []
     for d in subdirs:
@@ -117,7 +118,9 @@ def scan(root_text: str, repeats: int, is_reg: bool, cfg: DatasetConfig, warn,
                            "(e.g. 10_mychar) or a folder of images.")
     found, own_notes = [], notes is None
     notes = {} if notes is None else notes
-    for concept in find_concepts(root, repeats, warn):
+    from .controls import control_base, control_names
+    base = control_base(cfg.controls)
+    for concept in find_concepts(root, repeats, warn, tuple(control_names(base)) if base else ()):
         images = find_media(concept.folder)
         captions = captions_for(concept.folder, concept.class_text, images, cfg, notes)
         found += [FoundImage(img, caption, concept.repeats, concept.folder.name) for img, caption in zip(images, captions)]

@@ -1,0 +1,91 @@
+"""Edit-model training through the host's own reference conditioning (Flux Kontext, Qwen-Image-Edit, FLUX.2).
+
+The host's ``ReferenceLatent`` node (and TextEncodeQwenImageEditPlus) put the VAE latents of the "before" images on the
+conditioning as ``reference_latents``; each edit family's ``extra_conds`` turns them into ``ref_latents``, and its
+diffusion model appends their tokens to the noisy image's, attends over both and returns the image tokens only. Kiln
+trains through exactly that path: a micro-batch's control latents (cached like the targets) are handed to the model's
+``extra_conds`` as ``reference_latents``, so the loss sees the target tokens only and the saved LoRA samples with the
+host's own edit nodes."""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from .families import family_of
+
+log = logging.getLogger("kiln")
+
+# Families whose host model reads reference latents the way their edit checkpoints were trained
+# (family string of host.families -> the edit models of that family).
+EDIT_FAMILIES = {"flux1-dev": "Flux Kontext", "qwen-image": "Qwen-Image-Edit (2509/2511)", "flux2": "FLUX.2"}
+MAX_REFERENCES = 3
+
+
+def edit_families_text() -> str:
+    return ", ".join(EDIT_FAMILIES.values())
+
+
+def check_controls(dataset, model) -> bool:
+    """True when this run trains with reference latents. Controls on a family that takes none are refused before
+    any step; an edit family given plain images trains as text-to-image, and says so."""
+    family = family_of(model)
+    n = getattr(dataset, "controls_per_image", 0)
+    if n and family not in EDIT_FAMILIES:
+        raise ValueError(f"the dataset has control images (edit pairs), but the model is {family or 'unknown'}, which "
+                         f"takes no reference images: controls train edit models only ({edit_families_text()}). "
+                         "Load an edit model, or set the dataset's controls to none.")
+    if n > MAX_REFERENCES:
+        raise ValueError(f"{n} controls per image; {EDIT_FAMILIES.get(family, family)} trains with at most "
+                         f"{MAX_REFERENCES}.")
+    if not n and family in EDIT_FAMILIES:
+        log.info("Kiln: no control images in the dataset: %s trains as plain text-to-image (for an edit LoRA, put "
+                 "the 'before' images in a 'control' folder beside the images and set Load Dataset's controls to "
+                 "auto, or connect control_images)", EDIT_FAMILIES[family])
+    if n and family == "qwen-image":
+        log.info("Kiln: Qwen-Image-Edit: the control images are reference latents; the text encoder reads the "
+                 "instruction only (TextEncodeQwenImageEditPlus also shows them to Qwen2.5-VL's vision tower; Kiln's "
+                 "cached captions do not yet)")
+    return bool(n)
+
+
+class References:
+    """The control latents of the micro-batch whose target latents were fetched last: one [B, C, h, w] tensor per
+    control slot (None for a plain batch). The trainer fetches a batch's latents right before its forward."""
+
+    def __init__(self):
+        self.current: list[torch.Tensor] | None = None
+
+    def for_sample(self, i: int, latent_dims: int, device) -> dict:
+        """``extra_conds`` arguments for sample ``i``: its reference latents, raw (the family's ``extra_conds`` applies
+        process_latent_in itself, as for the ReferenceLatent node's)."""
+        if not self.current:
+            return {}
+        refs = [r[i:i + 1].to(device) for r in self.current]
+        if latent_dims == 3:   # Qwen-Image reads [B, C, T, H, W]; an image is one frame
+            refs = [r.unsqueeze(2) if r.dim() == 4 else r for r in refs]
+        return {"reference_latents": refs}
+
+
+class EditLatents:
+    """A LatentCache that also fetches the batch's control latents into ``references`` (placement's pre-cache
+    encodes them with the targets, before the VAE leaves the device)."""
+
+    def __init__(self, cache, references: References):
+        self.cache, self.references = cache, references
+
+    def get(self, dataset, refs):
+        latents = self.cache.get(dataset, refs)
+        self.references.current = self.cache.get_controls(dataset, refs) or None
+        return latents
+
+    def __getattr__(self, name):
+        return getattr(self.cache, name)
+
+
+def reference_conditioning(conditioning, latents: list[torch.Tensor]):
+    """``conditioning`` with ``latents`` appended as reference latents, as the host's ReferenceLatent node does."""
+    import node_helpers
+    for lat in latents:
+        conditioning = node_helpers.conditioning_set_values(conditioning, {"reference_latents": [lat]}, append=True)
+    return conditioning
