@@ -7,8 +7,24 @@ import pytest
 from conftest import HOST_ROOT, REPO
 
 
+@pytest.fixture
+def host_folders_restored(host):
+    """The bench boots the host on its own scratch folders; the tests after it keep the session's."""
+    import copy
+    import folder_paths
+    dirs = (folder_paths.get_input_directory(), folder_paths.get_output_directory(), folder_paths.get_temp_directory())
+    models = copy.deepcopy(folder_paths.folder_names_and_paths)
+    yield host
+    folder_paths.set_input_directory(dirs[0])
+    folder_paths.set_output_directory(dirs[1])
+    folder_paths.set_temp_directory(dirs[2])
+    folder_paths.folder_names_and_paths.clear()
+    folder_paths.folder_names_and_paths.update(models)
+    folder_paths.filename_list_cache.clear()
+
+
 @pytest.mark.parametrize("family", ["flux1-dev", "sdxl"])
-def test_bench_gpu_runs_at_tiny_width(family, host, capsys):
+def test_bench_gpu_runs_at_tiny_width(family, host_folders_restored, capsys):
     spec = importlib.util.spec_from_file_location("bench_gpu", REPO / "bench" / "bench_gpu.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
