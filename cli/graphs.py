@@ -244,9 +244,89 @@ TRAIN_VIDEO_LTX2 = [dict(n, type="SaveAnimatedWEBP", id="webp_lora",
                          widgets={"filename_prefix": "kiln_ltx2_lora", "fps": 24.0, "lossless": False, "quality": 90,
                                   "method": "default"}) if n["id"] == "png_lora" else n for n in TRAIN_VIDEO_LTX2]
 
+# Edit templates (issue 22): a paired dataset (images with their "before" in control/ beside them, matched by file
+# stem, the caption the edit instruction) trains through the host's reference latents; the check samples the same
+# edit of one control picture with the base model and with the trained LoRA, side by side. The control reaches the
+# sampler as the host's own edit workflows pass it: ReferenceLatent on the encoded picture (Kontext, FLUX.2), or
+# TextEncodeQwenImageEditPlus, which also shows it to Qwen2.5-VL (Qwen-Image-Edit 2509/2511).
+EDIT_CONTROL_IMAGE = "kiln_edit_before.png"
+
+
+def _edit_graph(tag: str, loaders: list[dict], latent: dict, cfg: float, resolution: int, steps: int,
+                guidance: float | None = None, qwen: bool = False) -> list[dict]:
+    name = f"kiln_edit_{tag}"
+    te, vae = ("te", 0), ("vae", 0)
+    instruction = "your edit instruction, e.g. make it a watercolor painting"
+    graph = loaders + [
+        {"id": "data", "type": "KilnLoadDataset", "widgets": {"path": "my_edit_pairs", "resolution": resolution,
+                                                              "controls": "auto"}},
+        {"id": "net", "type": "KilnNetworkConfig", "widgets": {}},
+        {"id": "opt", "type": "KilnOptimizerConfig", "widgets": {}},
+        {"id": "train", "type": "KilnTrainLora", "title": f"Kiln Train LoRA (edit, {tag})",
+         "widgets": {"output_name": name, "epochs": 10, "max_steps": 0, "seed": 0, "gradient_checkpointing": True},
+         "inputs": {"model": ("unet", 0), "clip": te, "vae": vae, "dataset": ("data", 0), "network": ("net", 0),
+                    "optimizer": ("opt", 0)}},
+        {"id": "save", "type": "KilnSaveLora", "widgets": {"filename": name}, "inputs": {"lora": ("train", 2)}},
+        {"id": "loss_png", "type": "SaveImage", "widgets": {"filename_prefix": f"{name}_loss"},
+         "inputs": {"images": ("train", 4)}},
+        {"id": "before", "type": "LoadImage", "title": "The picture to edit", "widgets": {"image": EDIT_CONTROL_IMAGE}},
+        {"id": "neg", "type": "CLIPTextEncode", "widgets": {"text": ""}, "inputs": {"clip": te}},
+        dict(latent, id="latent"),
+    ]
+    if qwen:
+        graph.append({"id": "pos", "type": "TextEncodeQwenImageEditPlus", "widgets": {"prompt": instruction},
+                      "inputs": {"clip": te, "vae": vae, "image1": ("before", 0)}})
+        positive = ("pos", 0)
+    else:
+        graph += [{"id": "ref", "type": "VAEEncode", "inputs": {"pixels": ("before", 0), "vae": vae}},
+                  {"id": "text", "type": "CLIPTextEncode", "widgets": {"text": instruction}, "inputs": {"clip": te}},
+                  {"id": "pos", "type": "ReferenceLatent", "inputs": {"conditioning": ("text", 0), "latent": ("ref", 0)}}]
+        positive = ("pos", 0)
+        if guidance is not None:
+            graph.append({"id": "guidance", "type": "FluxGuidance", "widgets": {"guidance": guidance},
+                          "inputs": {"conditioning": ("pos", 0)}})
+            positive = ("guidance", 0)
+    sampler = {"seed": 42, "steps": steps, "cfg": cfg, "sampler_name": "euler", "scheduler": "simple"}
+    for which, model in (("base", ("unet", 0)), ("lora", ("train", 0))):
+        graph += [
+            {"id": f"ks_{which}", "type": "KSampler",
+             "title": "KSampler (base model)" if which == "base" else "KSampler (with the trained LoRA)",
+             "widgets": sampler, "inputs": {"model": model, "positive": positive, "negative": ("neg", 0),
+                                            "latent_image": ("latent", 0)}},
+            {"id": f"dec_{which}", "type": "VAEDecode", "inputs": {"samples": (f"ks_{which}", 0), "vae": vae}},
+            {"id": f"png_{which}", "type": "SaveImage", "widgets": {"filename_prefix": f"{name}_{which}"},
+             "inputs": {"images": (f"dec_{which}", 0)}}]
+    return graph
+
+
+_FLUX_LOADERS = [
+    {"id": "te", "type": "DualCLIPLoader", "widgets": {"clip_name1": "clip_l.safetensors",
+                                                       "clip_name2": "t5xxl_fp16.safetensors", "type": "flux"}},
+    {"id": "vae", "type": "VAELoader", "widgets": {"vae_name": "ae.safetensors"}}]
+TRAIN_EDIT_KONTEXT = _edit_graph("kontext", [
+    {"id": "unet", "type": "UNETLoader", "widgets": {"unet_name": "flux1-dev-kontext_fp8_scaled.safetensors"}},
+] + _FLUX_LOADERS, {"type": "EmptySD3LatentImage", "widgets": {"width": 1024, "height": 1024, "batch_size": 1}},
+    1.0, 1024, 20, guidance=2.5)
+TRAIN_EDIT_QWEN = _edit_graph("qwen", [
+    {"id": "unet", "type": "UNETLoader",
+     "widgets": {"unet_name": "qwen_image_edit_2509_fp8_e4m3fn.safetensors", "weight_dtype": "fp8_e4m3fn"}},
+    {"id": "te", "type": "CLIPLoader",
+     "widgets": {"clip_name": "qwen_2.5_vl_7b_fp8_scaled.safetensors", "type": "qwen_image"}},
+    {"id": "vae", "type": "VAELoader", "widgets": {"vae_name": "qwen_image_vae.safetensors"}},
+], {"type": "EmptySD3LatentImage", "widgets": {"width": 1024, "height": 1024, "batch_size": 1}}, 2.5, 1024, 20,
+    qwen=True)
+TRAIN_EDIT_FLUX2 = _edit_graph("flux2", [
+    {"id": "unet", "type": "UNETLoader", "widgets": {"unet_name": "flux2_dev_fp8mixed.safetensors"}},
+    {"id": "te", "type": "CLIPLoader", "widgets": {"clip_name": "mistral_3_small_flux2_fp8.safetensors",
+                                                   "type": "flux2"}},
+    {"id": "vae", "type": "VAELoader", "widgets": {"vae_name": "flux2-vae.safetensors"}},
+], {"type": "EmptyFlux2LatentImage", "widgets": {"width": 1024, "height": 1024, "batch_size": 1}}, 1.0, 1024, 20,
+    guidance=4.0)
+
 # The families whose templates are checked by validation only (see above), with the host version they need.
 TEMPLATES = {"train_qwen_image": "qwen_image", "train_z_image": "z_image", "train_sdxl": "sdxl",
-             "train_chroma": "chroma", "train_video_wan22": "wan", "train_video_ltx2": "ltx2"}
+             "train_chroma": "chroma", "train_video_wan22": "wan", "train_video_ltx2": "ltx2",
+             "train_edit_kontext": "flux", "train_edit_qwen": "qwen_image", "train_edit_flux2": "flux2"}
 
 
 TAG_FILTER_TRAIN = [
@@ -371,6 +451,19 @@ CAPTION_FILTER_TRAIN = [
     {"id": "loss_png", "type": "SaveImage", "widgets": {"filename_prefix": "kiln_captioned_loss"},
      "inputs": {"images": ("train", 4)}},
 ]
+_EDIT_GROUPS = {"Models": ["unet", "te", "vae"], "Dataset": ["data"], "Network and optimizer": ["net", "opt"],
+                "Train": ["train", "save"],
+                RESULT: ["loss_png", "before", "ref", "text", "pos", "guidance", "neg", "latent", "ks_base", "ks_lora",
+                         "dec_base", "dec_lora", "png_base", "png_lora"]}
+
+
+def _edit_note(models: str, sampling: str) -> str:
+    return ("Change first:\n1. " + models + ".\n2. Kiln Load Dataset: path = your folder of edited images (the "
+            "\"after\"), with the \"before\" of each in control/ beside them under the same file name; each caption "
+            "is the edit instruction (docs/edit.md).\n3. Kiln Train LoRA: output_name, epochs.\n4. The picture to "
+            f"edit and the instruction; the base and the trained model sample the same edit ({sampling}).")
+
+
 GRAPHS = {
     "train_then_sample": _arranged(TRAIN_THEN_SAMPLE, {
         "Dataset": ["data"], "Network and optimizer": ["net", "opt"],
@@ -422,6 +515,15 @@ GRAPHS = {
         "Change first:\n1. Load Checkpoint: your LTX-2 file; Load LTXV Audio Text Encoder: Gemma 3 12B.\n"
         "2. Kiln Load Dataset: path = your clips (a .txt caption each); windows are cut to 8k+1 frames (33 here) "
         "at 24 fps.\n3. Kiln Train LoRA: output_name, epochs. Trains on video (audio is not trained)."),
+    "train_edit_kontext": _arranged(TRAIN_EDIT_KONTEXT, _EDIT_GROUPS, _edit_note(
+        "Load Diffusion Model: Flux Kontext dev; DualCLIPLoader: clip_l + t5xxl (type flux); Load VAE: ae",
+        "FluxGuidance 2.5, cfg 1")),
+    "train_edit_qwen": _arranged(TRAIN_EDIT_QWEN, _EDIT_GROUPS, _edit_note(
+        "Load Diffusion Model: Qwen-Image-Edit 2509 or 2511; Load CLIP: qwen_2.5_vl_7b (type qwen_image); Load VAE: "
+        "qwen_image_vae. Up to three controls: control/, control_1/, control_2/", "cfg 2.5")),
+    "train_edit_flux2": _arranged(TRAIN_EDIT_FLUX2, _EDIT_GROUPS, _edit_note(
+        "Load Diffusion Model: FLUX.2 dev (or klein); Load CLIP: its text encoder (type flux2); Load VAE: the FLUX.2 "
+        "VAE", "FluxGuidance 4, cfg 1")),
     "train_sdxl": _arranged(TRAIN_SDXL, _family_groups(models=("ckpt",)),
         "Change first:\n1. Load Checkpoint: your SDXL model (Illustrious, NoobAI, Pony are SDXL; v-pred "
         "models are detected).\n2. Kiln Load Dataset: path = your folder (N_name subfolders), resolution "

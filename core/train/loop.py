@@ -273,23 +273,66 @@ class Trainer:
         return total / max(1, len(refs))
 
     # -- the loop -----------------------------------------------------------------------------------
-    def run(self, resume: TrainState | None = None) -> TrainResult:
-        cfg, hooks = self.cfg, self.hooks
+    def _start(self, resume: TrainState | None) -> tuple[list, int]:
+        """The optimizer and scheduler (from ``resume`` when given, the network too); returns the trainable
+        parameters and the step to continue from."""
         params = self.network.param_groups(self.opt_spec.lr, self.opt_spec.text_encoder_lr)
-        optimizer = build_optimizer(self.opt_spec, params, self.model.device)
-        scheduler = build_scheduler(self.opt_spec, optimizer, self.total_steps)
+        self.optimizer = build_optimizer(self.opt_spec, params, self.model.device)
+        self.scheduler = build_scheduler(self.opt_spec, self.optimizer, self.total_steps)
         step = 0
         if resume is not None:
             self.network.load_exported(resume.network)
-            optimizer.load_state_dict(resume.optimizer)
-            scheduler.load_state_dict(resume.scheduler)
+            self.optimizer.load_state_dict(resume.optimizer)
+            self.scheduler.load_state_dict(resume.scheduler)
             step = resume.step
-        self.optimizer, self.scheduler = optimizer, scheduler
         # A resumed state was saved with the evaluation weights (below); train() converts both back.
         self._optimizer_mode(train=True)
         self._ema_start(resume)
+        return [p for g in params for p in g["params"]], step
+
+    def _optimizer_step(self, trainable: list, scaler) -> None:
+        """Clip, step (through the fp16 scaler when there is one), schedule, clear the gradients, update the EMA."""
+        optimizer = self.optimizer
+        if scaler:
+            scaler.unscale_(optimizer)
+        if self.opt_spec.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(trainable, self.opt_spec.max_grad_norm)
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        self.scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        self._ema_update()
+
+    def _after_step(self, step: int, micro: int, epoch: int, validation: list) -> None:
+        """What the settings ask for at the end of an optimizer step: a periodic save, a validation loss, samples
+        (each on the evaluation weights)."""
+        cfg, hooks = self.cfg, self.hooks
+        end_of_epoch = (micro + 1) % self.micro_per_epoch == 0
+        if (cfg.save_every_n_steps and step % cfg.save_every_n_steps == 0 and step < self.total_steps) or \
+                (cfg.save_every_n_epochs and end_of_epoch and (epoch + 1) % cfg.save_every_n_epochs == 0
+                 and step < self.total_steps):
+            with self.evaluation_weights():
+                hooks.save(step, False)
+        if self.validation is not None and cfg.validation_every_n_steps and step % cfg.validation_every_n_steps == 0:
+            with self.evaluation_weights():
+                val = self.probe_loss(len(self.validation), self.validation)
+            validation.append((step, val))
+            hooks.validation(step, val)
+            hooks.log(f"Kiln: step {step} validation loss {val:.4f}")
+        if cfg.sample_every_n_steps and step % cfg.sample_every_n_steps == 0:
+            self.network.eval()
+            with self.evaluation_weights():
+                hooks.sample(step)
+            self.network.train()
+
+    def run(self, resume: TrainState | None = None) -> TrainResult:
+        cfg, hooks = self.cfg, self.hooks
+        trainable, step = self._start(resume)
+        optimizer = self.optimizer
         scaler = torch.amp.GradScaler(self.model.device.type) if cfg.mixed_precision == "fp16" else None
-        trainable = [p for g in params for p in g["params"]]
         with self.evaluation_weights():
             probe_start = self.probe_loss(cfg.probe_samples) if cfg.probe_samples else None
         losses: list[tuple[int, float]] = []
@@ -322,41 +365,13 @@ class Trainer:
                     continue
                 self.shard.average_gradients(trainable)
                 guard.check_gradients()
-                if scaler:
-                    scaler.unscale_(optimizer)
-                if self.opt_spec.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(trainable, self.opt_spec.max_grad_norm)
-                if scaler:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                self._ema_update()
+                self._optimizer_step(trainable, scaler)
                 step += 1
                 guard.check_moved(step)
                 losses.append((step, accum_loss))
                 hooks.progress(step, self.total_steps, accum_loss)
                 accum_loss = 0.0
-                end_of_epoch = (micro + 1) % self.micro_per_epoch == 0
-                if (cfg.save_every_n_steps and step % cfg.save_every_n_steps == 0 and step < self.total_steps) or \
-                        (cfg.save_every_n_epochs and end_of_epoch and (epoch + 1) % cfg.save_every_n_epochs == 0
-                         and step < self.total_steps):
-                    with self.evaluation_weights():
-                        hooks.save(step, False)
-                if self.validation is not None and cfg.validation_every_n_steps and \
-                        step % cfg.validation_every_n_steps == 0:
-                    with self.evaluation_weights():
-                        val = self.probe_loss(len(self.validation), self.validation)
-                    validation.append((step, val))
-                    hooks.validation(step, val)
-                    hooks.log(f"Kiln: step {step} validation loss {val:.4f}")
-                if cfg.sample_every_n_steps and step % cfg.sample_every_n_steps == 0:
-                    self.network.eval()
-                    with self.evaluation_weights():
-                        hooks.sample(step)
-                    self.network.train()
+                self._after_step(step, micro, epoch, validation)
         except tuple(hooks.interrupt_types) as exc:
             interrupted = True
             optimizer.zero_grad(set_to_none=True)
