@@ -107,3 +107,20 @@ def pytest_sessionfinish(session, exitstatus):
     if _HOST_SKIPS:
         print("\nkiln: host tests were skipped while KILN_REQUIRE_HOST=1 (a failure):\n  " + "\n  ".join(_HOST_SKIPS))
         session.exitstatus = 1
+
+
+def load_with_every_key(host, model, clip, path, caplog, what=""):
+    """The saved file through the host's own LoraLoader: no "lora key not loaded" warning, and one patch per module
+    the file holds. Returns the patched MODEL."""
+    import logging
+    import nodes
+    import torch
+    from kiln.core.lora.io import load_lora_file
+    caplog.clear()
+    rel = Path(path).relative_to(host.loras_dir()).as_posix()
+    with caplog.at_level(logging.WARNING), torch.inference_mode():
+        patched, _ = nodes.LoraLoader().load_lora(model, clip, rel, 1.0, 0.0)
+    assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()], what
+    modules = {k.split(".", 1)[0] for k in load_lora_file(path).tensors}
+    assert len(patched.patches) == len(modules) > 0, (what, len(patched.patches), len(modules))
+    return patched

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, load_with_every_key
 
 # Every 2026 family the older fixtures (tests/test_families_host.py) do not build.
 NEW = ["ltxv", "ltxav", "hunyuan-video-1.5", "hunyuan-video", "hunyuan-image-2.1", "kandinsky5", "kandinsky5-image",
@@ -80,7 +80,6 @@ def _sample(model, clip, family, seed=5):
 @pytest.mark.parametrize("family", NEW + [pytest.param(f, marks=pytest.mark.skip(reason=r))
                                           for f, r in HOST_FULL_SIZE_ONLY.items()])
 def test_every_2026_family_trains_saves_and_samples(family, host, tiny_assets, caplog):
-    import nodes
     from kiln.core.lora.io import load_lora_file
     from kiln.core.lora.metadata import MODELSPEC_ARCHITECTURE
     from kiln.core.net import families as targets
@@ -110,13 +109,7 @@ def test_every_2026_family_trains_saves_and_samples(family, host, tiny_assets, c
     assert lora.metadata["ss_base_model_version"] == BASE_MODEL_VERSION.get(name, name)
     if name in MODELSPEC_ARCHITECTURE:
         assert lora.metadata["modelspec.architecture"] == MODELSPEC_ARCHITECTURE[name][0] + "/lora"
-    caplog.clear()
-    rel = path.relative_to(host.loras_dir()).as_posix()
-    with caplog.at_level(logging.WARNING), torch.inference_mode():
-        lm, _ = nodes.LoraLoader().load_lora(model, clip, rel, 1.0, 0.0)
-    assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()], family
-    modules = {k.split(".", 1)[0] for k in lora.tensors}
-    assert len(lm.patches) == len(modules) > 0, (len(lm.patches), len(modules))
+    lm = load_with_every_key(host, model, clip, path, caplog, family)
     base = _sample(model, clip, family)
     in_graph = _sample(result.model, clip, family)
     assert np.abs(in_graph - base).max() > 1e-5, f"{family}: training changed nothing"
