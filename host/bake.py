@@ -112,6 +112,9 @@ class _Sampler:
         self.spec, self.guidance, note = family_sampling.for_family(spec, hm.family)
         if note:
             log.info("Kiln: %s", note)
+        if spec.controls and hm.family not in reference.EDIT_FAMILIES:
+            log.warning("Kiln: the sample prompts' control images are left out: %s is not an edit family (%s take "
+                        "them)", hm.family, reference.edit_families_text())
         # Named like the run's save folder (<name>, <name>_run2, ...): a second run of the same name keeps
         # its samples apart from the first run's, and a resumed run adds to its own run's samples.
         self.dir = Path(folder_paths.get_output_directory()) / "kiln_samples" / run_name
@@ -130,6 +133,8 @@ class _Sampler:
         with torch.no_grad():
             for i, p in enumerate(self.spec.prompts):
                 pos = self.clip.encode_from_tokens_scheduled(self.clip.tokenize(p.prompt))
+                if self.spec.controls:
+                    pos = self.with_control(pos, self.spec.controls[i], p)
                 if self.guidance is not None:
                     pos = node_helpers.conditioning_set_values(pos, {"guidance": self.guidance})
                 neg = self.clip.encode_from_tokens_scheduled(self.clip.tokenize(p.negative))
@@ -146,6 +151,17 @@ class _Sampler:
                                                  path.with_suffix(".webp") if len(frames) > 1 else None))
                 out.append(frames[0])
         return out
+
+    def with_control(self, conditioning, image: torch.Tensor, p):
+        """The picture a prompt edits, at the prompt's size, as the host's VAEEncode -> ReferenceLatent gives it."""
+        if self.hm.family not in reference.EDIT_FAMILIES:
+            return conditioning
+        pixels = comfy.utils.common_upscale(image[..., :3].movedim(-1, 1), p.width, p.height, "bilinear",
+                                            "center").movedim(1, -1)
+        latent = self.vae.encode(pixels)
+        if getattr(self.hm.base.latent_format, "latent_dimensions", 2) == 3 and latent.dim() == 4:
+            latent = latent.unsqueeze(2)     # an image VAE's latent on a video-latent family (one frame)
+        return reference.reference_conditioning(conditioning, [latent])
 
     def with_frames(self, latent: torch.Tensor, frames: int) -> torch.Tensor:
         """A video family's empty latent for ``frames`` frames (the VAE's (frames - 1) / temporal + 1 latent

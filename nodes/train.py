@@ -77,6 +77,16 @@ class KilnTrainingObjective(io.ComfyNode):
         return io.NodeOutput(ObjectiveSpec(**config_values(ObjectiveSpec, inputs)))
 
 
+def sample_controls(images, prompts: int) -> tuple:
+    """One picture per prompt from a graph's IMAGE batch: as many as there are prompts, or one for all of them."""
+    if images is None:
+        return ()
+    if len(images) not in (1, prompts):
+        raise ValueError(f"Kiln Sample Prompts: {len(images)} control images for {prompts} prompts; give one per "
+                         "prompt, in order, or a single picture for all of them.")
+    return tuple(images[i if len(images) > 1 else 0:][:1] for i in range(prompts))
+
+
 class KilnSamplePrompts(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -96,17 +106,21 @@ class KilnSamplePrompts(io.ComfyNode):
                            tooltip="The host's sampler."),
                 node_input(io.Combo, "scheduler", options=host.scheduler_names(), default="normal",
                            tooltip="The host's noise schedule."),
+                io.Image.Input("control_images", optional=True,
+                               tooltip="Edit LoRAs: the picture each prompt edits, in the prompts' order (one picture "
+                                       "serves every prompt); sampled as the host's ReferenceLatent does."),
             ],
             outputs=[output(Samples, "samples")])
 
     @classmethod
-    def execute(cls, prompts, negative, width, height, steps, cfg, seed, sampler_name, scheduler):
+    def execute(cls, prompts, negative, width, height, steps, cfg, seed, sampler_name, scheduler,
+                control_images=None):
         defaults = SamplePrompt(prompt="", negative=negative, width=width, height=height, seed=seed, cfg=cfg,
                                 steps=steps)
         parsed = tuple(parse_prompts(prompts, defaults))
         if not parsed:
             raise ValueError("Kiln Sample Prompts: no prompt given; write at least one line.")
-        return io.NodeOutput(SampleSpec(parsed, sampler_name, scheduler))
+        return io.NodeOutput(SampleSpec(parsed, sampler_name, scheduler, sample_controls(control_images, len(parsed))))
 
 
 # The Train node's short path: what a user sets on every run stays in view (model, clip, vae, dataset and the

@@ -115,3 +115,32 @@ def test_edit_family_without_controls_trains_as_text_to_image(host, tmp_path, ca
         result = _bake(model, clip, vae, dataset, "edit_plain", steps=1, batch=1)
     assert len(result.result.losses) == 1
     assert any("trains as plain text-to-image" in r.getMessage() for r in caplog.records)
+
+
+def test_training_samples_edit_the_sample_prompts_control_picture(host, tmp_path):
+    """Kiln Sample Prompts' control image reaches the training-time samples as the host's reference latent: the same
+    prompt and seed sample differently with a control than without, and the node refuses a count that does not fit."""
+    from kiln.core.train.loop import TrainConfig
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.host.bake import SaveSpec, bake
+    from kiln.nodes.train import KilnSamplePrompts
+    model, clip, vae = _family("flux1-dev")
+    dataset = _dataset(_pairs(tmp_path), controls="auto")
+    picture = torch.zeros(1, 64, 64, 3)
+    picture[..., 2] = 1.0
+    images = []
+    for controls in (None, picture):
+        spec = KilnSamplePrompts.execute("make it red --w 64 --h 64 --d 3 --s 2", "", 64, 64, 2, 1.0, 3, "euler",
+                                         "simple", control_images=controls).args[0]
+        assert len(spec.controls) == (0 if controls is None else 1)
+        with torch.inference_mode():
+            result = bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0), OptimizerSpec(lr=1e-3),
+                          TrainConfig(max_steps=1, seed=0, probe_samples=0),
+                          SaveSpec(output_name=f"edit_samples_{controls is None}", save_dtype="fp32",
+                                   save_state=False), samples=spec)
+        images.append(result.report.samples[-1].image)
+    assert np.abs(images[0] - images[1]).max() > 1e-3, "the control picture did not reach the sample"
+    with pytest.raises(ValueError, match="2 control images for 3 prompts"):
+        KilnSamplePrompts.execute("a\nb\nc", "", 64, 64, 2, 1.0, 3, "euler", "simple",
+                                  control_images=torch.zeros(2, 64, 64, 3))

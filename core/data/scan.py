@@ -47,8 +47,10 @@ def is_media(p: Path) -> bool:
     return is_image(p) or (is_clip(p) and not p.name.startswith("."))
 
 
-def find_media(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if is_media(p))
+def find_media(folder: Path, skip: tuple = ()) -> list[Path]:
+    """Images, video files and folders of numbered frames in ``folder``; the subfolders named in ``skip`` (an edit
+    dataset's control folders, whose numbered pictures would read as frames) are not media."""
+    return sorted(p for p in folder.iterdir() if not (p.is_dir() and p.name in skip) and is_media(p))
 
 
 def images_under(root: Path, who: str) -> list[Path]:
@@ -120,8 +122,9 @@ def scan(root_text: str, repeats: int, is_reg: bool, cfg: DatasetConfig, warn,
     notes = {} if notes is None else notes
     from .controls import control_base, control_names
     base = control_base(cfg.controls)
-    for concept in find_concepts(root, repeats, warn, tuple(control_names(base)) if base else ()):
-        images = find_media(concept.folder)
+    controls = tuple(control_names(base)) if base else ()
+    for concept in find_concepts(root, repeats, warn, controls):
+        images = find_media(concept.folder, controls)
         captions = captions_for(concept.folder, concept.class_text, images, cfg, notes)
         found += [FoundImage(img, caption, concept.repeats, concept.folder.name) for img, caption in zip(images, captions)]
     if not found:

@@ -32,6 +32,9 @@ class SampleSpec:
     prompts: tuple[SamplePrompt, ...] = ()
     sampler: str = "euler"
     scheduler: str = "normal"
+    # Edit families: the picture each prompt edits (one IMAGE [1, H, W, 3] per prompt, in order; opaque here), given
+    # to the sampler as the host's reference latents so the timeline shows the edit being learned.
+    controls: tuple = ()
 
 
 @dataclass(frozen=True)
