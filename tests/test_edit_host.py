@@ -144,3 +144,27 @@ def test_training_samples_edit_the_sample_prompts_control_picture(host, tmp_path
     with pytest.raises(ValueError, match="2 control images for 3 prompts"):
         KilnSamplePrompts.execute("a\nb\nc", "", 64, 64, 2, 1.0, 3, "euler", "simple",
                                   control_images=torch.zeros(2, 64, 64, 3))
+
+
+def test_an_edit_run_resumes_exactly(host, tmp_path):
+    """Resuming an edit run from its step save gives the LoRA the uninterrupted run gives (its control latents come
+    back from the cache with their targets, batch 2)."""
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.core.train.loop import TrainConfig
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.host.bake import SaveSpec, bake
+    model, clip, vae = _family("flux1-dev")
+    dataset = _dataset(_pairs(tmp_path), controls="auto")
+
+    def run(name, **save):
+        with torch.inference_mode():
+            return bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0), OptimizerSpec(lr=5e-3),
+                        TrainConfig(max_steps=2, batch_size=2, seed=0, probe_samples=0, save_every_n_steps=1),
+                        SaveSpec(output_name=name, save_dtype="fp32", **save))
+    whole = run("edit_resume_whole")
+    state = next(p for p in sorted(whole.saved_files[0].parent.iterdir()) if p.name.endswith("-000001-state"))
+    resumed = run("edit_resume_second", resume_from=str(state))
+    assert resumed.result.step == 2 and len(resumed.result.losses) == 1
+    for key, value in whole.lora.tensors.items():
+        np.testing.assert_allclose(resumed.lora.tensors[key].float().numpy(), value.float().numpy(), rtol=1e-4,
+                                   atol=1e-6, err_msg=key)
