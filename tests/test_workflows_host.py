@@ -114,11 +114,16 @@ def test_shipped_workflows_match_the_current_nodes(host):
     import nodes as host_nodes
     from kiln.cli.graphs import GRAPHS
     from kiln.cli.make_workflows import to_ui
+    compared = 0
     for name, graph in GRAPHS.items():
+        if {n["type"] for n in graph} - set(host_nodes.NODE_CLASS_MAPPINGS) - {"Note"}:
+            continue   # a template for nodes this ComfyUI lacks (LTX-2, FLUX.2 on the 2025-10 host)
+        compared += 1
         fresh = to_ui(graph, host_nodes.NODE_CLASS_MAPPINGS)
         shipped = json.loads((REPO / "workflows" / f"{name}.json").read_text())
         assert [n["widgets_values"] for n in fresh["nodes"]] == [n["widgets_values"] for n in shipped["nodes"]], name
         assert fresh["links"] == shipped["links"], name
+    assert compared >= len(GRAPHS) - 3, f"only {compared} of {len(GRAPHS)} workflows compared"
 
 
 def test_cli_run_command_runs_a_shipped_workflow(demo_lora, capsys):
