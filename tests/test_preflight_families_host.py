@@ -73,13 +73,19 @@ def test_estimate_within_a_quarter_of_the_measured_peak(family_setup, checkpoint
         cached.extend(t for cond, extra in out for t in [cond, *extra.values()] if isinstance(t, torch.Tensor))
         return out
     monkeypatch.setattr(HostDiffusionModel, "encode_text", recording_encode_text)
-    with caplog.at_level(logging.WARNING, logger="kiln"), measure_peak("cpu") as peak:
-        placement = _bake(setup, f"preflight_{family}_{checkpointing}", checkpointing, batch)
+    # The CPU measure is rebuilt from the profiler's allocation events, and a run can lose some (a peak far below
+    # its neighbours, depending on what ran before in the process): the larger of two measured runs is the figure.
+    trainings = []
+    for attempt in range(2):
+        cached.clear()
+        with caplog.at_level(logging.WARNING, logger="kiln"), measure_peak("cpu") as peak:
+            placement = _bake(setup, f"preflight_{family}_{checkpointing}_{attempt}", checkpointing, batch)
+        cache_bytes = sum(t.untyped_storage().nbytes() for t in {id(t): t for t in cached}.values())
+        trainings.append(peak.peak_bytes - cache_bytes)
     failed = [r.getMessage() for r in caplog.records if "pre-flight memory trace failed" in r.getMessage()]
     assert not failed, failed
     assert placement.estimate is not None, f"{family}: no pre-flight estimate"
-    cache_bytes = sum(t.untyped_storage().nbytes() for t in {id(t): t for t in cached}.values())
-    training = peak.peak_bytes - cache_bytes
+    training = max(trainings)
     ratio = placement.estimate.training_bytes() / training
     print(f"{family}, batch {batch}, checkpointing {checkpointing}: estimate {placement.estimate.training_bytes() / 2**20:.1f} MiB, "
           f"measured {training / 2**20:.1f} MiB (peak {peak.peak_bytes / 2**20:.1f} less the caption cache "
