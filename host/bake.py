@@ -119,6 +119,7 @@ class _Sampler:
         # its samples apart from the first run's, and a resumed run adds to its own run's samples.
         self.dir = Path(folder_paths.get_output_directory()) / "kiln_samples" / run_name
         self.records: list[SampleRecord] = []
+        self.control_latents: dict[tuple[int, int, int], torch.Tensor] = {}   # (prompt, width, height) -> latent
 
     def empty_latent(self, width: int, height: int) -> torch.Tensor:
         """The empty latent the host's own Empty Latent Image + KSampler give for ``width`` x ``height``: a 1/8
@@ -134,7 +135,7 @@ class _Sampler:
             for i, p in enumerate(self.spec.prompts):
                 pos = self.clip.encode_from_tokens_scheduled(self.clip.tokenize(p.prompt))
                 if self.spec.controls:
-                    pos = self.with_control(pos, self.spec.controls[i], p)
+                    pos = self.with_control(pos, i, p)
                 if self.guidance is not None:
                     pos = node_helpers.conditioning_set_values(pos, {"guidance": self.guidance})
                 neg = self.clip.encode_from_tokens_scheduled(self.clip.tokenize(p.negative))
@@ -152,16 +153,21 @@ class _Sampler:
                 out.append(frames[0])
         return out
 
-    def with_control(self, conditioning, image: torch.Tensor, p):
-        """The picture a prompt edits, at the prompt's size, as the host's VAEEncode -> ReferenceLatent gives it."""
+    def with_control(self, conditioning, index: int, p):
+        """The picture prompt ``index`` edits, at the prompt's size, as the host's VAEEncode -> ReferenceLatent gives
+        it; encoded once per run, not at every sample step."""
         if self.hm.family not in reference.EDIT_FAMILIES:
             return conditioning
-        pixels = comfy.utils.common_upscale(image[..., :3].movedim(-1, 1), p.width, p.height, "bilinear",
-                                            "center").movedim(1, -1)
-        latent = self.vae.encode(pixels)
-        if getattr(self.hm.base.latent_format, "latent_dimensions", 2) == 3 and latent.dim() == 4:
-            latent = latent.unsqueeze(2)     # an image VAE's latent on a video-latent family (one frame)
-        return reference.reference_conditioning(conditioning, [latent])
+        key = (index, p.width, p.height)
+        if key not in self.control_latents:
+            image = self.spec.controls[index]
+            pixels = comfy.utils.common_upscale(image[..., :3].movedim(-1, 1), p.width, p.height, "bilinear",
+                                                "center").movedim(1, -1)
+            latent = self.vae.encode(pixels)
+            if getattr(self.hm.base.latent_format, "latent_dimensions", 2) == 3 and latent.dim() == 4:
+                latent = latent.unsqueeze(2)     # an image VAE's latent on a video-latent family (one frame)
+            self.control_latents[key] = latent
+        return reference.reference_conditioning(conditioning, [self.control_latents[key]])
 
     def with_frames(self, latent: torch.Tensor, frames: int) -> torch.Tensor:
         """A video family's empty latent for ``frames`` frames (the VAE's (frames - 1) / temporal + 1 latent

@@ -20,7 +20,7 @@ from ..core.train.loop import TrainConfig
 from ..core.train.objective import LOSSES, TIMESTEP_SAMPLINGS, ObjectiveSpec
 from ..core.train.optim import OptimizerSpec
 from ..core.train.presets import VRAM_CLASSES, apply_vram_class
-from ..core.train.sample_prompts import SamplePrompt, parse_prompts
+from ..core.train.sample_prompts import SamplePrompt, parse_prompts, sample_controls
 from ..core.train.family_presets import PRESETS, apply_family_preset
 from ..core.train.family_presets import NONE as NO_PRESET
 from ..core.train.specs import SampleSpec, SaveSpec, TrainingAdapterSpec
@@ -75,16 +75,6 @@ class KilnTrainingObjective(io.ComfyNode):
     @classmethod
     def execute(cls, **inputs):
         return io.NodeOutput(ObjectiveSpec(**config_values(ObjectiveSpec, inputs)))
-
-
-def sample_controls(images, prompts: int) -> tuple:
-    """One picture per prompt from a graph's IMAGE batch: as many as there are prompts, or one for all of them."""
-    if images is None:
-        return ()
-    if len(images) not in (1, prompts):
-        raise ValueError(f"Kiln Sample Prompts: {len(images)} control images for {prompts} prompts; give one per "
-                         "prompt, in order, or a single picture for all of them.")
-    return tuple(images[i if len(images) > 1 else 0:][:1] for i in range(prompts))
 
 
 class KilnSamplePrompts(io.ComfyNode):

@@ -54,3 +54,14 @@ def parse_prompts(text: str, defaults: SamplePrompt) -> list[SamplePrompt]:
     """One prompt per non-empty line; lines starting with '#' are comments (as in kohya's prompt files)."""
     return [parse_prompt_line(line, defaults) for line in text.splitlines()
             if line.strip() and not line.lstrip().startswith("#")]
+
+
+def sample_controls(images, prompts: int) -> tuple:
+    """One picture per prompt from a batch of pictures (a graph's IMAGE): as many as there are prompts, or one for
+    all of them; each kept as a batch of one."""
+    if images is None:
+        return ()
+    if len(images) not in (1, prompts):
+        raise ValueError(f"Kiln Sample Prompts: {len(images)} control images for {prompts} prompts; give one per "
+                         "prompt, in order, or a single picture for all of them.")
+    return tuple(images[j:j + 1] for j in (range(prompts) if len(images) > 1 else [0] * prompts))
