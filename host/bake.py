@@ -324,6 +324,8 @@ class Bake:
         made safe for autograd again."""
         self.placement = place_for_training(self.hm, self.network, self.trainer, self.opt.name, clip=self.clip,
                                             vae=self.vae)
+        if self.placement.checkpointing_turned_on:   # a clip step that cannot run without it (placement.fit_clips)
+            self.cfg = self.trainer.cfg = replace(self.cfg, gradient_checkpointing=True)
         if make_autograd_safe(self.hm.base.diffusion_model):
             log.debug("Kiln: the host's load left inference tensors in the model; swapped")
         self.meter = PreflightMeter(self.trainer, self.hm, self.opt)
