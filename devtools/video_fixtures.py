@@ -9,7 +9,7 @@ How the host builds each (comfy/sd.py, VAE.__init__), and so how a tiny one is m
     4x4 patch) goes in that metadata and VAELoader builds exactly it.
   * HunyuanVideo 1.5 (``hunyuan_video.vae_refiner`` Encoder/Decoder) and Wan 2.2 (``wan.vae2_2.WanVAE``): the host
     fixes their widths in code (1.26B and ~0.7B parameters), so ``tiny_video_vae_widths`` shrinks the widths of
-    those two classes while a VAE is built; detection, the VAE's ratios, its latent format and its encode/decode are
+    those two classes (and HunyuanVideo 1.5's residual blocks per stage) while a VAE is built; detection, the VAE's ratios, its latent format and its encode/decode are
     the host's own. Load them with ``load_video_vae``, which wraps VAELoader in that context.
 """
 from __future__ import annotations
@@ -35,9 +35,9 @@ TINY_LTX_VAE_CONFIG = {
     "patch_size": 4, "latent_log_var": "uniform", "use_quant_conv": False, "causal_decoder": False,
     # no decode-time noise: a decode is a function of the latent, so samples compare exactly
     "timestep_conditioning": False}
-# HunyuanVideo 1.5: five stages (16x spatial, 4x temporal); the last width is a multiple of 2 x 32 latent channels
-# (the encoder's skip path groups channels by it).
-HUNYUAN15_VAE_CHANNELS = [8, 16, 16, 32, 64]
+# HunyuanVideo 1.5: five stages (16x spatial, 4x temporal), one residual block each; the last width is a multiple of
+# 2 x 32 latent channels (the encoder's skip path groups channels by it).
+HUNYUAN15_VAE = {"block_out_channels": [8, 16, 16, 32, 64], "num_res_blocks": 1}
 WAN22_VAE_WIDTHS = {"dim": 8, "dec_dim": 16}
 
 
@@ -84,7 +84,7 @@ def tiny_video_vae_widths():
     def engine(*args, encoder_config, decoder_config, **kwargs):
         if encoder_config.get("target", "").startswith("comfy.ldm.hunyuan_video.vae_refiner."):
             encoder_config, decoder_config = (
-                dict(c, params=dict(c["params"], block_out_channels=HUNYUAN15_VAE_CHANNELS))
+                dict(c, params=dict(c["params"], **HUNYUAN15_VAE))
                 for c in (encoder_config, decoder_config))
         return real_engine(*args, encoder_config=encoder_config, decoder_config=decoder_config, **kwargs)
 
@@ -110,9 +110,8 @@ def _build(kind: str, seed: int) -> tuple[dict, dict]:
         return model.state_dict(), {"config": json.dumps({"vae": TINY_LTX_VAE_CONFIG})}
     if kind == "hunyuan-video-1.5":
         from comfy.ldm.models.autoencoder import AutoencodingEngine
-        params = {"block_out_channels": HUNYUAN15_VAE_CHANNELS, "in_channels": 3, "out_channels": 3,
-                  "num_res_blocks": 2, "ffactor_spatial": 16, "ffactor_temporal": 4, "downsample_match_channel": True,
-                  "upsample_match_channel": True, "z_channels": 32}
+        params = {"in_channels": 3, "out_channels": 3, "ffactor_spatial": 16, "ffactor_temporal": 4,
+                  "downsample_match_channel": True, "upsample_match_channel": True, "z_channels": 32, **HUNYUAN15_VAE}
         model = AutoencodingEngine(
             regularizer_config={"target": "comfy.ldm.models.autoencoder.EmptyRegularizer"},
             encoder_config={"target": "comfy.ldm.hunyuan_video.vae_refiner.Encoder", "params": params},
@@ -134,7 +133,7 @@ def ensure_video_vae(kind: str, cache_dir: str | Path) -> str:
     folder = Path(cache_dir) / f"video-vae-{host_id}"
     spec = VIDEO_VAES[kind]
     path = folder / spec.file
-    stamp = hashlib.sha256(f"{FAMILY_FIXTURE_VERSION}|{kind}|{TINY_LTX_VAE_CONFIG!r}|{HUNYUAN15_VAE_CHANNELS!r}|"
+    stamp = hashlib.sha256(f"{FAMILY_FIXTURE_VERSION}|{kind}|{TINY_LTX_VAE_CONFIG!r}|{HUNYUAN15_VAE!r}|"
                            f"{WAN22_VAE_WIDTHS!r}".encode()).hexdigest()[:16]
     if not path.is_file() or _meta(path).get("kiln_fixture") != stamp:
         sd, meta = _build(kind, seed=11)

@@ -4,7 +4,7 @@ VAELoader (devtools.video_fixtures: LTX's 8x temporal / 32x spatial, HunyuanVide
 clips written here with PyAV mixed with still images. Per family: each window reaches the VAE cut to what it encodes
 whole (8k+1 frames for LTX, 4k+1 for the others), a still image as one frame; the steps' losses are finite; the LoRA
 loads through LoraLoader with every key and changes a multi-frame sample; the training-time preview is animated.
-LTX-2 runs say once that the audio stream is not trained. The 2025-10 host lacks LTX-2 and HunyuanVideo 1.5."""
+LTX-2 trains a clip with a sound track and says once that the audio stream is not trained. The 2025-10 host lacks LTX-2 and HunyuanVideo 1.5."""
 import logging
 
 import numpy as np
@@ -20,6 +20,27 @@ CACHE = REPO / ".cache" / "test-assets"
 # frames; windows of 14 asked -> 13 and 9 (4k+1), which LTX's VAE trims to 9 and 9 (8k+1).
 CASES = [("ltxav", "ltx", {9}), ("ltxv", "ltx", {9}), ("hunyuan-video-1.5", "hunyuan-video-1.5", {13, 9}),
          ("wan2.2-5b", "wan2.2", {13, 9})]
+
+
+def _write_clip_with_sound(path, frames=20, size=64):
+    """A clip as test_data_clips.write_clip writes it (frame i a flat grey of 10 x i) with an AAC sound track."""
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("mpeg4", rate=24)
+        video.width, video.height, video.pix_fmt = size, size, "yuv420p"
+        audio = out.add_stream("aac", rate=16000)
+        audio.layout = "mono"
+        for i in range(frames):
+            img = np.full((size, size, 3), min(250, 10 * i), np.uint8)
+            for packet in video.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        tone = av.AudioFrame.from_ndarray((np.sin(np.arange(16000) / 10) * 0.3).astype(np.float32)[None],
+                                          format="fltp", layout="mono")
+        tone.sample_rate = 16000
+        for stream, frame in ((audio, tone), (audio, None), (video, None)):
+            for packet in stream.encode(frame):
+                out.mux(packet)
+    return path
 
 
 def _load(family, kind):
@@ -56,8 +77,11 @@ def test_video_family_trains_on_clips(family, kind, clip_frames, host, tmp_path,
     from kiln.host.bake import bake
     model, clip, vae = _load(family, kind)
     temporal = VIDEO_VAES[kind].temporal
-    dataset = load_dataset(DatasetConfig(path=str(_mixed_folder(tmp_path)), resolution=64, min_bucket_reso=64,
-                                         max_bucket_reso=64, target_frames=14), warn=lambda m: None)
+    root = _mixed_folder(tmp_path)
+    if family == "ltxav":     # LTX-2 reads clips with sound: the video stream trains, the sound is left out
+        _write_clip_with_sound(root / "1_motion" / "walk.mp4")
+    dataset = load_dataset(DatasetConfig(path=str(root), resolution=64, min_bucket_reso=64, max_bucket_reso=64,
+                                         target_frames=14), warn=lambda m: None)
     encoded = []     # (frames in, latent frames out) of every VAE encode the run makes
     real_encode = vae.encode
 
@@ -88,4 +112,5 @@ def test_video_family_trains_on_clips(family, kind, clip_frames, host, tmp_path,
     with Image.open(record.animation) as anim:
         assert anim.n_frames == 9 and anim.size == (64, 64)
     lm = load_with_every_key(host, model, clip, result.saved_files[-1], caplog, family)
-    assert np.abs(_sample(lm, clip, vae) - _sample(model, clip, vae)).max() > 1e-5, f"{family}: the LoRA changed nothing"
+    changed = np.abs(_sample(lm, clip, vae) - _sample(model, clip, vae)).max()
+    assert changed > 1e-5, f"{family}: the LoRA changed nothing"
