@@ -77,9 +77,13 @@ def video_vae_available(kind: str) -> str | None:
 def tiny_video_vae_widths():
     """While a VAE is built: the host's HunyuanVideo 1.5 and Wan 2.2 VAE classes at the tiny widths above (the host
     fixes their full widths in comfy.sd); every other VAE is built as the host builds it."""
+    import importlib
     import comfy.sd
-    import comfy.ldm.wan.vae2_2 as wan22
-    real_engine, real_wan = comfy.sd.AutoencodingEngine, wan22.WanVAE
+    try:
+        wan22 = importlib.import_module("comfy.ldm.wan.vae2_2")
+    except ImportError:     # a host without Wan 2.2's VAE: nothing of it to shrink
+        wan22 = None
+    real_engine, real_wan = comfy.sd.AutoencodingEngine, getattr(wan22, "WanVAE", None)
 
     def engine(*args, encoder_config, decoder_config, **kwargs):
         if encoder_config.get("target", "").startswith("comfy.ldm.hunyuan_video.vae_refiner."):
@@ -90,11 +94,15 @@ def tiny_video_vae_widths():
 
     def wan(**kwargs):
         return real_wan(**dict(kwargs, **WAN22_VAE_WIDTHS))
-    comfy.sd.AutoencodingEngine, wan22.WanVAE = engine, wan
+    comfy.sd.AutoencodingEngine = engine
+    if wan22 is not None:
+        wan22.WanVAE = wan
     try:
         yield
     finally:
-        comfy.sd.AutoencodingEngine, wan22.WanVAE = real_engine, real_wan
+        comfy.sd.AutoencodingEngine = real_engine
+        if wan22 is not None:
+            wan22.WanVAE = real_wan
 
 
 def _build(kind: str, seed: int) -> tuple[dict, dict]:
