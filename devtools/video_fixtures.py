@@ -9,7 +9,8 @@ How the host builds each (comfy/sd.py, VAE.__init__), and so how a tiny one is m
     4x4 patch) goes in that metadata and VAELoader builds exactly it.
   * HunyuanVideo 1.5 (``hunyuan_video.vae_refiner`` Encoder/Decoder) and Wan 2.2 (``wan.vae2_2.WanVAE``): the host
     fixes their widths in code (1.26B and ~0.7B parameters), so ``tiny_video_vae_widths`` shrinks the widths of
-    those two classes (and HunyuanVideo 1.5's residual blocks per stage) while a VAE is built; detection, the VAE's ratios, its latent format and its encode/decode are
+    those two classes (and HunyuanVideo 1.5's residual blocks per stage) while a VAE is built, and the 2025-10
+    host's Wan 2.1 VAE (whose width it fixes at 96; the 2026 host reads it from the file); detection, the VAE's ratios, its latent format and its encode/decode are
     the host's own. Load them with ``load_video_vae``, which wraps VAELoader in that context.
 """
 from __future__ import annotations
@@ -55,7 +56,10 @@ VIDEO_VAES = {
     "hunyuan-video-1.5": VideoVae("kiln-tiny-hunyuan15-vae.safetensors", 4, 16, 32,
                                   "comfy.ldm.hunyuan_video.vae_refiner"),
     "wan2.2": VideoVae("kiln-tiny-wan22-vae.safetensors", 4, 16, 48, "comfy.ldm.wan.vae2_2"),
+    # devtools.family_fixtures.ensure_wan_vae's file (dim 8), which the 2026 host reads its width from
+    "wan2.1": VideoVae("kiln-tiny-wan21-vae.safetensors", 4, 8, 16, "comfy.ldm.wan.vae"),
 }
+WAN21_VAE_DIM = 8
 
 
 def video_vae_available(kind: str) -> str | None:
@@ -76,14 +80,16 @@ def video_vae_available(kind: str) -> str | None:
 @contextlib.contextmanager
 def tiny_video_vae_widths():
     """While a VAE is built: the host's HunyuanVideo 1.5 and Wan 2.2 VAE classes at the tiny widths above (the host
-    fixes their full widths in comfy.sd); every other VAE is built as the host builds it."""
+    fixes their full widths in comfy.sd), and Wan 2.1's at dim 8 (the 2025-10 host fixes 96; the 2026 host reads it
+    from the file, which says 8); every other VAE is built as the host builds it."""
     import importlib
     import comfy.sd
+    import comfy.ldm.wan.vae as wan21
     try:
         wan22 = importlib.import_module("comfy.ldm.wan.vae2_2")
     except ImportError:     # a host without Wan 2.2's VAE: nothing of it to shrink
         wan22 = None
-    real_engine, real_wan = comfy.sd.AutoencodingEngine, getattr(wan22, "WanVAE", None)
+    real_engine, real_wan, real_wan21 = comfy.sd.AutoencodingEngine, getattr(wan22, "WanVAE", None), wan21.WanVAE
 
     def engine(*args, encoder_config, decoder_config, **kwargs):
         if encoder_config.get("target", "").startswith("comfy.ldm.hunyuan_video.vae_refiner."):
@@ -94,13 +100,16 @@ def tiny_video_vae_widths():
 
     def wan(**kwargs):
         return real_wan(**dict(kwargs, **WAN22_VAE_WIDTHS))
-    comfy.sd.AutoencodingEngine = engine
+
+    def wan_21(**kwargs):
+        return real_wan21(**dict(kwargs, dim=WAN21_VAE_DIM))
+    comfy.sd.AutoencodingEngine, wan21.WanVAE = engine, wan_21
     if wan22 is not None:
         wan22.WanVAE = wan
     try:
         yield
     finally:
-        comfy.sd.AutoencodingEngine = real_engine
+        comfy.sd.AutoencodingEngine, wan21.WanVAE = real_engine, real_wan21
         if wan22 is not None:
             wan22.WanVAE = real_wan
 
@@ -137,6 +146,9 @@ def ensure_video_vae(kind: str, cache_dir: str | Path) -> str:
     lists; returns its name there."""
     import folder_paths
     from ..host import COMFYUI_ROOT
+    if kind == "wan2.1":
+        from .family_fixtures import ensure_wan_vae
+        return ensure_wan_vae(cache_dir)
     host_id = hashlib.sha256(str(Path(COMFYUI_ROOT).resolve()).encode()).hexdigest()[:8]
     folder = Path(cache_dir) / f"video-vae-{host_id}"
     spec = VIDEO_VAES[kind]
