@@ -267,8 +267,9 @@ class Bake:
         if self.net.train_text_encoder:
             check_text_encoder_trainable(self.clip)
         self.dataset = check_clips(self.dataset, self.model, self.vae)
-        if self.dataset.has_clips and families.clip_note(families.family_of(self.model)):
-            log.info("Kiln: %s", families.clip_note(families.family_of(self.model)))
+        note = families.clip_note(families.family_of(self.model)) if self.dataset.has_clips else ""
+        if note:    # what clips hold that this family does not train (LTX-2's audio)
+            log.info("Kiln: %s", note)
         self.edit = reference.check_controls(self.dataset, self.model)   # controls on a family without: refused
         # None without one; a misfit file is refused here, before any step.
         self.adapter = training_adapter.apply_training_adapter(self.model, self.adapter_spec)
