@@ -274,13 +274,15 @@ def load_model(family: str, unet_name: str):
     return config_built_model(family), "config"
 
 
-def config_built_model(family: str, seed: int = 0):
+def config_built_model(family: str, seed: int = 0, **unet_config):
     """A MODEL (ModelPatcher) of a config-built family: the host's supported_models config with the
-    tiny unet_config, its model_base class, random weights; the host's model_sampling/extra_conds."""
+    tiny unet_config (``unet_config`` overriding entries of it, e.g. more blocks), its model_base class, random
+    weights; the host's model_sampling/extra_conds."""
     import comfy.model_management as mm
     import comfy.model_patcher
     spec = FAMILIES[family]
     config = _config(family)
+    config.unet_config.update(unet_config)
     config.set_inference_dtype(torch.float32, None)
     model = config.get_model({})
     _init_tiny(model.diffusion_model, seed)

@@ -125,7 +125,7 @@ class _Sampler:
         """The empty latent the host's own Empty Latent Image + KSampler give for ``width`` x ``height``: a 1/8
         latent rescaled to the family's latent ratio (16 for FLUX.2 and Wan 2.2, whose latents a 1/8 latent would
         sample at twice the size, 4x the tokens), as its latent nodes' downscale_ratio_spacial makes it."""
-        ratio = latent_spatial_ratio(self.hm.patcher)
+        ratio = latent_spatial_ratio(self.hm.patcher, self.vae)
         cells = [max(1, round((side // 8) * 8 / ratio)) for side in (height, width)]
         return torch.zeros([1, 4, *cells])
 
@@ -267,6 +267,9 @@ class Bake:
         if self.net.train_text_encoder:
             check_text_encoder_trainable(self.clip)
         self.dataset = check_clips(self.dataset, self.model, self.vae)
+        note = families.clip_note(families.family_of(self.model)) if self.dataset.has_clips else ""
+        if note:    # what clips hold that this family does not train (LTX-2's audio)
+            log.info("Kiln: %s", note)
         self.edit = reference.check_controls(self.dataset, self.model)   # controls on a family without: refused
         # None without one; a misfit file is refused here, before any step.
         self.adapter = training_adapter.apply_training_adapter(self.model, self.adapter_spec)
@@ -322,6 +325,8 @@ class Bake:
         made safe for autograd again."""
         self.placement = place_for_training(self.hm, self.network, self.trainer, self.opt.name, clip=self.clip,
                                             vae=self.vae)
+        if self.placement.checkpointing_turned_on:   # a clip step that cannot run without it (placement.fit_clips)
+            self.cfg = self.trainer.cfg = replace(self.cfg, gradient_checkpointing=True)
         if make_autograd_safe(self.hm.base.diffusion_model):
             log.debug("Kiln: the host's load left inference tensors in the model; swapped")
         self.meter = PreflightMeter(self.trainer, self.hm, self.opt)

@@ -113,6 +113,16 @@ VIDEO_ONLY_LATENT_SHAPES = [("video",)]
 TRAIN_CONDS = {"ltx2": {"latent_shapes": VIDEO_ONLY_LATENT_SHAPES}}
 
 
+# A line a clip run logs once, per family, where training leaves part of what the clips hold out.
+CLIP_NOTES = {"ltx2": "LTX-2 trains its video stream only: the clips' audio is not read, the audio latent stays "
+                      "empty and the audio layers are not trained (the LoRA changes video, not sound)"}
+
+
+def clip_note(family: str) -> str:
+    """What a run on clips leaves out for this family ("" for none): LTX-2's audio stream."""
+    return CLIP_NOTES.get(family, "")
+
+
 def training_conds(family: str) -> dict:
     """Extra inputs the family's extra_conds reads during training (e.g. Flux dev's guidance, LTX-2's latent
     layout)."""

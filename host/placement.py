@@ -18,14 +18,14 @@ import contextlib
 import inspect
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
 import comfy.model_management as mm
 
-from ..core.train.estimate import (MemoryEstimate, TrainingSettings, adapter_bytes, clip_fit_error,
-                                   heaviest_batch)
+from ..core.train.estimate import (MemoryEstimate, TrainingSettings, adapter_bytes, checkpointing_needed,
+                                   checkpointing_note, clip_fit_error, heaviest_batch)
 from .checkpointing import RefetchStats, recast_layers, recast_weights_in_backward
 from .preflight import trace_training_step
 
@@ -123,6 +123,7 @@ class Placement:
     forward_fetches: int = 0           # streamed layers' forwards while training (weights brought over)
     backward: RefetchStats = field(default_factory=RefetchStats)
     called: set | None = None          # modules whose forward the traced step ran (checkpoint units among them)
+    checkpointing_turned_on: bool = False   # clips whose step cannot run without it (fit_clips)
 
     @property
     def streaming(self) -> bool:
@@ -176,6 +177,27 @@ def load_for_training(hm, memory_required: int, budget: int | None) -> tuple[int
     return int(offloaded), streamed_layers(patcher)
 
 
+def fit_clips(hm, network, trainer, placement: Placement, refs) -> None:
+    """A clip run on the device: gradient checkpointing turned on (and said once) where one step cannot run without
+    it (core.train.estimate.checkpointing_needed); a window that cannot fit even so is refused before the first
+    step, naming the clip, its frames and size, and what would fit. The caller applies the changed setting."""
+    estimate = placement.estimate
+    entry = max((trainer.dataset.images[r.index] for r in refs), key=lambda e: len(e.frames))
+    frames = max(1, len(entry.frames))
+    if checkpointing_needed(estimate):
+        placement.checkpointing_turned_on = True
+        placement.estimate = replace(estimate, settings=replace(estimate.settings, checkpointing=True))
+        depth = trainer.cfg.checkpoint_depth
+        if depth > 1:   # units below whole blocks are the parts whose forward runs: trace again to find them
+            placement.called = set()
+            placement.estimate = replace(placement.estimate, trace=trace_training_step(
+                hm, network, trainer, refs, depth, placement.called))
+        log.info("Kiln: %s", checkpointing_note(estimate, frames, entry.bucket))
+    reason = clip_fit_error(placement.estimate, frames, entry.bucket)
+    if reason:
+        raise ValueError(f"{entry.path}: {reason}")
+
+
 def place_for_training(hm, network, trainer, optimizer: str, clip=None, vae=None,
                        cache_latents: bool = True) -> Placement:
     """Cache, unload the encoders, estimate, and load the diffusion model for training (see the module)."""
@@ -209,13 +231,10 @@ def place_for_training(hm, network, trainer, optimizer: str, clip=None, vae=None
         count, settings = weight_settings(hm.patcher, cfg.batch_size, cfg.gradient_checkpointing)
         placement.estimate = MemoryEstimate(trace, count, adapter_bytes(network.num_trainable(), optimizer),
                                             settings, device_budget(hm.patcher))
+        if trainer.dataset.has_clips:
+            fit_clips(hm, network, trainer, placement, first[2])
         placement.memory_required = placement.estimate.training_bytes()
         log.info("Kiln: %s", placement.estimate.summary())
-        if trainer.dataset.has_clips:
-            entry = max((trainer.dataset.images[r.index] for r in first[2]), key=lambda e: len(e.frames))
-            reason = clip_fit_error(placement.estimate, max(1, len(entry.frames)), entry.bucket)
-            if reason:
-                raise ValueError(f"{entry.path}: {reason}")
     placement.offloaded_bytes, placement.streamed = load_for_training(hm, placement.memory_required,
                                                                       placement.estimate.budget_bytes
                                                                       if placement.estimate else None)

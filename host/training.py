@@ -349,10 +349,12 @@ def host_training_flag(enabled: bool):
             mm.in_training = previous
 
 
-def latent_spatial_ratio(model_patcher) -> int:
-    """Pixels per latent cell of the MODEL's latent format (8 for most, 16 for FLUX.2 and Wan 2.2); 8 on hosts
-    whose latent formats do not say."""
-    ratio = getattr(model_patcher.get_model_object("latent_format"), "spacial_downscale_ratio", 8)
+def latent_spatial_ratio(model_patcher, vae=None) -> int:
+    """Pixels per latent cell of the MODEL's latent format (8 for most, 16 for FLUX.2 and Wan 2.2). On hosts whose
+    latent formats do not say (2025-10), the VAE's own ratio where one is given (Wan 2.2's VAE: 16), else 8."""
+    ratio = getattr(model_patcher.get_model_object("latent_format"), "spacial_downscale_ratio", None)
+    if ratio is None and vae is not None and hasattr(vae, "spacial_compression_encode"):
+        ratio = vae.spacial_compression_encode()
     return int(ratio) if isinstance(ratio, (int, float)) and ratio >= 1 else 8
 
 

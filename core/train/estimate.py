@@ -7,7 +7,7 @@ prices the other settings (checkpointing, fp8 base weights, a smaller batch), so
 ones that fit."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # Optimizer state bytes per trainable parameter (fp32 state).
 STATE_BYTES = {"adamw": 8, "adamw8bit": 2, "prodigy": 16, "lion": 4, "adafactor": 4, "came": 8, "sgd": 4,
@@ -86,6 +86,28 @@ def clip_fit_error(estimate: "MemoryEstimate", frames: int, size: tuple[int, int
     return (f"a {frames}-frame clip window at {size[0]}x{size[1]} needs about {estimate.training_bytes() / mib:.0f} "
             f"MiB for one training step's activations, more than the {estimate.budget_bytes / mib:.0f} MiB this "
             f"device has even with every weight streamed off it. Set " + "; or ".join(fixes) + ".")
+
+
+def checkpointing_needed(estimate: "MemoryEstimate") -> bool:
+    """Whether a run with gradient checkpointing off cannot take one step without it: its activations alone (every
+    weight streamed off the device by the host's partial loading) exceed the device budget, and with checkpointing
+    they fit. Weights that do not fit are the partial loading's job, so a step that can run with checkpointing off
+    (streaming weights) keeps the setting as it is; only a step that would run out of memory turns it on."""
+    s = estimate.settings
+    if s.checkpointing or estimate.budget_bytes is None:
+        return False
+    return estimate.training_bytes() > estimate.budget_bytes >= estimate.training_bytes(replace(s, checkpointing=True))
+
+
+def checkpointing_note(estimate: "MemoryEstimate", frames: int, size: tuple[int, int]) -> str:
+    """The line a run logs when ``checkpointing_needed`` turned checkpointing on: why, and how to train without."""
+    mib = 2 ** 20
+    on = replace(estimate.settings, checkpointing=True)
+    return (f"gradient checkpointing turned on: a {frames}-frame clip window at {size[0]}x{size[1]} needs about "
+            f"{estimate.training_bytes() / mib:.0f} MiB for one step without it, more than the "
+            f"{estimate.budget_bytes / mib:.0f} MiB this device has even with every weight streamed off it (about "
+            f"{estimate.training_bytes(on) / mib:.0f} MiB with it). To train without checkpointing, use fewer frames "
+            "per window (Load Dataset target_frames), a lower resolution or a smaller batch.")
 
 
 def adapter_bytes(trainable_params: int, optimizer: str) -> int:
