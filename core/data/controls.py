@@ -159,6 +159,13 @@ def control_pixels(path: Path | Control, scaled: tuple[int, int], crop: tuple[in
     return torch.from_numpy(np.ascontiguousarray(np.asarray(im, dtype=np.float32) / 255.0))
 
 
+def control_identity(dataset, ref) -> tuple:
+    """What decides the control pixels of sample ``ref`` (each control's content and its target's cut): a text
+    encoder that sees the controls (Qwen-Image-Edit's) caches a caption's encoding under it."""
+    return (tuple(c.digest for c in dataset.images[ref.index].controls), tuple(ref.bucket), tuple(ref.crop),
+            bool(ref.flip))
+
+
 def with_control_images(dataset, images: torch.Tensor):
     """``dataset`` with its controls taken from a graph IMAGE batch ([N x k, H, W, 3], in the dataset's image
     order; k controls per image, an image's k controls next to each other), replacing any control folders."""
