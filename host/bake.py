@@ -272,6 +272,8 @@ class Bake:
             check_text_encoder_trainable(self.clip)
         self.dataset = check_clips(self.dataset, self.model, self.vae)
         self.edit = reference.check_controls(self.dataset, self.model, self.clip)   # on a family without: refused
+        if self.edit:
+            self.dataset = reference.for_family(self.dataset, self.model)   # control_resolution "family"
         # None without one; a misfit file is refused here, before any step.
         self.adapter = training_adapter.apply_training_adapter(self.model, self.adapter_spec)
         if self.cfg.validation_split > 0:

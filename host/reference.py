@@ -56,6 +56,17 @@ def check_controls(dataset, model, clip=None) -> bool:
     return bool(n)
 
 
+def for_family(dataset, model):
+    """``dataset`` with its control_resolution "family" resolved to the model's own reference size."""
+    from ..core.data.controls import family_control_resolution
+    setting = getattr(dataset.config, "control_resolution", "target")
+    resolved = family_control_resolution(setting, family_of(model))
+    if resolved != setting:
+        log.info("Kiln: control_resolution family: %s", f"~{resolved} x {resolved} pixels" if resolved.isdigit()
+                 else "the target's size (this family takes its references at the size given)")
+    return dataset.with_control_resolution(resolved)
+
+
 def _edit_plus_node():
     """The host's TextEncodeQwenImageEditPlus node class, or None where this host has none."""
     try:
