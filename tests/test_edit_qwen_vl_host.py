@@ -50,7 +50,7 @@ def test_the_instruction_is_encoded_with_the_control_images(qwen_edit):
     assert (red - blue).abs().max() > 1e-4
 
 
-def test_an_edit_run_encodes_each_caption_with_its_controls_once(qwen_edit, tmp_path, monkeypatch):
+def test_an_edit_run_encodes_each_caption_with_its_controls_once(qwen_edit, host, tmp_path, monkeypatch):
     from kiln.host import reference
     model, clip, vae = qwen_edit
     root = _pairs(tmp_path)
@@ -81,7 +81,21 @@ def test_an_edit_run_encodes_each_caption_with_its_controls_once(qwen_edit, tmp_
     assert len(contexts) == 4 and all(c.shape[0] == 2 and c.shape[1] > plain.shape[1] for c in contexts)
     # the two pairs of a batch show different controls to the vision tower: different conditioning
     assert all((c[0] - c[1]).abs().max() > 1e-5 for c in contexts)
-    assert any(t.abs().max() > 0 for k, t in result.lora.tensors.items() if "lora_up" in k)
+    # the saved file, through LoraLoader, changes what the host's own Qwen edit nodes sample: the picture to the
+    # vision tower by TextEncodeQwenImageEditPlus, its latent by ReferenceLatent (at 64 px: the node's own VAE input
+    # would scale it to ~1 Mpx, minutes on a CPU)
+    import nodes
+    from comfy_extras.nodes_edit_model import ReferenceLatent
+    from comfy_extras.nodes_qwen import TextEncodeQwenImageEditPlus
+    rel = result.saved_files[-1].relative_to(host.loras_dir()).as_posix()
+    picture = _picture((0.1, 0.2, 0.9))
+    with torch.inference_mode():
+        lm = nodes.LoraLoader().load_lora(model, clip, rel, 1.0, 0.0)[0]
+        pos = TextEncodeQwenImageEditPlus.execute(clip, "make it red", None, picture).args[0]
+        pos = ReferenceLatent.execute(pos, {"samples": vae.encode(picture).unsqueeze(2)})[0]
+        outs = [nodes.KSampler().sample(m, 3, 3, 1.0, "euler", "simple", pos, pos,
+                                        {"samples": torch.zeros(1, 16, 1, 8, 8)})[0]["samples"] for m in (model, lm)]
+    assert (outs[0] - outs[1]).abs().max() > 1e-4, "the LoRA changed nothing in the host's edit output"
 
 
 def test_training_samples_encode_the_prompt_with_its_picture(qwen_edit, tmp_path, monkeypatch):
