@@ -122,3 +122,31 @@ def test_training_samples_encode_the_prompt_with_its_picture(qwen_edit, tmp_path
                       SaveSpec(output_name="edit_qwen_vl_samples", save_dtype="fp32", save_state=False), samples=spec)
     assert ("make it blue", [(1, 48, 48, 3)]) in calls
     assert len(result.report.samples) == 1 and np.isfinite(result.report.samples[0].image).all()
+
+
+def test_text_encoder_training_goes_through_the_control_aware_encoding(qwen_edit, tmp_path, monkeypatch):
+    """With train_text_encoder the captions are encoded every step (nothing cached), with their controls, and the text
+    encoder's LoRA receives gradients through that encoding."""
+    from kiln.core.net.spec import NetworkSpec
+    from kiln.core.train.loop import TrainConfig
+    from kiln.core.train.optim import OptimizerSpec
+    from kiln.host import reference
+    from kiln.host.bake import SaveSpec, bake
+    model, clip, vae = qwen_edit
+    dataset = _dataset(_pairs(tmp_path, n=2), controls="auto")
+    calls = []
+    real = reference.ControlText.__call__
+
+    def counting(self, captions, controls):
+        calls.append((torch.is_grad_enabled(), len(captions), len(controls[0])))
+        return real(self, captions, controls)
+    monkeypatch.setattr(reference.ControlText, "__call__", counting)
+    with torch.inference_mode():
+        result = bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0, train_text_encoder=True),
+                      OptimizerSpec(lr=1e-3), TrainConfig(max_steps=2, batch_size=2, seed=0, probe_samples=0),
+                      SaveSpec(output_name="edit_qwen_vl_te", save_dtype="fp32", save_state=False))
+    assert len(result.result.losses) == 2
+    # encoded at every step (and the pre-flight's trace), with gradients, never from a cache
+    assert len(calls) >= 2 and all(c == (True, 2, 1) for c in calls), calls
+    ups = [t for k, t in result.lora.tensors.items() if k.startswith("lora_te") and "lora_up" in k]
+    assert ups and max(float(t.abs().max()) for t in ups) > 0, "the text encoder's LoRA did not train"
