@@ -132,7 +132,12 @@ def test_text_encoder_training_goes_through_the_control_aware_encoding(qwen_edit
     from kiln.core.train.optim import OptimizerSpec
     from kiln.host import reference
     from kiln.host.bake import SaveSpec, bake
+    from kiln.host.training import check_text_encoder_trainable
     model, clip, vae = qwen_edit
+    try:
+        check_text_encoder_trainable(clip)
+    except ValueError as exc:      # the 2025-10 LoraLoader reads no Qwen2.5-VL LoRA keys: Kiln refuses to train it
+        pytest.skip(f"this ComfyUI cannot load a trained Qwen2.5-VL LoRA: {exc}")
     dataset = _dataset(_pairs(tmp_path, n=2), controls="auto")
     calls = []
     real = reference.ControlText.__call__
