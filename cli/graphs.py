@@ -258,8 +258,10 @@ def _edit_graph(tag: str, loaders: list[dict], latent: dict, cfg: float, resolut
     te, vae = ("te", 0), ("vae", 0)
     instruction = "your edit instruction, e.g. make it a watercolor painting"
     graph = loaders + [
+        # Qwen-Image-Edit's references at its own ~1 Mpx (what musubi-tuner recommends, the host node's size)
         {"id": "data", "type": "KilnLoadDataset", "widgets": {"path": "my_edit_pairs", "resolution": resolution,
-                                                              "controls": "auto"}},
+                                                              "controls": "auto",
+                                                              "control_resolution": "family" if qwen else "target"}},
         {"id": "net", "type": "KilnNetworkConfig", "widgets": {}},
         {"id": "opt", "type": "KilnOptimizerConfig", "widgets": {}},
         {"id": "train", "type": "KilnTrainLora", "title": f"Kiln Train LoRA (edit, {tag})",

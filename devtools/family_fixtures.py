@@ -11,6 +11,7 @@ LoraLoader and the samplers treat it as any other.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 from dataclasses import dataclass
@@ -685,7 +686,34 @@ REAL_TEXT_ENCODERS = {
     "omnigen2": ("comfy.text_encoders.omnigen2", "te", "Omnigen2Tokenizer", "qwen25_3b",
                  {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
                   "num_key_value_heads": 1}, False),
+    # Qwen-Image(-Edit)'s Qwen2.5-VL-7B with its vision tower (llama.Qwen25_7BVLI): what TextEncodeQwenImageEditPlus
+    # shows the control images to. Its 64-wide states are what the tiny Qwen-Image model reads (joint_attention_dim).
+    "qwen-image-edit": ("comfy.text_encoders.qwen_image", "te", "QwenImageTokenizer", "qwen25_7b",
+                        {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                         "num_attention_heads": 2, "num_key_value_heads": 1}, False),
 }
+
+# Qwen25_7BVLI builds its vision tower at fixed widths (1280 wide, 32 blocks: 660M parameters) that no config option
+# reaches; the host's own Qwen2VLVisionTransformer at these widths stands in while the encoder is built.
+TINY_VISION_TOWER = {"hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "num_layers": 2}
+
+
+@contextlib.contextmanager
+def _tiny_vision_tower():
+    try:
+        from comfy.text_encoders import qwen_vl
+    except ImportError:     # a host without Qwen2.5-VL: nothing to shrink
+        yield
+        return
+    real = qwen_vl.Qwen2VLVisionTransformer
+
+    def tiny(*args, **kwargs):
+        return real(*args, **{**kwargs, **TINY_VISION_TOWER})
+    qwen_vl.Qwen2VLVisionTransformer = tiny
+    try:
+        yield
+    finally:
+        qwen_vl.Qwen2VLVisionTransformer = real
 
 
 def real_text_encoder(family: str, seed: int = 4):
@@ -716,9 +744,10 @@ def real_text_encoder(family: str, seed: int = 4):
         clip = te_class
         tokenizer = tokenizer_class
 
-    clip = comfy.sd.CLIP(target=Target(), embedding_directory=None, tokenizer_data=tokenizer_data,
-                         model_options={**{f"{n}_model_config": dict(c) for n, c in zip(names, configs)},
-                                        "dtype": torch.float32})
+    with _tiny_vision_tower():
+        clip = comfy.sd.CLIP(target=Target(), embedding_directory=None, tokenizer_data=tokenizer_data,
+                             model_options={**{f"{n}_model_config": dict(c) for n, c in zip(names, configs)},
+                                            "dtype": torch.float32})
     _init_tiny(clip.cond_stage_model, seed)
     return clip
 

@@ -133,7 +133,11 @@ class _Sampler:
         out = []
         with torch.no_grad():
             for i, p in enumerate(self.spec.prompts):
-                pos = self.clip.encode_from_tokens_scheduled(self.clip.tokenize(p.prompt))
+                if self.spec.controls and reference.text_sees_controls(self.clip, self.hm.family):
+                    # Qwen-Image-Edit: the prompt is encoded with its picture, as TextEncodeQwenImageEditPlus does
+                    pos = reference.encode_with_controls(self.clip, p.prompt, [self.spec.controls[i]])
+                else:
+                    pos = self.clip.encode_from_tokens_scheduled(self.clip.tokenize(p.prompt))
                 if self.spec.controls:
                     pos = self.with_control(pos, i, p)
                 if self.guidance is not None:
@@ -270,7 +274,9 @@ class Bake:
         note = families.clip_note(families.family_of(self.model)) if self.dataset.has_clips else ""
         if note:    # what clips hold that this family does not train (LTX-2's audio)
             log.info("Kiln: %s", note)
-        self.edit = reference.check_controls(self.dataset, self.model)   # controls on a family without: refused
+        self.edit = reference.check_controls(self.dataset, self.model, self.clip)   # on a family without: refused
+        if self.edit:
+            self.dataset = reference.for_family(self.dataset, self.model)   # control_resolution "family"
         # None without one; a misfit file is refused here, before any step.
         self.adapter = training_adapter.apply_training_adapter(self.model, self.adapter_spec)
         if self.cfg.validation_split > 0:
@@ -301,6 +307,8 @@ class Bake:
         if self.edit:   # each batch's control latents go to the model as the host's reference latents
             self.hm.references = reference.References()
             latents = reference.EditLatents(latents, self.hm.references)
+            if reference.text_sees_controls(self.clip, self.hm.family):   # Qwen-Image-Edit's vision tower
+                self.hm.encode_text_with_controls = reference.ControlText(self.clip, self.net.train_text_encoder)
         main = self.shard.is_main
         self.saver = (RunSaver(self.save, checkpoint_dir(self.save.output_name), self.make_lora, self.make_state)
                       if main else NoSaver())

@@ -78,15 +78,11 @@ def precache(trainer, cache_latents: bool = True, cache_captions: bool = True) -
         not getattr(trainer.model, "train_text_encoder", False)
     if not (latents_done or captions_done):
         return False, False
-    seen: set = set()
     for _, _, refs in trainer.micro_batches(0):
         if latents_done:
             trainer.latents.get(dataset, refs)
-        if captions_done:
-            fresh = [c for c in (dataset.caption(r, 0) for r in refs) if c not in seen]
-            seen.update(fresh)
-            if fresh:
-                trainer.encode_captions(fresh)
+        if captions_done:   # only the misses are encoded (per caption, or per caption and controls)
+            trainer.encode_captions([dataset.caption(r, 0) for r in refs], refs)
     return latents_done, captions_done
 
 

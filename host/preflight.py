@@ -320,7 +320,7 @@ def trace_training_step(hm, network, trainer, refs, checkpoint_depth: int = 1,
     given, is filled with the modules whose forward the step runs, and the checkpoint units are chosen
     among them (as training will)."""
     latents = trainer.latents.get(trainer.dataset, refs)
-    conds = trainer.encode_captions([trainer.dataset.caption(r, 0) for r in refs])
+    conds = trainer.encode_captions([trainer.dataset.caption(r, 0) for r in refs], refs)
     dm = hm.base.diffusion_model
     if called is not None:
         called.update(called_modules(hm, network, latents, conds, trainer, len(refs)))

@@ -8,6 +8,8 @@ trains through exactly that path: a micro-batch's control latents (cached like t
 host's own edit nodes."""
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
 
 import torch
@@ -26,7 +28,7 @@ def edit_families_text() -> str:
     return ", ".join(EDIT_FAMILIES.values())
 
 
-def check_controls(dataset, model) -> bool:
+def check_controls(dataset, model, clip=None) -> bool:
     """True when this run trains with reference latents. Controls on a family that takes none are refused before
     any step; an edit family given plain images trains as text-to-image, and says so."""
     family = family_of(model)
@@ -43,10 +45,79 @@ def check_controls(dataset, model) -> bool:
                  "the 'before' images in a 'control' folder beside the images and set Load Dataset's controls to "
                  "auto, or connect control_images)", EDIT_FAMILIES[family])
     if n and family == "qwen-image":
-        log.info("Kiln: Qwen-Image-Edit: the control images are reference latents; the text encoder reads the "
-                 "instruction only (TextEncodeQwenImageEditPlus also shows them to Qwen2.5-VL's vision tower; Kiln's "
-                 "cached captions do not yet)")
+        if text_sees_controls(clip, family):
+            log.info("Kiln: Qwen-Image-Edit: the control images are reference latents and Qwen2.5-VL's vision tower "
+                     "sees them with the instruction, as TextEncodeQwenImageEditPlus shows them (captions cached per "
+                     "instruction and control images)")
+        else:
+            log.info("Kiln: Qwen-Image-Edit: the control images are reference latents; the text encoder reads the "
+                     "instruction only (this CLIP is not the host's Qwen2.5-VL with its vision tower, which "
+                     "TextEncodeQwenImageEditPlus also shows them to)")
     return bool(n)
+
+
+def for_family(dataset, model):
+    """``dataset`` with its control_resolution "family" resolved to the model's own reference size."""
+    from ..core.data.controls import family_control_resolution
+    setting = getattr(dataset.config, "control_resolution", "target")
+    resolved = family_control_resolution(setting, family_of(model))
+    if resolved != setting:
+        log.info("Kiln: control_resolution family: %s", f"~{resolved} x {resolved} pixels" if resolved.isdigit()
+                 else "the target's size (this family takes its references at the size given)")
+    return dataset.with_control_resolution(resolved)
+
+
+def _edit_plus_node():
+    """The host's TextEncodeQwenImageEditPlus node class, or None where this host has none."""
+    try:
+        from comfy_extras.nodes_qwen import TextEncodeQwenImageEditPlus
+    except ImportError:
+        return None
+    return TextEncodeQwenImageEditPlus
+
+
+def text_sees_controls(clip, family: str | None) -> bool:
+    """Whether Qwen-Image-Edit's instruction is encoded with its control images: the family is Qwen-Image, the host has
+    TextEncodeQwenImageEditPlus, the CLIP's tokenizer takes images and its encoder has a vision tower (the host's
+    Qwen2.5-VL, whose ``preprocess_embed`` runs ``visual`` on an image token's picture)."""
+    if clip is None or family != "qwen-image" or _edit_plus_node() is None:
+        return False
+    tokenize = getattr(clip.tokenizer, "tokenize_with_weights", None)
+    try:
+        if tokenize is None or "images" not in inspect.signature(tokenize).parameters:
+            return False
+    except (TypeError, ValueError):
+        return False
+    return any(isinstance(getattr(m, "visual", None), torch.nn.Module) and hasattr(m, "preprocess_embed")
+               for m in clip.cond_stage_model.children() for m in (m, *m.children()))
+
+
+def encode_with_controls(clip, text: str, images: list[torch.Tensor]):
+    """The conditioning TextEncodeQwenImageEditPlus gives for ``text`` with ``images`` ([1, H, W, 3] each, at most
+    three) and no VAE: the host's own "Picture N:" prefix, vision-tower scaling, edit template and encoder. The
+    reference latents are added by the caller (cached latents in training, ReferenceLatent in samples)."""
+    if len(images) > MAX_REFERENCES:
+        raise ValueError(f"{len(images)} control images; TextEncodeQwenImageEditPlus takes at most {MAX_REFERENCES}")
+    return _edit_plus_node().execute(clip, text, None, *(image[..., :3] for image in images)).args[0]
+
+
+class ControlText:
+    """A Qwen-Image-Edit run's caption encoder: each instruction with its sample's control images (float [H, W, 3]
+    pixels, cut like the target), as (cond, extras) pairs like HostDiffusionModel.encode_text gives."""
+
+    def __init__(self, clip, train_text_encoder: bool):
+        self.clip, self.train_text_encoder = clip, train_text_encoder
+
+    def __call__(self, captions: list[str], controls: list[list[torch.Tensor]]) -> list:
+        out = []
+        with contextlib.nullcontext() if self.train_text_encoder else torch.no_grad():
+            for text, pictures in zip(captions, controls):
+                cond, extra = encode_with_controls(self.clip, text, [p[None] for p in pictures])[0]
+                if not self.train_text_encoder:   # host-made tensors may be inference tensors
+                    cond = cond.clone()
+                    extra = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in extra.items()}
+                out.append((cond, extra))
+        return out
 
 
 class References:

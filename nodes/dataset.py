@@ -56,6 +56,7 @@ class KilnLoadDataset(io.ComfyNode):
                 *(from_field(DatasetConfig, name, optional=True, advanced=name in ADVANCED) for name in CLIP_INPUTS),
                 from_field(DatasetConfig, "controls", optional=True, advanced=True),
                 node_input(io.Image, "control_images", optional=True, tooltip=CONTROL_HELP),
+                from_field(DatasetConfig, "control_resolution", optional=True, advanced=True),
             ],
             outputs=[output(Dataset, "dataset")])
 

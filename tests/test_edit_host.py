@@ -168,3 +168,27 @@ def test_an_edit_run_resumes_exactly(host, tmp_path):
     for key, value in whole.lora.tensors.items():
         np.testing.assert_allclose(resumed.lora.tensors[key].float().numpy(), value.float().numpy(), rtol=1e-4,
                                    atol=1e-6, err_msg=key)
+
+
+def test_qwen_edit_trains_with_controls_at_its_own_reference_size(host, tmp_path):
+    """control_resolution "family" on Qwen-Image: the controls go to the model at ~1024x1024 pixels (the size
+    TextEncodeQwenImageEditPlus gives its references) while the targets stay at 64; the host's reference path takes
+    them and the model still returns the target's shape."""
+    model, clip, vae = _family("qwen-image")
+    dataset = _dataset(_pairs(tmp_path, n=2), controls="auto", control_resolution="family")
+    seen = []
+
+    def spy(module, args, kwargs):
+        if torch.is_grad_enabled() and kwargs.get("ref_latents") is not None:
+            seen.append((tuple(args[0].shape), [tuple(r.shape) for r in kwargs["ref_latents"]]))
+    handle = model.model.diffusion_model.register_forward_pre_hook(spy, with_kwargs=True)
+    out = []
+    hook = model.model.diffusion_model.register_forward_hook(lambda m, a, o: out.append(tuple(o.shape)))
+    try:
+        result = _bake(model, clip, vae, dataset, "edit_qwen_family_size", steps=2, batch=2)
+    finally:
+        handle.remove()
+        hook.remove()
+    assert len(result.result.losses) == 2 and np.isfinite([v for _, v in result.result.losses]).all()
+    assert seen and all(x[-2:] == (8, 8) and refs == [(2, 16, 1, 128, 128)] for x, refs in seen), seen
+    assert all(o[-2:] == (8, 8) for o in out)

@@ -42,6 +42,7 @@ def test_edit_template_trains_pairs_and_compares_the_edit(name, host, tmp_path):
     train_id = by_type["KilnTrainLora"][0]
     data = prompt[by_type["KilnLoadDataset"][0]]["inputs"]
     assert data["controls"] == "auto" and prompt[train_id]["inputs"]["gradient_checkpointing"] is True
+    assert data["control_resolution"] == ("family" if name == "train_edit_qwen" else "target")
     unet = by_type["UNETLoader"][0]
     models = sorted(prompt[k]["inputs"]["model"][0] for k in by_type["KSampler"])
     assert models == sorted([unet, train_id])                      # the base and the trained model, same edit

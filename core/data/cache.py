@@ -78,7 +78,11 @@ class LatentCache:
 
     def control_key(self, dataset, ref, k: int) -> str:
         """Control ``k`` of ``ref``'s image: its own content under its target's cut (bucket, scale, crop, flip)."""
+        from .controls import sample_control_size
         parts = {"control": dataset.images[ref.index].controls[k].digest, "slot": k, "target": self.key(dataset, ref)}
+        size = sample_control_size(dataset, ref)
+        if size != tuple(ref.bucket):    # a control_resolution other than the target's
+            parts["size"] = list(size)
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:40]
 
     def get_controls(self, dataset, refs) -> list[torch.Tensor]:

@@ -74,6 +74,11 @@ class DatasetConfig:
                             "control images in a 'control' folder beside the images (and control_1..control_3 for "
                             "several), matched by file stem; or another folder base name. The caption is the edit "
                             "instruction.")
+    control_resolution: str = setting("target", "Edit LoRAs: the control images' size. target = cut exactly like "
+                                      "their target (same bucket, crop and flip); family = the edit model's own "
+                                      "reference size (Qwen-Image-Edit and Kontext ~1024x1024 pixels, FLUX.2 the "
+                                      "target's); a number N = ~N x N pixels. Another size keeps the target's crop "
+                                      "box and aspect.")
 
     def replace(self, **changes) -> "DatasetConfig":
         return replace(self, **changes)
@@ -113,6 +118,8 @@ def check_config(config: DatasetConfig) -> DatasetConfig:
     if config.controls.strip().lower() not in ("", "none", "auto"):
         from .controls import control_names
         control_names(config.controls)
+    from .controls import control_side
+    control_side(config.control_resolution)
     if config.repeats < 1 or config.reg_repeats < 1:
         raise DatasetError(f"repeats must be at least 1 (got {config.repeats}, reg {config.reg_repeats}).")
     if config.enable_buckets and not config.bucket_no_upscale:

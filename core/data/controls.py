@@ -7,6 +7,7 @@ Controls get the same scale, crop and flip as their target (the same bucket), ne
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,14 @@ MAX_CONTROLS = 3
 NONE = "none"
 AUTO = "auto"            # the musubi-tuner / ai-toolkit name: control/, control_1/ ...
 AUTO_BASE = "control"
+
+# control_resolution: "target" cuts each control exactly like its target (its bucket); a number N gives the control
+# ~N x N pixels at the target's aspect (musubi-tuner's control_resolution); "family" is the edit family's own reference
+# size, resolved when the model is known: Qwen-Image-Edit's TextEncodeQwenImageEditPlus scales each reference to
+# ~1024 x 1024 pixels and Kontext's FluxKontextImageScale to its ~1 Mpx sizes; FLUX.2 takes them at the size given.
+TARGET, FAMILY = "target", "family"
+FAMILY_CONTROL_SIDE = {"qwen-image": 1024, "flux1-dev": 1024}
+CONTROL_MULTIPLE = 16    # control sides: whole latent patches (8x VAE, 2x2 patches) for every edit family
 
 
 @dataclass(frozen=True)
@@ -138,10 +147,58 @@ def paired_controls(found: list, base: str | None) -> list[tuple[Control, ...]]:
     return out
 
 
+def control_side(setting: str) -> int | None:
+    """The side N of a control_resolution of N x N pixels; None for "target" (and an unresolved "family")."""
+    text = str(setting or TARGET).strip().lower()
+    if text in ("", TARGET, FAMILY):
+        return None
+    try:
+        side = int(text)
+    except ValueError:
+        side = 0
+    if not 64 <= side <= 8192:
+        raise DatasetError(f"control_resolution {setting!r} not understood: use 'target' (controls cut like their "
+                           "target), 'family' (the edit model's own reference size) or a side in pixels from 64 to "
+                           "8192 (1024: ~1024 x 1024 pixels at the target's aspect).")
+    return side
+
+
+def family_control_resolution(setting: str, family: str | None) -> str:
+    """control_resolution with "family" replaced by the family's reference side (or "target" where it has none)."""
+    if str(setting or "").strip().lower() != FAMILY:
+        return setting
+    side = FAMILY_CONTROL_SIDE.get(family or "")
+    return str(side) if side else TARGET
+
+
+def control_size(bucket: tuple[int, int], side: int | None) -> tuple[int, int]:
+    """A control's pixel size for a target ``bucket``: the bucket itself, or ~side x side pixels at the bucket's aspect
+    (sides multiples of CONTROL_MULTIPLE)."""
+    if side is None:
+        return tuple(bucket)
+    scale = math.sqrt(side * side / (bucket[0] * bucket[1]))
+    return tuple(max(CONTROL_MULTIPLE, round(b * scale / CONTROL_MULTIPLE) * CONTROL_MULTIPLE) for b in bucket)
+
+
+def control_cut(scaled: tuple[int, int], crop: tuple[int, int], bucket: tuple[int, int],
+                size: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The target's cut (scaled to ``scaled``, cropped at ``crop`` to ``bucket``) for a control of ``size``: the same
+    crop box, scaled by size / bucket. Returns the control's pre-crop size and crop offset."""
+    if tuple(size) == tuple(bucket):
+        return tuple(scaled), tuple(crop)
+    fx, fy = size[0] / bucket[0], size[1] / bucket[1]
+    pre = (max(size[0], round(scaled[0] * fx)), max(size[1], round(scaled[1] * fy)))
+    return pre, (min(round(crop[0] * fx), pre[0] - size[0]), min(round(crop[1] * fy), pre[1] - size[1]))
+
+
 def control_pixels(path: Path | Control, scaled: tuple[int, int], crop: tuple[int, int], bucket: tuple[int, int],
-                   flip: bool, background=(255, 255, 255)) -> torch.Tensor:
+                   flip: bool, background=(255, 255, 255), size: tuple[int, int] | None = None) -> torch.Tensor:
     """float32 [H, W, 3] in 0..1: the control scaled to its target's pre-crop size ``scaled``, cropped at
-    ``crop`` to ``bucket`` and flipped like the target, so target and control line up pixel for pixel."""
+    ``crop`` to ``bucket`` and flipped like the target, so target and control line up pixel for pixel; with ``size``
+    (another control size) the same crop box, scaled to give ``size``."""
+    if size is not None:
+        scaled, crop = control_cut(scaled, crop, bucket, size)
+        bucket = tuple(size)
     if isinstance(path, Control) and path.image is not None:
         im = path.image
     else:
@@ -157,6 +214,18 @@ def control_pixels(path: Path | Control, scaled: tuple[int, int], crop: tuple[in
     if flip:
         im = im.transpose(Image.FLIP_LEFT_RIGHT)
     return torch.from_numpy(np.ascontiguousarray(np.asarray(im, dtype=np.float32) / 255.0))
+
+
+def control_identity(dataset, ref) -> tuple:
+    """What decides the control pixels of sample ``ref`` (each control's content and its target's cut): a text
+    encoder that sees the controls (Qwen-Image-Edit's) caches a caption's encoding under it."""
+    return (tuple(c.digest for c in dataset.images[ref.index].controls), tuple(ref.bucket), tuple(ref.crop),
+            bool(ref.flip), sample_control_size(dataset, ref))
+
+
+def sample_control_size(dataset, ref) -> tuple[int, int]:
+    """The pixel size of sample ``ref``'s controls under the dataset's control_resolution."""
+    return control_size(ref.bucket, control_side(getattr(dataset.config, "control_resolution", TARGET)))
 
 
 def with_control_images(dataset, images: torch.Tensor):

@@ -68,6 +68,12 @@ class KilnDataset:
         return KilnDataset(self.config, tuple(replace(e, controls=tuple(c)) for e, c in zip(self.images, controls)),
                            self._scaled)
 
+    def with_control_resolution(self, setting: str) -> "KilnDataset":
+        """The same images with another control_resolution (an edit run resolves "family" once it knows the model)."""
+        if setting == self.config.control_resolution:
+            return self
+        return KilnDataset(replace(self.config, control_resolution=setting), self.images, self._scaled)
+
     def for_temporal(self, temporal: int) -> "KilnDataset":
         """Clip windows cut to a length the video VAE encodes whole (k x temporal + 1 frames: 4k+1 for Wan,
         8k+1 for LTX-2): the frames past it are dropped."""

@@ -57,10 +57,10 @@ def load_pixels(dataset, ref: SampleRef) -> torch.Tensor:
 def load_control(dataset, ref: SampleRef, k: int) -> torch.Tensor:
     """float32 [H, W, 3]: control ``k`` of ``ref``'s image, scaled, cropped and flipped exactly as the image is (never
     colour-augmented), so the pair lines up pixel for pixel."""
-    from .controls import control_pixels
+    from .controls import control_pixels, sample_control_size
     e = dataset.images[ref.index]
     return control_pixels(e.controls[k], entry_scaled_size(e, ref.bucket, dataset.config), ref.crop, ref.bucket,
-                          ref.flip, dataset.config.background)
+                          ref.flip, dataset.config.background, sample_control_size(dataset, ref))
 
 
 def clip_frames(entry) -> np.ndarray:

@@ -11,6 +11,7 @@ from typing import Any, Callable, Protocol
 import torch
 import torch.nn.functional as F
 
+from ..data.controls import control_identity
 from ..fields import setting
 from .objective import ObjectiveSpec, batch_loss, is_finite, make_noise, sample_percents
 from .distributed import Shard
@@ -64,6 +65,8 @@ class DiffusionModel(Protocol):
     # A model whose conditioning reads each image's size and crop (SDXL) sets ``reads_image_sizes`` and
     # takes predict_x0(..., sizes=[SizeConditioning per sample]).
     def encode_text(self, captions: list[str]) -> list: ...
+    # An edit model whose text encoder also sees the control images (Qwen-Image-Edit) sets
+    # ``encode_text_with_controls(captions, controls)``: each caption with its sample's control pixels [H, W, 3].
 
 
 @dataclass
@@ -177,14 +180,26 @@ class Trainer:
                     return
             epoch += 1
 
-    def encode_captions(self, captions: list[str]) -> list:
+    def encode_captions(self, captions: list[str], refs=None) -> list:
+        """Each caption's encoding, cached per caption; for a model whose text encoder also sees the control images
+        (``encode_text_with_controls``: Qwen-Image-Edit), per caption and sample's controls (``refs``)."""
+        keys, items, encode = captions, captions, self.model.encode_text
+        with_controls = getattr(self.model, "encode_text_with_controls", None)
+        if with_controls is not None and refs is not None:
+            keys = [(c, control_identity(self.dataset, r)) for c, r in zip(captions, refs)]
+            items = list(zip(captions, refs))
+            n = getattr(self.dataset, "controls_per_image", 0)
+
+            def encode(pairs):
+                return with_controls([c for c, _ in pairs],
+                                     [[self.dataset.load_control(r, k) for k in range(n)] for _, r in pairs])
         if self.dataset.captions_vary() or getattr(self.model, "train_text_encoder", False):
-            return self.model.encode_text(captions)
-        missing = [c for c in dict.fromkeys(captions) if c not in self._text_cache]
+            return encode(items)
+        missing = {k: item for k, item in zip(keys, items) if k not in self._text_cache}
         if missing:
-            for c, enc in zip(missing, self.model.encode_text(missing)):
-                self._text_cache[c] = enc
-        return [self._text_cache[c] for c in captions]
+            for k, enc in zip(missing, encode(list(missing.values()))):
+                self._text_cache[k] = enc
+        return [self._text_cache[k] for k in keys]
 
     def micro_loss(self, micro: int, refs, percents: list[float] | None = None, sharded: bool = False) -> torch.Tensor:
         """The loss of one micro-batch; ``sharded``: ``refs`` is the global batch and this rank computes its
@@ -211,7 +226,7 @@ class Trainer:
         latents = self.latents.get(self.dataset, refs)
         x0 = self.model.process_latent_in(latents.to(self.model.device, torch.float32))
         captions = [self.dataset.caption(r, seed) for r in refs]
-        conds = self.encode_captions(captions)
+        conds = self.encode_captions(captions, refs)
         obj = self.cfg.objective
         like = x0 if part is None else x0.new_empty((full, *x0.shape[1:]))
         noise = make_noise(obj, like, gen)[start:end].to(x0.device)
