@@ -309,3 +309,16 @@ def test_flux_controls_export_as_kontext(tmp_path):
     # Without controls FLUX.1 dev has no musubi-tuner script.
     p["2"]["inputs"]["controls"] = "none"
     assert "musubi_args.toml" not in export_files(recipe_from_prompt(p, "flux1-dev"), "/o", formats=("musubi",))[0]
+
+
+def test_hunyuan_video_1_5_has_a_musubi_script_and_ltx2_none(tmp_path):
+    data = _media_dataset(tmp_path / "hv")
+    p = _model_prompt(data, {"unet": "hunyuanvideo1.5_720p_t2v.safetensors"}, target_frames=33)
+    files, notes = export_files(recipe_from_prompt(p, "hunyuan-video-1.5"), "/o", formats=("musubi",))
+    args = tomllib.loads(files["musubi_args.toml"])
+    assert "hv_1_5_train_network.py" in files["musubi_args.toml"] and "hv_1_5_cache_latents.py" in files["musubi_args.toml"]
+    assert (args["network_module"], args["task"], args["byt5"]) == ("networks.lora_hv_1_5", "t2v", "")
+    assert tomllib.loads(files["musubi_dataset.toml"])["datasets"][1]["target_frames"] == [33]
+    assert not any("not one Kiln knows" in n for n in notes)
+    files, notes = export_files(recipe_from_prompt(p, "ltx2"), "/o", formats=("musubi",))
+    assert "musubi_args.toml" not in files and any("does not train ltx2" in n for n in notes)
