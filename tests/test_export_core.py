@@ -208,3 +208,117 @@ def test_family_from_checkpoint_keys():
     assert family_from_keys(["blocks.0.self_attn.q.weight", "blocks.0.cross_attn.k.weight"]) == "wan"
     assert family_from_keys(["transformer_blocks.0.attn.to_q.weight", "img_in.weight", "txt_norm.weight"]) == "qwen-image"
     assert family_from_keys(["foo.weight"]) is None
+
+
+def _media_dataset(root, clips=True, controls=()):
+    """A flat folder: two images (and two .mp4 clips, only listed: the export reads no frames), with ``controls``
+    folders of "before" images beside them."""
+    root.mkdir(parents=True)
+    for name in ["a.png", "b.png"] + (["c.mp4", "d.mp4"] if clips else []):
+        (root / name).write_bytes(b"")
+    for folder in controls:
+        (root / folder).mkdir()
+        for name in ("a.png", "b.png"):
+            (root / folder / name).write_bytes(b"")
+    return root
+
+
+def _model_prompt(dataset_path, family_files: dict, **dataset):
+    p = prompt(dataset_path)
+    p["1"] = {"class_type": "UNETLoader", "inputs": {"unet_name": family_files["unet"]}}
+    p["8"] = {"class_type": "CLIPLoader", "inputs": {"clip_name": family_files.get("clip", "te.safetensors")}}
+    p["9"] = {"class_type": "VAELoader", "inputs": {"vae_name": "vae.safetensors"}}
+    p["7"]["inputs"].update(clip=["8", 0], vae=["9", 0])
+    p["2"]["inputs"].update(dataset)
+    return p
+
+
+def test_wan_clips_and_both_experts_export(tmp_path):
+    data = _media_dataset(tmp_path / "clips")
+    p = _model_prompt(data, {"unet": "wan2.2_t2v_high_noise_14B.safetensors", "clip": "umt5.safetensors"},
+                      frame_extraction="slide", target_frames=20, frame_stride=6, target_fps=16.0)
+    p["11"] = {"class_type": "UNETLoader", "inputs": {"unet_name": "wan2.2_t2v_low_noise_14B.safetensors"}}
+    p["7"]["inputs"].update(model_low_noise=["11", 0], expert="none", expert_boundary=0.875)
+    files, notes = export_files(recipe_from_prompt(p, "wan"), "/o", formats=("musubi", "diffusion-pipe"))
+    ds = tomllib.loads(files["musubi_dataset.toml"])
+    image, video = ds["datasets"]   # musubi-tuner keeps images and clips in separate datasets
+    assert image["image_directory"] == video["video_directory"] == str(data)
+    assert image["cache_directory"] != video["cache_directory"]
+    # 20 frames are rounded down to Wan's 4k+1, as Kiln and musubi-tuner both do.
+    assert (video["target_frames"], video["frame_extraction"], video["frame_stride"]) == ([17], "slide", 6)
+    assert "frame_sample" not in video and "target_frames" not in image
+    args = tomllib.loads(files["musubi_args.toml"])
+    assert (args["task"], args["dit"], args["dit_high_noise"], args["timestep_boundary"]) == \
+        ("t2v-A14B", "wan2.2_t2v_low_noise_14B.safetensors", "wan2.2_t2v_high_noise_14B.safetensors", 875)
+    assert any("source_fps" in n for n in notes)   # Kiln's target_fps has no musubi-tuner equivalent: said
+    dp_ds = tomllib.loads(files["diffusion_pipe_dataset.toml"])
+    assert dp_ds["frame_buckets"] == [1, 17]
+    dp = tomllib.loads(files["diffusion_pipe.toml"])
+    assert dp["video_clip_mode"] == "single_beginning"
+    assert (dp["model"]["min_t"], dp["model"]["max_t"]) == (0.875, 1.0)   # the high-noise expert, t = 1 is noise
+    assert any("wan2.2_t2v_low_noise_14B" in n and "max_t = 0.875" in n for n in notes)
+
+
+def test_wan_one_expert_and_image_only_dataset(tmp_path):
+    data = _media_dataset(tmp_path / "stills", clips=False)
+    p = _model_prompt(data, {"unet": "wan2.2_i2v_low_noise_14B.safetensors"})
+    p["7"]["inputs"].update(expert="low_noise", expert_boundary=0.9)
+    files, _ = export_files(recipe_from_prompt(p, "wan"), "/o", formats=("musubi", "diffusion-pipe"))
+    args = tomllib.loads(files["musubi_args.toml"])
+    assert (args["task"], args["min_timestep"], args["max_timestep"], args["preserve_distribution_shape"]) == \
+        ("i2v-A14B", 0, 900, True)
+    assert "dit_high_noise" not in args and "timestep_boundary" not in args
+    (image,) = tomllib.loads(files["musubi_dataset.toml"])["datasets"]
+    assert set(image) == {"image_directory", "num_repeats", "cache_directory"}
+    assert tomllib.loads(files["diffusion_pipe_dataset.toml"])["frame_buckets"] == [1]
+    dp = tomllib.loads(files["diffusion_pipe.toml"])
+    assert (dp["model"]["min_t"], dp["model"]["max_t"]) == (0.0, 0.9) and "video_clip_mode" not in dp
+
+
+def test_qwen_image_edit_controls_export(tmp_path):
+    data = _media_dataset(tmp_path / "edits", clips=False, controls=("control",))
+    p = _model_prompt(data, {"unet": "qwen_image_edit_bf16.safetensors"}, controls="auto",
+                      control_resolution="family")
+    files, notes = export_files(recipe_from_prompt(p, "qwen-image"), "/o", formats=("musubi", "diffusion-pipe"))
+    (entry,) = tomllib.loads(files["musubi_dataset.toml"])["datasets"]   # control/ is not a concept of its own
+    assert (entry["image_directory"], entry["control_directory"], entry["control_resolution"]) == \
+        (str(data), str(data / "control"), [1024, 1024])
+    assert tomllib.loads(files["musubi_args.toml"])["model_version"] == "edit"
+    (directory,) = tomllib.loads(files["diffusion_pipe_dataset.toml"])["directory"]
+    assert directory == {"path": str(data), "num_repeats": 1, "control_path": str(data / "control")}
+    # control_resolution "target" is musubi-tuner's default: no key.
+    p["2"]["inputs"]["control_resolution"] = "target"
+    files, _ = export_files(recipe_from_prompt(p, "qwen-image"), "/o", formats=("musubi",))
+    assert "control_resolution" not in tomllib.loads(files["musubi_dataset.toml"])["datasets"][0]
+
+
+def test_flux_controls_export_as_kontext(tmp_path):
+    data = _media_dataset(tmp_path / "kontext", clips=False, controls=("control_1", "control_2"))
+    p = _model_prompt(data, {"unet": "flux1-kontext-dev.safetensors"}, controls="auto", control_resolution="768")
+    p["8"] = {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "clip_l.safetensors",
+                                                         "clip_name2": "t5xxl.safetensors"}}
+    files, notes = export_files(recipe_from_prompt(p, "flux1-dev"), "/o", formats=("kohya", "musubi"))
+    args = tomllib.loads(files["musubi_args.toml"])
+    assert "flux_kontext_train_network.py" in files["musubi_args.toml"]
+    assert (args["network_module"], args["text_encoder1"], args["text_encoder2"], args["timestep_sampling"]) == \
+        ("networks.lora_flux", "t5xxl.safetensors", "clip_l.safetensors", "flux_shift")
+    (entry,) = tomllib.loads(files["musubi_dataset.toml"])["datasets"]
+    assert (entry["control_directory"], entry["control_resolution"]) == (str(data / "control_1"), [768, 768])
+    assert any("control_2" in n and "<stem>_0" in n for n in notes)   # two controls: how to merge them is said
+    assert any("kohya sd-scripts has no edit" in n for n in notes)
+    # Without controls FLUX.1 dev has no musubi-tuner script.
+    p["2"]["inputs"]["controls"] = "none"
+    assert "musubi_args.toml" not in export_files(recipe_from_prompt(p, "flux1-dev"), "/o", formats=("musubi",))[0]
+
+
+def test_hunyuan_video_1_5_has_a_musubi_script_and_ltx2_none(tmp_path):
+    data = _media_dataset(tmp_path / "hv")
+    p = _model_prompt(data, {"unet": "hunyuanvideo1.5_720p_t2v.safetensors"}, target_frames=33)
+    files, notes = export_files(recipe_from_prompt(p, "hunyuan-video-1.5"), "/o", formats=("musubi",))
+    args = tomllib.loads(files["musubi_args.toml"])
+    assert "hv_1_5_train_network.py" in files["musubi_args.toml"] and "hv_1_5_cache_latents.py" in files["musubi_args.toml"]
+    assert (args["network_module"], args["task"], args["byt5"]) == ("networks.lora_hv_1_5", "t2v", "")
+    assert tomllib.loads(files["musubi_dataset.toml"])["datasets"][1]["target_frames"] == [33]
+    assert not any("not one Kiln knows" in n for n in notes)
+    files, notes = export_files(recipe_from_prompt(p, "ltx2"), "/o", formats=("musubi",))
+    assert "musubi_args.toml" not in files and any("does not train ltx2" in n for n in notes)

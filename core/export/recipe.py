@@ -21,7 +21,7 @@ DATASET_NODE = "KilnLoadDataset"
 
 # Families as host.families names them (the model class the host detected).
 FAMILIES = ("sd1", "sd2", "sdxl", "sd3", "flux1-dev", "flux1-schnell", "chroma", "flux2", "qwen-image",
-            "z-image", "lumina2", "wan", "hidream")
+            "z-image", "lumina2", "wan", "hidream", "hunyuan-video-1.5", "ltx2")
 
 # Model loaders: class type -> (input name, kind of model file, role in the recipe's model_files).
 LOADERS = {
@@ -55,6 +55,8 @@ class ExportRecipe:
     resume_from: str = ""
     cache_latents_to_disk: bool = False
     sample_prompts: tuple = ()                         # kohya prompt lines
+    expert: str = "none"                               # Wan 2.2 A14B: none, high_noise, low_noise (core.train.experts)
+    expert_boundary: float = 0.875                     # the noise level where the experts switch
     notes: tuple = ()                                  # what does not carry over, for the report
 
 
@@ -131,7 +133,8 @@ def recipe_from_prompt(prompt: dict, family: str, train_node: str | None = None,
                         save_dtype=str(t.get("save_dtype", "fp16")), keep_last=int(t.get("keep_last", 3)),
                         resume_from=str(t.get("resume_from", "") or ""),
                         cache_latents_to_disk=bool(t.get("cache_latents_to_disk", False)),
-                        sample_prompts=_sample_prompts(prompt, t), notes=tuple(notes))
+                        sample_prompts=_sample_prompts(prompt, t), notes=tuple(notes),
+                        expert=str(t.get("expert", "none")), expert_boundary=float(t.get("expert_boundary", 0.875)))
 
 
 def _config_inputs(prompt: dict, t: dict, name: str, class_type: str, notes: list) -> dict:
@@ -189,8 +192,15 @@ def _dataset_config(prompt: dict, t: dict, notes: list, resolve_input: Callable[
 
 
 def _model_files(prompt: dict, t: dict, resolve_model: Callable[[str, str], str]) -> dict:
-    """role (model / clip / vae) -> file path, read off the loader nodes upstream of the Train node."""
+    """role (model / clip / vae) -> file path, read off the loader nodes upstream of the Train node; Wan 2.2's
+    model_low_noise input gives the low-noise expert's file as "<role>_low_noise"."""
     model_files = {}
+    if _is_link(t.get("model_low_noise")):
+        loader = _ancestor(prompt, t["model_low_noise"], set(LOADERS), ("model",))
+        for widget, kind, role in LOADERS.get(loader["class_type"], ()) if loader else ():
+            name = loader.get("inputs", {}).get(widget)
+            if isinstance(name, str) and name and role in ("checkpoint", "diffusion_model"):
+                model_files.setdefault(f"{role}_low_noise", resolve_model(kind, name))
     for input_name in ("model", "clip", "vae"):
         if not _is_link(t.get(input_name)):
             continue

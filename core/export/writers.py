@@ -13,6 +13,9 @@ import logging
 from pathlib import Path
 
 from ..lora.io import atomic_write_bytes
+from ..data.controls import control_base
+from .media import (concept_media, diffusion_pipe_frame_buckets, media_notes, musubi_control_keys,
+                    musubi_video_keys)
 from .recipe import ExportError, ExportRecipe
 from .toml_text import dumps
 
@@ -31,7 +34,12 @@ KOHYA_SCRIPTS = {
 MUSUBI_SCRIPTS = {
     "wan": ("wan", "networks.lora_wan"), "qwen-image": ("qwen_image", "networks.lora_qwen_image"),
     "z-image": ("zimage", "networks.lora_zimage"), "flux2": ("flux_2", "networks.lora_flux_2"),
+    # docs/hunyuan_video_1_5.md: hv_1_5_train_network.py, networks.lora_hv_1_5. LTX-2: musubi-tuner has no script.
+    "hunyuan-video-1.5": ("hv_1_5", "networks.lora_hv_1_5"),
 }
+# Families whose musubi-tuner dataset takes control images (docs/dataset_config.md: FLUX.1 Kontext, FLUX.2,
+# Qwen-Image-Edit).
+MUSUBI_EDIT_FAMILIES = ("flux1-dev", "flux2", "qwen-image")
 # diffusion-pipe [model] type per family (docs/supported_models.md)
 DIFFUSION_PIPE_TYPES = {
     "sdxl": "sdxl", "flux1-dev": "flux", "flux1-schnell": "flux", "chroma": "chroma", "sd3": "sd3",
@@ -44,6 +52,8 @@ KOHYA_OPTIMIZERS = {"adamw": "AdamW", "adamw8bit": "AdamW8bit", "prodigy": "Prod
 DIFFUSION_PIPE_OPTIMIZERS = {"adamw": "adamw_optimi", "adamw8bit": "AdamW8bitKahan", "prodigy": "Prodigy",
                              "lion": "Lion", "adafactor": "AdaFactor", "came": "CAME",
                              "schedulefree_adamw": "ScheduleFreeAdamW", "sgd": "SGD"}
+# diffusion-pipe model types that train edit datasets (control_path): Flux Kontext (type flux), Qwen-Image-Edit.
+DIFFUSION_PIPE_EDIT_TYPES = ("flux", "qwen_image")
 LYCORIS_ALGOS = {"loha": "loha", "lokr": "lokr", "ia3": "ia3", "dora": "lora", "full": "full"}
 _PRECISION = {"fp16": "fp16", "bf16": "bf16", "fp32": "float"}
 _TORCH_DTYPE = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
@@ -57,8 +67,12 @@ def _mixed_precision(r: ExportRecipe) -> str:
 
 
 def _concepts(r: ExportRecipe) -> list[dict]:
-    """One entry per N_name folder (or the flat folder), as the Load Dataset node reads them."""
+    """One entry per N_name folder (or the flat folder), as the Load Dataset node reads them, with what it holds
+    (images, clips, control folders: media.concept_media); control folders are not concepts."""
+    from ..data.controls import control_names
     from ..data.scan import find_concepts
+    base = control_base(r.dataset.controls)
+    skip = tuple(control_names(base)) if base else ()
     out = []
     for path, repeats, is_reg in ((r.dataset.path, r.dataset.repeats, False),
                                   (r.dataset.reg_path, r.dataset.reg_repeats, True)):
@@ -67,8 +81,9 @@ def _concepts(r: ExportRecipe) -> list[dict]:
         root = Path(path)
         if not root.is_dir():
             raise ExportError(f"dataset folder {root} does not exist; fix the Load Dataset node's path")
-        for c in find_concepts(root, repeats, log.warning):
-            out.append({"dir": str(c.folder), "repeats": c.repeats, "class_text": c.class_text, "is_reg": is_reg})
+        for c in find_concepts(root, repeats, log.warning, skip):
+            out.append({"dir": str(c.folder), "repeats": c.repeats, "class_text": c.class_text, "is_reg": is_reg,
+                        **concept_media(c.folder, r.dataset.controls)})
     if not any(not c["is_reg"] for c in out):
         raise ExportError(f"dataset folder {r.dataset.path} holds no images (N_name folders or images)")
     return out
@@ -119,10 +134,12 @@ def kohya_files(r: ExportRecipe, out_dir: str, notes: list) -> dict[str, str]:
 def _kohya_dataset(r: ExportRecipe, notes: list) -> dict:
     d = r.dataset
     ext = _caption_ext(r, notes)
+    concepts = _concepts(r)
+    media_notes(concepts, "kohya sd-scripts", notes, clips=False, controls=False)
     phrase = d.caption_phrase if d.caption_source == "phrase" else ""
     subsets = [{"image_dir": c["dir"], "num_repeats": c["repeats"], "is_reg": c["is_reg"],
                 "class_tokens": phrase or c["class_text"] if d.caption_source != "none" else "",
-                "caption_extension": ext} for c in _concepts(r)]
+                "caption_extension": ext} for c in concepts]
     return {
         "general": {"shuffle_caption": d.shuffle_caption, "keep_tokens": d.keep_tokens,
                     "keep_tokens_separator": d.keep_tokens_separator or None, "flip_aug": d.flip_aug,
@@ -230,19 +247,91 @@ def _kohya_args(r: ExportRecipe, out_dir: str, module: str, network_args: list, 
 
 
 # -- musubi-tuner -------------------------------------------------------------------------------------
+def _musubi_script(r: ExportRecipe) -> tuple[str, str] | None:
+    """(script stem, network module); FLUX.1 dev with edit controls trains as FLUX.1 Kontext
+    (musubi-tuner docs/flux_kontext.md: flux_kontext_train_network.py, networks.lora_flux)."""
+    if r.family == "flux1-dev" and control_base(r.dataset.controls):
+        return "flux_kontext", "networks.lora_flux"
+    return MUSUBI_SCRIPTS.get(r.family)
+
+
+def _musubi_datasets(r: ExportRecipe, out_dir: str, notes: list) -> list[dict]:
+    """One [[datasets]] entry per concept and kind: an image dataset for its images, a video dataset for its clips
+    (musubi-tuner keeps the two apart), each with its own cache folder and the concept's controls."""
+    concepts = [c for c in _concepts(r) if not c["is_reg"]]
+    media_notes(concepts, "musubi-tuner", notes, controls=r.family in MUSUBI_EDIT_FAMILIES)
+    out = []
+    for c in concepts:
+        controls = musubi_control_keys(c, r.dataset, r.family, notes) if r.family in MUSUBI_EDIT_FAMILIES else {}
+        if c["images"] or not c["clips"]:
+            out.append({"image_directory": c["dir"], "num_repeats": c["repeats"], **controls})
+        if c["clips"]:
+            out.append({"video_directory": c["dir"], "num_repeats": c["repeats"],
+                        **musubi_video_keys(r.dataset, notes)})
+    for i, entry in enumerate(out):
+        entry["cache_directory"] = f"{out_dir}/musubi_cache/{i}"
+    return out
+
+
+def _musubi_family_args(r: ExportRecipe, stem: str, notes: list) -> dict:
+    """The model files and family options of musubi-tuner's scripts (docs/wan.md, qwen_image.md,
+    flux_kontext.md, hunyuan_video_1_5.md)."""
+    files = r.model_files
+    if r.family == "wan":
+        return _musubi_wan_args(r, notes)
+    if stem == "flux_kontext":
+        notes.append("musubi-tuner FLUX.1 Kontext: set dit to the Kontext model, text_encoder1 (T5) and "
+                     "text_encoder2 (CLIP-L)")
+        return {"text_encoder1": files.get("text_encoder_2", ""), "text_encoder2": files.get("text_encoder", ""),
+                "timestep_sampling": "flux_shift"}
+    args = {"text_encoder": files.get("text_encoder", "")}
+    if r.family == "qwen-image" and control_base(r.dataset.controls):
+        args["model_version"] = "edit"
+        notes.append("musubi-tuner Qwen-Image-Edit: model_version is 'edit'; use edit-2509 or edit-2511 for those "
+                     "checkpoints (several controls need one of them)")
+    if r.family == "hunyuan-video-1.5":
+        args.update({"task": "t2v", "byt5": ""})
+        notes.append("musubi-tuner HunyuanVideo 1.5: set byt5 to the ByT5 text encoder file")
+    return args
+
+
+def _musubi_wan_args(r: ExportRecipe, notes: list) -> dict:
+    """Wan 2.1 / 2.2: the task and, for a Wan 2.2 A14B expert, its DiT files and timestep range (musubi-tuner
+    docs/wan.md: --task t2v-A14B / i2v-A14B, --dit low noise + --dit_high_noise, --timestep_boundary; one expert
+    alone: --min_timestep / --max_timestep 0-1000 with --preserve_distribution_shape)."""
+    files = r.model_files
+    low = files.get("diffusion_model_low_noise") or files.get("checkpoint_low_noise")
+    args = {"task": "t2v-14B", "t5": files.get("text_encoder", "")}
+    if r.expert == "none" and not low:
+        notes.append("musubi-tuner Wan: check 'task' (t2v-14B, t2v-A14B, ...) against your checkpoint")
+        return args
+    boundary = int(round(r.expert_boundary * 1000))
+    args["task"] = "i2v-A14B" if boundary == 900 else "t2v-A14B"
+    notes.append(f"musubi-tuner Wan 2.2: task {args['task']} from the boundary {r.expert_boundary} (0.9 is "
+                 "image-to-video's); check it against your checkpoint")
+    if low:
+        # Kiln trains `model` as the high-noise expert and model_low_noise as the low-noise one.
+        args.update({"dit": low, "dit_high_noise": files.get("diffusion_model") or files.get("checkpoint", ""),
+                     "timestep_boundary": boundary})
+    elif r.expert == "high_noise":
+        args.update({"min_timestep": boundary, "max_timestep": 1000, "preserve_distribution_shape": True})
+    else:
+        args.update({"min_timestep": 0, "max_timestep": boundary, "preserve_distribution_shape": True})
+    return args
+
+
 def musubi_files(r: ExportRecipe, out_dir: str, notes: list) -> dict[str, str]:
-    if r.family not in MUSUBI_SCRIPTS:
+    script = _musubi_script(r)
+    if script is None:
         notes.append(f"musubi-tuner does not train {r.family} LoRAs; no musubi files written")
         return {}
-    stem, module = MUSUBI_SCRIPTS[r.family]
+    stem, module = script
     d, net, o = r.dataset, r.network, r.optimizer
     ext = _caption_ext(r, notes)
-    datasets = [{"image_directory": c["dir"], "cache_directory": f"{out_dir}/musubi_cache/{i}",
-                 "num_repeats": c["repeats"]} for i, c in enumerate(_concepts(r)) if not c["is_reg"]]
     dataset_doc = {"general": {"resolution": [d.resolution, d.resolution], "caption_extension": ext,
                                "batch_size": r.train.batch_size, "enable_bucket": d.enable_buckets,
                                "bucket_no_upscale": d.bucket_no_upscale},
-                   "datasets": datasets}
+                   "datasets": _musubi_datasets(r, out_dir, notes)}
     if d.reg_path:
         notes.append("musubi-tuner has no regularization images; the reg folder is left out")
     files = r.model_files
@@ -259,11 +348,7 @@ def musubi_files(r: ExportRecipe, out_dir: str, notes: list) -> dict[str, str]:
             "sdpa": True, "timestep_sampling": "shift", "discrete_flow_shift": 3.0,
             "save_every_n_steps": r.train.save_every_n_steps or None,
             "save_every_n_epochs": r.train.save_every_n_epochs or None, "save_state": True}
-    if r.family == "wan":
-        args.update({"task": "t2v-14B", "t5": files.get("text_encoder", "")})
-        notes.append("musubi-tuner Wan: check 'task' (t2v-14B, t2v-A14B, ...) against your checkpoint")
-    else:
-        args["text_encoder"] = files.get("text_encoder", "")
+    args.update(_musubi_family_args(r, stem, notes))
     if net.algorithm != "lora" or net.conv_rank:
         notes.append(f"musubi-tuner export writes plain LoRA ({net.algorithm} not carried over)")
     cache = (f"python src/musubi_tuner/{stem}_cache_latents.py --dataset_config {out_dir}/musubi_dataset.toml --vae <vae>\n"
@@ -294,6 +379,44 @@ def accelerate_config(r: ExportRecipe, num_processes: int = 1, num_machines: int
 
 
 # -- diffusion-pipe ---------------------------------------------------------------------------------
+def _diffusion_pipe_dataset(r: ExportRecipe, kind: str, notes: list) -> dict:
+    """dataset.toml: the concept folders, frame buckets for clips, and control_path for an edit dataset (Flux
+    Kontext and Qwen-Image-Edit: examples/flux_kontext_dataset.toml, one control with the target's stem)."""
+    d = r.dataset
+    concepts = [c for c in _concepts(r) if not c["is_reg"]]
+    media_notes(concepts, "diffusion-pipe", notes, controls=kind in DIFFUSION_PIPE_EDIT_TYPES)
+    directories = []
+    for c in concepts:
+        entry = {"path": c["dir"], "num_repeats": c["repeats"]}
+        if c["controls"] and kind in DIFFUSION_PIPE_EDIT_TYPES:
+            entry["control_path"] = c["controls"][0]
+            if len(c["controls"]) > 1:
+                notes.append(f"{c['dir']}: diffusion-pipe takes one control image per target; only "
+                             f"{Path(c['controls'][0]).name} is exported")
+        directories.append(entry)
+    if any(c["controls"] for c in concepts) and kind in DIFFUSION_PIPE_EDIT_TYPES and d.control_resolution != "target":
+        notes.append("diffusion-pipe resizes each control to its target's bucket; control_resolution is not carried over")
+    ar = (d.min_bucket_reso / d.max_bucket_reso, d.max_bucket_reso / d.min_bucket_reso)
+    return {"resolutions": [d.resolution], "enable_ar_bucket": d.enable_buckets,
+            "min_ar": round(max(ar[0], 0.25), 4), "max_ar": round(min(ar[1], 4.0), 4), "num_ar_buckets": 7,
+            "frame_buckets": diffusion_pipe_frame_buckets(concepts, d, notes) or [1], "directory": directories}
+
+
+def _diffusion_pipe_expert(r: ExportRecipe, notes: list) -> dict:
+    """Wan 2.2 A14B: one expert's timestep range (docs/supported_models.md, Wan2.2: min_t / max_t, t = 1 is pure
+    noise; diffusion-pipe trains one expert per run)."""
+    low = r.model_files.get("diffusion_model_low_noise") or r.model_files.get("checkpoint_low_noise")
+    if low:
+        notes.append("diffusion-pipe trains one Wan 2.2 expert per run: the export trains the high-noise expert; "
+                     f"for the low-noise one set transformer_path = {low!r}, min_t = 0, max_t = {r.expert_boundary}")
+        return {"min_t": r.expert_boundary, "max_t": 1.0}
+    if r.expert == "high_noise":
+        return {"min_t": r.expert_boundary, "max_t": 1.0}
+    if r.expert == "low_noise":
+        return {"min_t": 0.0, "max_t": r.expert_boundary}
+    return {}
+
+
 def diffusion_pipe_files(r: ExportRecipe, out_dir: str, notes: list, pipeline_stages: int = 1) -> dict[str, str]:
     if r.family not in DIFFUSION_PIPE_TYPES:
         notes.append(f"diffusion-pipe does not train {r.family}; no diffusion-pipe files written")
@@ -301,14 +424,9 @@ def diffusion_pipe_files(r: ExportRecipe, out_dir: str, notes: list, pipeline_st
     d, net, o, obj = r.dataset, r.network, r.optimizer, r.train.objective
     if d.caption_source != "files" or d.caption_extension != ".txt":
         notes.append("diffusion-pipe reads .txt captions beside the images only")
-    concepts = [c for c in _concepts(r) if not c["is_reg"]]
-    ar = (d.min_bucket_reso / d.max_bucket_reso, d.max_bucket_reso / d.min_bucket_reso)
-    dataset_doc = {"resolutions": [d.resolution], "enable_ar_bucket": d.enable_buckets,
-                   "min_ar": round(max(ar[0], 0.25), 4), "max_ar": round(min(ar[1], 4.0), 4), "num_ar_buckets": 7,
-                   "frame_buckets": [1],
-                   "directory": [{"path": c["dir"], "num_repeats": c["repeats"]} for c in concepts]}
-    files = r.model_files
     kind = DIFFUSION_PIPE_TYPES[r.family]
+    dataset_doc = _diffusion_pipe_dataset(r, kind, notes)
+    files = r.model_files
     model = {"type": kind, "dtype": "bfloat16"}
     if kind == "sdxl":
         model.update({"checkpoint_path": files.get("checkpoint", ""), "unet_lr": o.lr,
@@ -328,7 +446,8 @@ def diffusion_pipe_files(r: ExportRecipe, out_dir: str, notes: list, pipeline_st
                       "vae_path": files.get("vae", ""), "lumina_shift": True})
     elif kind == "wan":
         model.update({"ckpt_path": "", "transformer_path": files.get("diffusion_model", ""),
-                      "llm_path": files.get("text_encoder", ""), "timestep_sample_method": "logit_normal"})
+                      "llm_path": files.get("text_encoder", ""), "timestep_sample_method": "logit_normal",
+                      **_diffusion_pipe_expert(r, notes)})
         notes.append("diffusion-pipe wan: set ckpt_path to the original Wan checkpoint folder (VAE and configs)")
     elif kind == "qwen_image":
         model.update({"transformer_path": files.get("diffusion_model", ""),
@@ -361,6 +480,7 @@ def diffusion_pipe_files(r: ExportRecipe, out_dir: str, notes: list, pipeline_st
             "checkpoint_every_n_epochs": 1, "activation_checkpointing": r.train.gradient_checkpointing,
             "partition_method": "parameters", "save_dtype": _TORCH_DTYPE.get(r.save_dtype, "bfloat16"),
             "caching_batch_size": 1, "steps_per_print": 1,
+            "video_clip_mode": "single_beginning" if len(dataset_doc["frame_buckets"]) > 1 else None,
             "pseudo_huber_c": obj.huber_c if obj.loss == "huber" else None,
             "model": {k: v for k, v in model.items() if v is not None}, "adapter": adapter, "optimizer": optimizer}
     header = ("diffusion-pipe config exported by Kiln; pipeline_stages splits one model over that many GPUs.\n"
