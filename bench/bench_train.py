@@ -19,6 +19,7 @@ import statistics
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,15 +51,20 @@ def child(args) -> dict:
     cuda = torch.cuda.is_available()
     with torch.inference_mode():
         model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(assets.checkpoint_name)[:3]
+        prep_seconds = 0.0
         if args.which == "native":
-            # The native node wants latents and conditioning made beforehand (not timed for it): every
-            # image of the set once (its batches draw from all of them), with its caption.
+            # The native node wants latents and conditioning made beforehand (not timed for it: the VAE Encode
+            # and CLIP Text Encode nodes of its graph, timed apart as prep_seconds): every image of the set once
+            # (its batches draw from all of them), with its caption.
             refs = native_refs(dataset)
             assert sorted(r.index for r in refs) == list(range(len(dataset))), "native must see every image"
+            started = time.perf_counter()
             samples, positive = native_inputs(dataset, refs, vae, clip)
+            prep_seconds = time.perf_counter() - started
             latents = {"samples": samples}
         profiled = {}
-        with profiling(args, model, profiled):
+        phases: dict = {}
+        with profiling(args, model, profiled), call_phases(phases):
             meter, trained, loop_seconds = train(args, model, clip, vae, dataset, latents if args.which == "native"
                                                  else None, positive if args.which == "native" else None, cuda)
             seconds, peak = meter.stop()
@@ -69,7 +75,7 @@ def child(args) -> dict:
         losses = {} if args.speed_only else {
             f"{key}_{space}": fixed_sample_loss(m, clip, vae, dataset, samples=16, space=space)
             for key, m in (("loss_after", trained), ("loss_before", model)) for space in ("native", "x0")}
-    return {"which": args.which, "steps_per_s": args.steps / seconds,
+    return {"which": args.which, "steps_per_s": args.steps / seconds, "prep_seconds": prep_seconds, "phases": phases,
             "loop_steps_per_s": args.steps / loop_seconds if loop_seconds else 0.0, "seconds": seconds, "peak_bytes": peak,
             **losses, "device": "cuda" if cuda else "cpu"}
 
@@ -84,6 +90,38 @@ def profiling(args, model, into: dict):
     prof = profile_step.profiler(args.steps - 2, lambda rows: into.update(rows=rows))
     with profile_step.instrument(type(model.model.diffusion_model), prof), prof:
         yield
+
+
+@contextlib.contextmanager
+def call_phases(into: dict):
+    """Seconds of the parts of Kiln's node call (summed per part), by wrapping them for the ``with``: encoding the
+    run's latents and captions, the pre-flight trace, the training loop, the saves and the in-graph LoRA."""
+    try:
+        from kiln.core.train import loop, saves
+        from kiln.host import bake, placement
+    except ImportError:
+        yield
+        return
+    parts = [(placement, "precache", "encode latents and captions"), (placement, "trace_training_step",
+             "pre-flight trace"), (placement, "load_for_training", "load"), (loop.Trainer, "run", "training loop"),
+             (saves.RunSaver, "__call__", "save"), (bake.Bake, "apply", "in-graph LoRA")]
+    saved = []
+    for owner, attr, label in parts:
+        real = getattr(owner, attr)
+        saved.append((owner, attr, real))
+
+        def timed(*a, _real=real, _label=label, **k):
+            started = time.perf_counter()
+            try:
+                return _real(*a, **k)
+            finally:
+                into[_label] = into.get(_label, 0.0) + time.perf_counter() - started
+        setattr(owner, attr, timed)
+    try:
+        yield
+    finally:
+        for owner, attr, real in saved:
+            setattr(owner, attr, real)
 
 
 def train(args, model, clip, vae, dataset, latents, positive, cuda):
@@ -172,13 +210,14 @@ def main():
         print(profile_step.table({w: {row: statistics.median(r["profile"][row] for r in rs) for row in profile_step.ROWS}
                                   for w, rs in (("kiln", runs["kiln"]), ("host TrainLoraNode", runs["native"]))}))
         print(f"host's step ({args.targets} does not change it: the host trains every layer): "
-              + profile_step.compute_limit(runs["native"][0]["flops"]))
+              + profile_step.compute_limit(runs["native"][0]["flops"], runs["kiln"][0]["flops"].get("branch", 0.0)))
         for w in ("kiln", "native"):
             print(f"{w} backward other ops (first run, ms per step): {profile_step.top_other_ops(runs[w][0]['profile'])}")
         return
     results = {w: {key: (statistics.median(r[key] for r in rs) if isinstance(rs[0][key], (int, float)) else rs[0][key])
                    for key in rs[0]} for w, rs in runs.items()}
     n, k = results["native"], results["kiln"]
+    k["phases"] = {name: statistics.median(r["phases"].get(name, 0.0) for r in runs["kiln"]) for name in k["phases"]}
     print(f"device {k['device']}, {args.resolution} px, steps {args.steps}, rank {args.rank}, batch {args.batch}, lr {args.lr}, "
           f"checkpointing {args.checkpointing}, kiln targets {args.targets}, medians of {args.repeats} runs each")
     for r in (n, k):
@@ -190,6 +229,11 @@ def main():
     print(f"speed ratio kiln/native (whole node calls): {k['steps_per_s'] / n['steps_per_s']:.2f}x (target >= 1.5)")
     print(f"speed ratio kiln's loop / native's whole call (the step; native's set-up is small, its inputs are made "
           f"beforehand): {k['loop_steps_per_s'] / n['steps_per_s']:.2f}x")
+    prep = n["prep_seconds"]
+    print(f"speed ratio with the native graph's input encoding (VAE Encode, CLIP Text Encode: {prep:.1f} s) counted: "
+          f"{(n['seconds'] + prep) / k['seconds']:.2f}x")
+    print("kiln's call (s): " + ", ".join(f"{name} {sec:.2f}" for name, sec in k["phases"].items())
+          + f", rest {k['seconds'] - sum(k['phases'].values()):.2f} of {k['seconds']:.1f}")
     print(f"peak memory ratio kiln/native: {k['peak_bytes'] / max(1, n['peak_bytes']):.2f} (target <= 1)")
     for space, label in (() if args.speed_only else
                          (("native", "eps (Kiln's objective)"), ("x0", "x0 MSE (the native node's objective)"))):

@@ -84,7 +84,11 @@ def instrument(diffusion_model_class, profiler):
         network = training = None
     if network is not None:
         make_hook = network._make_hook
-        patch(network, "_make_hook", lambda adapter: _ranged(make_hook(adapter), ADAPTER))
+
+        def ranged_make_hook(adapter):
+            ADAPTED[id(adapter._base_layer)] = adapter.rank
+            return _ranged(make_hook(adapter), ADAPTER)
+        patch(network, "_make_hook", ranged_make_hook)
         patch(training, "residuals_grad_safe", _ranged_hooks(training.residuals_grad_safe))
     try:
         yield
@@ -94,6 +98,7 @@ def instrument(diffusion_model_class, profiler):
 
 
 FLOPS: dict[str, float] = {}     # filled by the first instrumented forward: see _counted and compute_limit
+ADAPTED: dict[int, int] = {}     # id of each layer Kiln adapts -> the adapter's rank (recorded as it attaches)
 
 
 def _counted(forward):
@@ -108,10 +113,17 @@ def _counted(forward):
             return forward(self, *args, **kwargs)
         layer_flops = []
 
+        branch_flops = []
+
         def count(module, inputs, out):
-            per_output = module.in_features if isinstance(module, torch.nn.Linear) else \
+            linear = isinstance(module, torch.nn.Linear)
+            per_output = module.in_features if linear else \
                 module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
             layer_flops.append(2.0 * out.numel() * per_output)
+            rank = ADAPTED.get(id(module))
+            if rank:   # Kiln's branch: down (fan-in -> rank) and up (rank -> out) per output position
+                positions = out.numel() / (module.out_features if linear else module.out_channels)
+                branch_flops.append(2.0 * positions * rank * (per_output + out.shape[-1 if linear else 1]))
         hooks = [m.register_forward_hook(count) for m in self.modules()
                  if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
         try:
@@ -121,19 +133,24 @@ def _counted(forward):
             for h in hooks:
                 h.remove()
         FLOPS["layers"] = sum(layer_flops)
-        FLOPS["rest"] = float(counter.get_total_flops()) - FLOPS["layers"]
+        FLOPS["rest"] = float(counter.get_total_flops()) - FLOPS["layers"] - sum(branch_flops)
+        FLOPS["branch"] = sum(branch_flops)
         return out
     return wrapper
 
 
-def compute_limit(flops: dict[str, float]) -> str:
+def compute_limit(flops: dict[str, float], branch: float = 0.0) -> str:
     """The speed-up over a trainer that forms every Linear/Conv weight gradient (W + BA patched) that a bypass
     trainer can reach on FLOPs alone: the host's step is 3 L + 3 R (forward, input and weight gradients of the
-    layers; attention's forward and two backward products), the bypass step 2 L + 3 R (no weight gradient,
-    adapters' rank-sized products and elementwise work left out)."""
+    layers; attention's forward and two backward products), the bypass step 2 L + 3 R (no weight gradient;
+    elementwise work left out), and 2 L + 3 R + 3 B with its rank-sized branch (B: the branch's forward FLOPs,
+    ``branch``, from the Kiln run; its backward is twice that)."""
     layers, rest = flops["layers"], flops["rest"]
-    return (f"forward GFLOPs: Linear/Conv {layers / 1e9:.2f}, attention and other counted ops {rest / 1e9:.2f}; "
-            f"compute limit (3L + 3R) / (2L + 3R) = {(3 * layers + 3 * rest) / (2 * layers + 3 * rest):.3f}x")
+    host = 3 * layers + 3 * rest
+    return (f"forward GFLOPs: Linear/Conv {layers / 1e9:.2f}, attention and other counted ops {rest / 1e9:.2f}, "
+            f"Kiln's branch {branch / 1e9:.2f}; compute limit (3L + 3R) / (2L + 3R) = "
+            f"{host / (2 * layers + 3 * rest):.3f}x, with the branch (3L + 3R) / (2L + 3R + 3B) = "
+            f"{host / (2 * layers + 3 * rest + 3 * branch):.3f}x")
 
 
 def _ranged_hooks(residuals_grad_safe):
@@ -142,12 +159,12 @@ def _ranged_hooks(residuals_grad_safe):
     from torch.profiler import record_function
 
     @contextlib.contextmanager
-    def wrapped(root, enabled):
+    def wrapped(root, enabled, *args):
         register = torch.nn.Module.register_forward_pre_hook
 
         def ranged_register(self, hook, *args, **kwargs):
             return register(self, _ranged(hook, HOOK_BODY), *args, **kwargs)
-        cm = residuals_grad_safe(root, enabled)
+        cm = residuals_grad_safe(root, enabled, *args)
         with record_function(HOOK_REG):
             torch.nn.Module.register_forward_pre_hook = ranged_register
             try:

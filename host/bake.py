@@ -249,6 +249,7 @@ class Bake:
         self.preflight: Preflight | None = None
         self.checkpointing = None          # host.checkpointing.CheckpointStats of the run
         self.last_preview = None
+        self.last_lora = None              # (step, KilnLora) of the last make_lora
         self.pbar = comfy.utils.ProgressBar(1)
 
     def run(self) -> BakeResult:
@@ -379,6 +380,15 @@ class Bake:
 
     # --- what the loop calls back -------------------------------------------------------------------------------
     def make_lora(self, step: int) -> KilnLora:
+        """The LoRA (tensors in the save dtype, metadata) at ``step``; the final save's is reused for the in-graph
+        value rather than exported and converted a second time (the weights of a step do not change after it)."""
+        if self.last_lora is not None and self.last_lora[0] == step:
+            return self.last_lora[1]
+        lora = self._export_lora(step)
+        self.last_lora = (step, lora)
+        return lora
+
+    def _export_lora(self, step: int) -> KilnLora:
         with self.trainer.ema_applied():
             tensors = self.network.export(_DTYPES[self.save.save_dtype])
         meta = training_metadata(

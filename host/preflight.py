@@ -26,6 +26,7 @@ from torch.utils._pytree import tree_leaves, tree_map
 from ..core.train.estimate import ActivationTrace
 from ..core.train.loop import autocast_dtype
 from .checkpointing import checkpoint_units, recast_layers
+from .training import ReaderWatch, UnchangedReaders
 
 
 def _storage_key(t: torch.Tensor):
@@ -318,21 +319,42 @@ def trace_training_step(hm, network, trainer, refs, checkpoint_depth: int = 1,
     The latents and captions of ``refs`` are taken from the trainer's caches (encoded there if missing:
     the same work the first step would do); everything after that runs on fake tensors. ``called``, when
     given, is filled with the modules whose forward the step runs, and the checkpoint units are chosen
-    among them (as training will)."""
+    among them (as training will).
+
+    The traced forward also finds the residual readers whose input no op changes in place afterwards
+    (host.training.residuals_grad_safe), which then need no copy of it: it runs with no copies, and sets
+    ``hm.unchanged_readers``; where some input was changed (Flux, LTX), the step is traced again with those
+    readers' copies, as training will make them."""
     latents = trainer.latents.get(trainer.dataset, refs)
     conds = trainer.encode_captions([trainer.dataset.caption(r, 0) for r in refs], refs)
     dm = hm.base.diffusion_model
     if called is not None:
         called.update(called_modules(hm, network, latents, conds, trainer, len(refs)))
     units = checkpoint_units(dm, checkpoint_depth, called)
+    watch = ReaderWatch(dm)
+    hm.unchanged_readers = UnchangedReaders.everything()
+    try:
+        trace = _trace_once(hm, network, trainer, latents, conds, len(refs), units, watch.watching())
+    except BaseException:
+        hm.unchanged_readers = UnchangedReaders()
+        raise
+    hm.unchanged_readers = watch.result()
+    if watch.changed():
+        trace = _trace_once(hm, network, trainer, latents, conds, len(refs), units)
+    return trace
+
+
+def _trace_once(hm, network, trainer, latents, conds, n: int, units, *contexts) -> ActivationTrace:
+    """One fake step with the saved-tensor recorder on ``units`` (and ``contexts`` entered)."""
+    dm = hm.base.diffusion_model
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     allocations = _FreshAllocations(mode, hm.device)
     recorder = _SavedTensorRecorder(dm, network, set(recast_layers(hm.patcher)), allocations)
     handles = recorder.watch(units)
     try:
-        _fake_step(hm, network, trainer, latents, conds, len(refs), mode, allocations,
-                   torch.autograd.graph.saved_tensors_hooks(recorder.pack, lambda t: t))
+        _fake_step(hm, network, trainer, latents, conds, n, mode, allocations,
+                   torch.autograd.graph.saved_tensors_hooks(recorder.pack, lambda t: t), *contexts)
     finally:
         for h in handles:
             h.remove()
-    return recorder.trace(len(refs), len(units))
+    return recorder.trace(n, len(units))

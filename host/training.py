@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
+from dataclasses import dataclass
 
 import torch
 import torch.utils.checkpoint
@@ -188,6 +190,8 @@ class HostDiffusionModel:
         self.device = self.patcher.load_device
         self.base = self.patcher.model
         self.references = None   # an edit run's control latents per batch (host.reference.References)
+        # Readers of the residual that need no copy of their input (host.preflight's trace finds them).
+        self.unchanged_readers = UnchangedReaders()
 
     def process_latent_in(self, latents):
         # Families with video latent formats (Qwen-Image, Wan: latent_dimensions 3) read [B, C, T, H, W];
@@ -245,7 +249,8 @@ class HostDiffusionModel:
     def predict_x0(self, x_t, sigma, conds, sizes=None):
         kwargs = self._model_kwargs(conds, x_t, sizes)
         training = torch.is_grad_enabled()
-        with host_training_flag(training), residuals_grad_safe(self.base.diffusion_model, training):
+        with host_training_flag(training), residuals_grad_safe(self.base.diffusion_model, training,
+                                                                self.unchanged_readers):
             out = self.base.apply_model(x_t, sigma, **kwargs)
         if self.references is not None and out.shape != x_t.shape:   # the loss is on the target's tokens only
             raise RuntimeError(f"the model returned {tuple(out.shape)} for a {tuple(x_t.shape)} target with reference "
@@ -259,34 +264,118 @@ class HostDiffusionModel:
 RESIDUAL_READERS = {"comfy.ldm.lightricks.model.BasicTransformerBlock": ("attn2",)}
 
 
+@dataclass(frozen=True)
+class UnchangedReaders:
+    """What a traced training forward showed (host.preflight): the residual readers whose input no later op of the
+    forward changed in place, so they need no copy of it, and whether the same held for every call of the host's
+    functional RMS norm. The default (nothing known) copies every reader's input."""
+    modules: frozenset = frozenset()
+    functional: bool = False
+
+    @classmethod
+    def everything(cls) -> "UnchangedReaders":
+        """No copies at all (a trace that looks for in-place changes runs so)."""
+        return cls(_ALL, True)
+
+
+class _All(frozenset):
+    def __contains__(self, item) -> bool:
+        return True
+
+
+_ALL = _All()
+
+
 def _copy_first_input(module, args):
     return (args[0].clone(),) + tuple(args[1:]) if args and isinstance(args[0], torch.Tensor) else None
 
 
+def residual_readers(root: torch.nn.Module):
+    """The modules whose first input may be the residual stream: normalisation modules (found by class name, since
+    each host family brings its own RMSNorm and LayerNorm classes) and the submodules of RESIDUAL_READERS."""
+    for module in root.modules():
+        if "Norm" in type(module).__name__ and not any(True for _ in module.children()):
+            yield module
+        for child in RESIDUAL_READERS.get(f"{type(module).__module__}.{type(module).__name__}", ()):
+            if isinstance(getattr(module, child, None), torch.nn.Module):
+                yield getattr(module, child)
+
+
 @contextlib.contextmanager
-def residuals_grad_safe(root: torch.nn.Module, enabled: bool):
+def residuals_grad_safe(root: torch.nn.Module, enabled: bool, unchanged: UnchangedReaders = UnchangedReaders()):
     """Transformer blocks of several families add residuals in place (Flux: ``img += gate * attn``; LTX-Video and
     LTX-2: ``x += attn``, ``x.addcmul_(ff, gate)``) onto the tensor a normalisation saved for backward. Feeding every
     reader of the residual a copy of it keeps the saved tensor intact (one activation-sized copy per read, only while
-    training): the normalisation modules (found by class name, since each host family brings its own RMSNorm and
-    LayerNorm classes), the host's functional RMS norm (``comfy.ldm.common_dit.rms_norm``, which the LTX blocks call
-    on the residual) and the submodules of RESIDUAL_READERS. A model's caches across forwards are dropped too."""
+    training): the ``residual_readers`` and the host's functional RMS norm (``comfy.ldm.common_dit.rms_norm``, which
+    the LTX blocks call on the residual). Readers in ``unchanged`` (a traced forward saw their input left alone:
+    SD1.5's and SDXL's blocks add out of place) read the tensor itself: on a 256 px SD1.5 step the copies were
+    ~90 MiB more resident memory. A model's caches across forwards are dropped too."""
     if not enabled:
         yield
         return
-    handles = []
-    for module in root.modules():
-        if "Norm" in type(module).__name__ and not any(True for _ in module.children()):
-            handles.append(module.register_forward_pre_hook(_copy_first_input))
-        for child in RESIDUAL_READERS.get(f"{type(module).__module__}.{type(module).__name__}", ()):
-            if isinstance(getattr(module, child, None), torch.nn.Module):
-                handles.append(getattr(module, child).register_forward_pre_hook(_copy_first_input))
+    handles = [m.register_forward_pre_hook(_copy_first_input) for m in residual_readers(root)
+               if m not in unchanged.modules]
     try:
-        with _functional_norms_copy_input(), _step_caches_dropped(root):
+        with (contextlib.nullcontext() if unchanged.functional else _functional_norms_copy_input()), \
+                _step_caches_dropped(root):
             yield
     finally:
         for h in handles:
             h.remove()
+
+
+class ReaderWatch:
+    """Inside ``watching()``, every residual reader's input and the functional RMS norm's are noted (by weak
+    reference) with their version counter; when it ends (the forward's graph still alive) the inputs some op changed
+    in place since are found. A noted input that died before was saved by nothing, so no copy of it is needed."""
+
+    def __init__(self, root: torch.nn.Module):
+        self.root = root
+        self.seen: list = []                 # readers that ran
+        self.changed_modules: set = set()    # ids of readers whose input was changed after they read it
+        self.functional_changed = False
+        self._reads: list = []               # (module or None for the functional norm, weakref to input, version)
+
+    def _note(self, module, args):
+        if args and isinstance(args[0], torch.Tensor):
+            self._reads.append((module, weakref.ref(args[0]), args[0]._version))
+
+    def _note_functional(self, x):
+        self._reads.append((None, weakref.ref(x), x._version))
+
+    @contextlib.contextmanager
+    def watching(self):
+        handles = [m.register_forward_pre_hook(self._note, prepend=True) for m in residual_readers(self.root)]
+        try:
+            with _functional_rms_norm_wrapped(self._noting_functional):
+                yield self
+        finally:
+            for h in handles:
+                h.remove()
+            for module, ref, version in self._reads:
+                x = ref()
+                if module is not None:
+                    self.seen.append(module)
+                if x is not None and x._version != version:
+                    if module is None:
+                        self.functional_changed = True
+                    else:
+                        self.changed_modules.add(id(module))
+            self._reads = []
+
+    def _noting_functional(self, real):
+        def rms_norm(x, *args, **kwargs):
+            self._note_functional(x)
+            return real(x, *args, **kwargs)
+        return rms_norm
+
+    def changed(self) -> bool:
+        """Whether some reader's input was changed in place after it was read."""
+        return bool(self.changed_modules) or self.functional_changed
+
+    def result(self) -> UnchangedReaders:
+        return UnchangedReaders(frozenset(m for m in self.seen if id(m) not in self.changed_modules),
+                                not self.functional_changed)
 
 
 @contextlib.contextmanager
@@ -304,10 +393,16 @@ def _step_caches_dropped(root: torch.nn.Module):
             clear()
 
 
-@contextlib.contextmanager
 def _functional_norms_copy_input():
     """The host's functional RMS norm, called as ``comfy.ldm.common_dit.rms_norm(x, ...)``, given a copy of ``x`` for
     the context's duration (the host's own function is restored after)."""
+    return _functional_rms_norm_wrapped(lambda real: lambda x, *args, **kwargs: real(
+        x.clone() if torch.is_grad_enabled() else x, *args, **kwargs))
+
+
+@contextlib.contextmanager
+def _functional_rms_norm_wrapped(wrap):
+    """``comfy.ldm.common_dit.rms_norm`` replaced by ``wrap(the host's function)`` for the context's duration."""
     try:
         import comfy.ldm.common_dit as common_dit
     except ImportError:
@@ -317,10 +412,7 @@ def _functional_norms_copy_input():
     if real is None:
         yield
         return
-
-    def rms_norm(x, *args, **kwargs):
-        return real(x.clone() if torch.is_grad_enabled() else x, *args, **kwargs)
-    common_dit.rms_norm = rms_norm
+    common_dit.rms_norm = wrap(real)
     try:
         yield
     finally:
