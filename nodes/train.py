@@ -53,6 +53,26 @@ def _ui_image(array: np.ndarray, prefix: str) -> dict:
     return {"filename": name, "subfolder": "", "type": "temp"}
 
 
+def train_ui(loss_image: np.ndarray, samples: list, report) -> dict:
+    """What the Train node shows: the loss chart and the last four training-time samples. A video sample is its
+    animated WebP (the file the bake wrote in the output folder), flagged as the host's animated-image nodes flag
+    theirs, so the node plays it; a still sample is its picture."""
+    out = host.output_dir()
+    images, animated = [_ui_image(loss_image, "kiln_loss")], [False]
+    for record in samples[-4:]:
+        if record.animation is not None and record.animation.is_file():
+            images.append({"filename": record.animation.name, "type": "output",
+                           "subfolder": str(record.animation.parent.relative_to(out))})
+            animated.append(True)
+        else:
+            images.append(_ui_image(record.image, "kiln_sample"))
+            animated.append(False)
+    ui = {"images": images, "kiln_loss": [_loss_ui(report)]}
+    if any(animated):
+        ui["animated"] = tuple(animated)
+    return ui
+
+
 class KilnTrainingObjective(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -229,11 +249,9 @@ class KilnTrainLora(io.ComfyNode):
                           expert=expert, adapter_spec=adapter)
         report = result.report
         plot = torch.from_numpy(result.loss_image)[None]
-        ui_images = ([_ui_image(result.loss_image, "kiln_loss")]
-                     + [_ui_image(s, "kiln_sample") for s in result.samples[-4:]])
         return io.NodeOutput(result.model, result.clip, result.lora, report, plot,
                              low.model if low else model_low_noise, low.lora if low else None,
-                             ui={"images": ui_images, "kiln_loss": [_loss_ui(report)]})
+                             ui=train_ui(result.loss_image, report.samples, report))
 
 
 class KilnSaveLora(io.ComfyNode):

@@ -118,7 +118,7 @@ def test_wan22_experts_train_in_one_run_each_on_its_noise_levels(host, tmp_path,
     assert np.abs(_video_sample(low_model, clip) - _video_sample(low, clip)).max() > 1e-5
 
 
-def test_video_previews_are_animated_webp_with_their_first_frame_on_the_timeline(host, tmp_path):
+def test_video_previews_are_animated_webp_played_on_the_node_with_their_first_frame_on_the_timeline(host, tmp_path):
     """A sample prompt with --f 5 on a video family samples 5 frames: an animated WebP of them, and the first frame
     as the PNG the sample timeline and the node show."""
     from PIL import Image
@@ -148,3 +148,10 @@ def test_video_previews_are_animated_webp_with_their_first_frame_on_the_timeline
     with Image.open(record.file) as png:
         assert png.size == (64, 64)
     assert np.abs(first / 255.0 - record.image).mean() < 0.1   # the PNG is the first frame (WebP is lossy)
+    # The Train node plays it: its UI shows the animated WebP from the output folder, flagged as animated.
+    from kiln.host import output_dir
+    from kiln.nodes.train import train_ui
+    ui = train_ui(result.loss_image, result.report.samples, result.report)
+    shown = ui["images"][-1]
+    assert output_dir() / shown["subfolder"] / shown["filename"] == record.animation and shown["type"] == "output"
+    assert ui["animated"] == (False, True)
