@@ -28,6 +28,7 @@ from ..core.train.loop import TrainConfig, Trainer, TrainHooks
 from ..core.train.optim import OptimizerSpec
 from ..core.train.estimate import Preflight, adapter_bytes
 from ..core.train.experts import ExpertSpec, for_expert
+from ..core.data.controls import control_side, control_size
 from ..core.data.images import to_float, to_uint8
 from ..core.plots.loss_chart import loss_plot
 from ..core.plots.timeline import sample_file_name
@@ -120,6 +121,7 @@ class _Sampler:
         self.dir = Path(folder_paths.get_output_directory()) / "kiln_samples" / run_name
         self.records: list[SampleRecord] = []
         self.control_latents: dict[tuple[int, int, int], torch.Tensor] = {}   # (prompt, width, height) -> latent
+        self.control_side: int | None = None   # the run's control_resolution side: samples take controls as it trained
 
     def empty_latent(self, width: int, height: int) -> torch.Tensor:
         """The empty latent the host's own Empty Latent Image + KSampler give for ``width`` x ``height``: a 1/8
@@ -158,14 +160,16 @@ class _Sampler:
         return out
 
     def with_control(self, conditioning, index: int, p):
-        """The picture prompt ``index`` edits, at the prompt's size, as the host's VAEEncode -> ReferenceLatent gives
-        it; encoded once per run, not at every sample step."""
+        """The picture prompt ``index`` edits, as the host's VAEEncode -> ReferenceLatent gives it: at the prompt's
+        size, or at the size the run's control_resolution gave the training controls for that target size (Qwen-Image-
+        Edit's ~1 Mpx, as TextEncodeQwenImageEditPlus scales its references); encoded once per run."""
         if self.hm.family not in reference.EDIT_FAMILIES:
             return conditioning
-        key = (index, p.width, p.height)
+        width, height = control_size((p.width, p.height), self.control_side)
+        key = (index, width, height)
         if key not in self.control_latents:
             image = self.spec.controls[index]
-            pixels = comfy.utils.common_upscale(image[..., :3].movedim(-1, 1), p.width, p.height, "bilinear",
+            pixels = comfy.utils.common_upscale(image[..., :3].movedim(-1, 1), width, height, "bilinear",
                                                 "center").movedim(1, -1)
             latent = self.vae.encode(pixels)
             if getattr(self.hm.base.latent_format, "latent_dimensions", 2) == 3 and latent.dim() == 4:
@@ -317,6 +321,8 @@ class Bake:
             # Samples without the training adapter, as ai-toolkit's (host/adapter.py).
             self.sampler = _Sampler(self.samples, training_adapter.for_samples(self.hm, self.model, self.adapter),
                                     self.clip, self.vae, self.saver.dir.name)
+            self.sampler.control_side = control_side(getattr(getattr(self.dataset, "config", None),
+                                                             "control_resolution", "target"))
         hooks = TrainHooks(progress=self.progress,
                            check_interrupt=agreed_interrupt(throw_if_interrupted, self.shard, self.hm.device,
                                                             interrupt_exception_type()),

@@ -55,7 +55,7 @@ def _edit_sample(model, clip, vae, control):
     return out["samples"].float().cpu().numpy()
 
 
-def _bake(model, clip, vae, dataset, name, steps=4, batch=2):
+def _bake(model, clip, vae, dataset, name, steps=4, batch=2, samples=None):
     from kiln.core.net.spec import NetworkSpec
     from kiln.core.train.loop import TrainConfig
     from kiln.core.train.optim import OptimizerSpec
@@ -64,7 +64,7 @@ def _bake(model, clip, vae, dataset, name, steps=4, batch=2):
         return bake(model, clip, vae, dataset, NetworkSpec(rank=4, alpha=4.0, targets="attn_mlp"),
                     OptimizerSpec(lr=5e-3, scheduler="constant"),
                     TrainConfig(max_steps=steps, batch_size=batch, seed=0, probe_samples=2),
-                    SaveSpec(output_name=name, save_dtype="fp32", save_state=False))
+                    SaveSpec(output_name=name, save_dtype="fp32", save_state=False), samples=samples)
 
 
 @pytest.mark.parametrize("family,controls", [("flux1-dev", ("control",)), ("flux2", ("control",)),
@@ -173,22 +173,27 @@ def test_an_edit_run_resumes_exactly(host, tmp_path):
 def test_qwen_edit_trains_with_controls_at_its_own_reference_size(host, tmp_path):
     """control_resolution "family" on Qwen-Image: the controls go to the model at ~1024x1024 pixels (the size
     TextEncodeQwenImageEditPlus gives its references) while the targets stay at 64; the host's reference path takes
-    them and the model still returns the target's shape."""
+    them and the model still returns the target's shape. Training-time samples take their control the same way."""
+    from kiln.nodes.train import KilnSamplePrompts
     model, clip, vae = _family("qwen-image")
     dataset = _dataset(_pairs(tmp_path, n=2), controls="auto", control_resolution="family")
-    seen = []
+    samples = KilnSamplePrompts.execute("make it red --w 64 --h 64 --s 1", "", 64, 64, 1, 1.0, 3, "euler", "simple",
+                                        control_images=torch.zeros(1, 48, 48, 3)).args[0]
+    seen, sampled = [], []
 
     def spy(module, args, kwargs):
-        if torch.is_grad_enabled() and kwargs.get("ref_latents") is not None:
-            seen.append((tuple(args[0].shape), [tuple(r.shape) for r in kwargs["ref_latents"]]))
+        if kwargs.get("ref_latents") is not None:
+            (seen if torch.is_grad_enabled() else sampled).append(
+                (tuple(args[0].shape), [tuple(r.shape) for r in kwargs["ref_latents"]]))
     handle = model.model.diffusion_model.register_forward_pre_hook(spy, with_kwargs=True)
     out = []
     hook = model.model.diffusion_model.register_forward_hook(lambda m, a, o: out.append(tuple(o.shape)))
     try:
-        result = _bake(model, clip, vae, dataset, "edit_qwen_family_size", steps=2, batch=2)
+        result = _bake(model, clip, vae, dataset, "edit_qwen_family_size", steps=2, batch=2, samples=samples)
     finally:
         handle.remove()
         hook.remove()
     assert len(result.result.losses) == 2 and np.isfinite([v for _, v in result.result.losses]).all()
     assert seen and all(x[-2:] == (8, 8) and refs == [(2, 16, 1, 128, 128)] for x, refs in seen), seen
     assert all(o[-2:] == (8, 8) for o in out)
+    assert sampled and all(refs[0][-2:] == (128, 128) for _, refs in sampled), sampled
