@@ -150,13 +150,15 @@ TRAIN_THEN_SAMPLE_WAN = _family_graph("wan", [
 # their loader nodes): the file names are those of ComfyUI's own example workflows. The tests check each graph
 # with the host's prompt validation (node types, inputs, links, choices); the families themselves train,
 # save and sample through the host in tests/test_families_host.py.
+# Qwen-Image's text encoder and VAE, as ComfyUI's example workflows load them (text-to-image and edit alike).
+_QWEN_LOADERS = [
+    {"id": "te", "type": "CLIPLoader",
+     "widgets": {"clip_name": "qwen_2.5_vl_7b_fp8_scaled.safetensors", "type": "qwen_image"}},
+    {"id": "vae", "type": "VAELoader", "widgets": {"vae_name": "qwen_image_vae.safetensors"}}]
 TRAIN_QWEN_IMAGE = _family_graph("qwen_image", [
     {"id": "unet", "type": "UNETLoader",
      "widgets": {"unet_name": "qwen_image_fp8_e4m3fn.safetensors", "weight_dtype": "fp8_e4m3fn"}},
-    {"id": "te", "type": "CLIPLoader",
-     "widgets": {"clip_name": "qwen_2.5_vl_7b_fp8_scaled.safetensors", "type": "qwen_image"}},
-    {"id": "vae", "type": "VAELoader", "widgets": {"vae_name": "qwen_image_vae.safetensors"}},
-], {"type": "EmptySD3LatentImage", "widgets": {"width": 1328, "height": 1328, "batch_size": 1}}, None, 2.5,
+] + _QWEN_LOADERS, {"type": "EmptySD3LatentImage", "widgets": {"width": 1328, "height": 1328, "batch_size": 1}}, None, 2.5,
     real={"resolution": 1328, "steps": 20, "scheduler": "simple"})
 
 TRAIN_Z_IMAGE = _family_graph("z_image", [
@@ -312,10 +314,7 @@ TRAIN_EDIT_KONTEXT = _edit_graph("kontext", [
 TRAIN_EDIT_QWEN = _edit_graph("qwen", [
     {"id": "unet", "type": "UNETLoader",
      "widgets": {"unet_name": "qwen_image_edit_2509_fp8_e4m3fn.safetensors", "weight_dtype": "fp8_e4m3fn"}},
-    {"id": "te", "type": "CLIPLoader",
-     "widgets": {"clip_name": "qwen_2.5_vl_7b_fp8_scaled.safetensors", "type": "qwen_image"}},
-    {"id": "vae", "type": "VAELoader", "widgets": {"vae_name": "qwen_image_vae.safetensors"}},
-], {"type": "EmptySD3LatentImage", "widgets": {"width": 1024, "height": 1024, "batch_size": 1}}, 2.5, 1024, 20,
+] + _QWEN_LOADERS, {"type": "EmptySD3LatentImage", "widgets": {"width": 1024, "height": 1024, "batch_size": 1}}, 2.5, 1024, 20,
     qwen=True)
 TRAIN_EDIT_FLUX2 = _edit_graph("flux2", [
     {"id": "unet", "type": "UNETLoader", "widgets": {"unet_name": "flux2_dev_fp8mixed.safetensors"}},

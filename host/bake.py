@@ -106,8 +106,13 @@ def _to_pil(image: torch.Tensor) -> Image.Image:
 class _Sampler:
     """Sample images through the host's own sampler with the adapters attached (the current LoRA)."""
 
-    def __init__(self, spec: SampleSpec, hm: HostDiffusionModel, clip, vae, run_name: str):
+    def __init__(self, spec: SampleSpec, hm: HostDiffusionModel, clip, vae, run_name: str,
+                 control_side: int | None = None):
         self.spec, self.hm, self.clip, self.vae = spec, hm, clip, vae
+        # Edit samples take their control as training did: at the run's control_resolution side (None: the prompt's
+        # size), and on Qwen-Image-Edit with the prompt encoded with its picture.
+        self.control_side = control_side
+        self.text_sees_controls = bool(spec.controls) and reference.text_sees_controls(clip, hm.family)
         # The family's own cfg/steps/scheduler where the prompts kept the generic defaults, and its distilled
         # guidance (Flux dev, FLUX.2) set on the conditioning as the FluxGuidance node sets it.
         self.spec, self.guidance, note = family_sampling.for_family(spec, hm.family)
@@ -121,7 +126,6 @@ class _Sampler:
         self.dir = Path(folder_paths.get_output_directory()) / "kiln_samples" / run_name
         self.records: list[SampleRecord] = []
         self.control_latents: dict[tuple[int, int, int], torch.Tensor] = {}   # (prompt, width, height) -> latent
-        self.control_side: int | None = None   # the run's control_resolution side: samples take controls as it trained
 
     def empty_latent(self, width: int, height: int) -> torch.Tensor:
         """The empty latent the host's own Empty Latent Image + KSampler give for ``width`` x ``height``: a 1/8
@@ -135,7 +139,7 @@ class _Sampler:
         out = []
         with torch.no_grad():
             for i, p in enumerate(self.spec.prompts):
-                if self.spec.controls and reference.text_sees_controls(self.clip, self.hm.family):
+                if self.text_sees_controls:
                     # Qwen-Image-Edit: the prompt is encoded with its picture, as TextEncodeQwenImageEditPlus does
                     pos = reference.encode_with_controls(self.clip, p.prompt, [self.spec.controls[i]])
                 else:
@@ -320,9 +324,8 @@ class Bake:
         if self.samples and self.samples.prompts and main:
             # Samples without the training adapter, as ai-toolkit's (host/adapter.py).
             self.sampler = _Sampler(self.samples, training_adapter.for_samples(self.hm, self.model, self.adapter),
-                                    self.clip, self.vae, self.saver.dir.name)
-            self.sampler.control_side = control_side(getattr(getattr(self.dataset, "config", None),
-                                                             "control_resolution", "target"))
+                                    self.clip, self.vae, self.saver.dir.name,
+                                    control_side(self.dataset.config.control_resolution))
         hooks = TrainHooks(progress=self.progress,
                            check_interrupt=agreed_interrupt(throw_if_interrupted, self.shard, self.hm.device,
                                                             interrupt_exception_type()),

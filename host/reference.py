@@ -15,6 +15,7 @@ import logging
 import torch
 
 from .families import family_of
+from .training import autograd_safe
 
 log = logging.getLogger("kiln")
 
@@ -113,10 +114,7 @@ class ControlText:
         with contextlib.nullcontext() if self.train_text_encoder else torch.no_grad():
             for text, pictures in zip(captions, controls):
                 cond, extra = encode_with_controls(self.clip, text, [p[None] for p in pictures])[0]
-                if not self.train_text_encoder:   # host-made tensors may be inference tensors
-                    cond = cond.clone()
-                    extra = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in extra.items()}
-                out.append((cond, extra))
+                out.append((cond, extra) if self.train_text_encoder else autograd_safe(cond, extra))
         return out
 
 

@@ -214,11 +214,7 @@ class HostDiffusionModel:
                 tokens = self.clip.tokenize(text)
                 enc = self.clip.encode_from_tokens(tokens, return_pooled=True, return_dict=True)
                 cond = enc.pop("cond")
-                if not self.train_text_encoder:
-                    # Host-made tensors may be inference tensors; clones are safe to keep in autograd graphs.
-                    cond = cond.clone()
-                    enc = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in enc.items()}
-                out.append((cond, enc))
+                out.append((cond, enc) if self.train_text_encoder else autograd_safe(cond, enc))
         return out
 
     def _model_kwargs(self, conds, x_t, sizes=None):
@@ -261,6 +257,12 @@ class HostDiffusionModel:
 # Blocks that feed the residual stream itself (not a normalised copy) to a submodule and then add into it in place:
 # LTX-Video's block hands ``x`` to its cross-attention (``attn2(x, context)``) and then does ``x += ...``.
 # block class (module.class) -> the submodules whose first input is the residual.
+def autograd_safe(cond: torch.Tensor, extra: dict) -> tuple[torch.Tensor, dict]:
+    """A (cond, extras) pair the host encoded, as clones: host-made tensors may be inference tensors, and clones are
+    safe to keep in autograd graphs."""
+    return cond.clone(), {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in extra.items()}
+
+
 RESIDUAL_READERS = {"comfy.ldm.lightricks.model.BasicTransformerBlock": ("attn2",)}
 
 
@@ -331,8 +333,8 @@ class ReaderWatch:
 
     def __init__(self, root: torch.nn.Module):
         self.root = root
-        self.seen: list = []                 # readers that ran
-        self.changed_modules: set = set()    # ids of readers whose input was changed after they read it
+        self.seen: set = set()               # readers that ran
+        self.changed_modules: set = set()    # readers whose input was changed after they read it
         self.functional_changed = False
         self._reads: list = []               # (module or None for the functional norm, weakref to input, version)
 
@@ -354,13 +356,13 @@ class ReaderWatch:
                 h.remove()
             for module, ref, version in self._reads:
                 x = ref()
-                if module is not None:
-                    self.seen.append(module)
-                if x is not None and x._version != version:
-                    if module is None:
-                        self.functional_changed = True
-                    else:
-                        self.changed_modules.add(id(module))
+                changed = x is not None and x._version != version
+                if module is None:
+                    self.functional_changed |= changed
+                else:
+                    self.seen.add(module)
+                    if changed:
+                        self.changed_modules.add(module)
             self._reads = []
 
     def _noting_functional(self, real):
@@ -374,8 +376,7 @@ class ReaderWatch:
         return bool(self.changed_modules) or self.functional_changed
 
     def result(self) -> UnchangedReaders:
-        return UnchangedReaders(frozenset(m for m in self.seen if id(m) not in self.changed_modules),
-                                not self.functional_changed)
+        return UnchangedReaders(frozenset(self.seen - self.changed_modules), not self.functional_changed)
 
 
 @contextlib.contextmanager
